@@ -1,0 +1,79 @@
+# gtseg: every entry point installs what it needs first (idempotent, stamp files), then runs.
+# Nothing here needs AWS credentials, Docker or a network beyond PyPI/npm (and only in setup).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PIP         := $(PY) -m pip
+# Lambda target platform; infra/settings.py reads the same values (keep them in step).
+LAMBDA_PYTHON_VERSION ?= 3.13
+LAMBDA_PLATFORMS := --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64
+WHEELHOUSE  := build/wheelhouse
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export CDK_DISABLE_VERSION_CHECK := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Fake, process-scoped credentials for targets that run boto3 against moto. Never for cdk (P10).
+FAKE_AWS := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing \
+            AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+
+.PHONY: help setup demo test test-fast bench synth lint clean distclean
+
+help:
+	@echo "make demo   - install, then run a local labeling job end to end (no AWS account)"
+	@echo "make test   - install, then lint and run every test"
+	@echo "make bench  - consolidation accuracy/speed/memory benchmark"
+	@echo "make synth  - cdk synth (real CDK CLI, cdk-nag on, offline, Docker-free bundling)"
+	@echo "make lint   - ruff + cfn-lint on the synthesized template"
+	@echo "make setup  - only install (.venv, node_modules, Lambda wheelhouse)"
+
+setup: $(VENV)/.installed node_modules/.installed $(WHEELHOUSE)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -U 'pip>=25'
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+# arm64 wheels for the Lambda layer, fetched once so synth and tests never reach the network.
+$(WHEELHOUSE)/.installed: lambdas/requirements.txt Makefile $(VENV)/.installed
+	mkdir -p $(WHEELHOUSE)
+	$(PIP) download -q -d $(WHEELHOUSE) --only-binary=:all: --implementation cp \
+	  --python-version $(LAMBDA_PYTHON_VERSION) $(LAMBDA_PLATFORMS) -r lambdas/requirements.txt
+	touch $@
+
+demo: setup
+	$(FAKE_AWS) $(PY) -m gtseg.cli simulate
+
+test: setup
+	$(PY) -m ruff check .
+	$(FAKE_AWS) $(PY) -m pytest
+
+test-fast: setup
+	$(FAKE_AWS) $(PY) -m pytest -m "not slow" -x -q
+
+bench: setup
+	$(FAKE_AWS) $(PY) bench/bench_consolidation.py
+
+synth: setup
+	npx cdk synth -q
+
+lint: setup synth
+	$(PY) -m ruff check .
+	$(VENV)/bin/cfn-lint
+
+clean:
+	rm -rf cdk.out .pytest_cache .ruff_cache demo-output
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -not -path './node_modules/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules build
