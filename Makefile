@@ -6,8 +6,11 @@ SHELL := /bin/bash
 VENV        := .venv
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip
-# Lambda target platform; infra/settings.py reads the same values (keep them in step).
-LAMBDA_PYTHON_VERSION ?= 3.13
+# Lambda target platform. infra/settings.py reads these two lines (the single source of truth), so
+# the wheelhouse and the stack cannot drift. 3.14: the newest python runtime aws-cdk-lib 2.275 offers,
+# and numpy 2.5.5 / pillow 13.0.0 / pydantic-core 2.50.5 publish cp314 aarch64 wheels for it.
+LAMBDA_PYTHON_VERSION ?= 3.14
+export LAMBDA_PYTHON_VERSION
 LAMBDA_PLATFORMS := --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64
 WHEELHOUSE  := build/wheelhouse
 
