@@ -1,0 +1,313 @@
+"""Pre-annotation Lambda: Ground Truth calls it once per data object, before the task is created.
+
+Thin: parse the request, read what the logic needs (image header, label-category file, optional
+model pre-label), let ``gtseg.pre_annotation`` decide, answer. It never raises: an exception here
+fails the whole labeling job (protocol doc §1.4), so every problem becomes
+``isHumanAnnotationRequired: false`` plus a logged reason and a metric.
+
+Environment (all optional): LABEL_CATEGORY_CONFIG_URI, PRIOR_LABEL_ATTRIBUTE,
+PRELABEL_ENDPOINT_NAME, OUTPUT_BUCKET.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from gtseg.images import ImageHeaderError, ImageInfo, UnsupportedImageError, probe_image
+from gtseg.labels import LabelCategoryConfig, LabelError
+from gtseg.manifest import job_name_from_arn
+from gtseg.observability import MetricUnit, logger, metrics
+from gtseg.pre_annotation import (
+    InitialValue,
+    InitialValueOutcome,
+    Outcome,
+    SkipObject,
+    build_task_input,
+    check_image,
+    decode_prelabel,
+    encode_prelabel_png,
+    find_prior_mask,
+    image_source,
+    prelabel_initial_value,
+    prelabel_key,
+    resolve_labels,
+    skipped_task_input,
+)
+from gtseg.protocol import PreAnnotationRequest, PreAnnotationResponse
+from gtseg.storage import BOTO_CONFIG, S3Store, StorageError
+
+# The endpoint must answer well inside the Lambda's own timeout; a slow model is skipped, not
+# waited for (no retries: a retry doubles the wait for the same likely failure).
+PRELABEL_CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"total_max_attempts": 1})
+PRELABEL_ACCEPT = "image/png, application/json"
+
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    label_category_config_uri: str | None
+    prior_label_attribute: str | None
+    prelabel_endpoint_name: str | None
+    output_bucket: str | None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        # Read per invocation (a handful of dict lookups), so tests and the local emulator can
+        # change the environment between calls.
+        def opt(name: str) -> str | None:
+            value = os.environ.get(name, "").strip()
+            return value or None
+
+        return cls(
+            label_category_config_uri=opt("LABEL_CATEGORY_CONFIG_URI"),
+            prior_label_attribute=opt("PRIOR_LABEL_ATTRIBUTE"),
+            prelabel_endpoint_name=opt("PRELABEL_ENDPOINT_NAME"),
+            output_bucket=opt("OUTPUT_BUCKET"),
+        )
+
+
+class AwsClients:
+    """Created on first use and kept for the container's life; tests assign fakes."""
+
+    def __init__(self) -> None:
+        self.store: S3Store | None = None
+        self.sagemaker: Any = None
+        self.sagemaker_runtime: Any = None
+
+    def get_store(self) -> S3Store:
+        if self.store is None:
+            self.store = S3Store()
+        return self.store
+
+    def get_sagemaker(self) -> Any:
+        if self.sagemaker is None:
+            self.sagemaker = boto3.client("sagemaker", config=BOTO_CONFIG)
+        return self.sagemaker
+
+    def get_sagemaker_runtime(self) -> Any:
+        if self.sagemaker_runtime is None:
+            self.sagemaker_runtime = boto3.client("sagemaker-runtime", config=PRELABEL_CLIENT_CONFIG)
+        return self.sagemaker_runtime
+
+
+CLIENTS = AwsClients()
+# Label-category files for the life of the container: "job:<arn>" and "uri:<s3 uri>" keys.
+# Ground Truth calls once per object, so without this every object would describe the job again.
+LABEL_CACHE: dict[str, LabelCategoryConfig] = {}
+
+
+def reset_state() -> None:
+    """Forget cached label files and clients (tests; a new container starts like this)."""
+    LABEL_CACHE.clear()
+    CLIENTS.__init__()
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    try:
+        response = _answer(event)
+    except Exception as exc:  # the last line of defence: never fail the labeling job
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        logger.exception(
+            "pre-annotation failed unexpectedly; the object is skipped", extra={"reason": reason}
+        )
+        _count(Outcome.INTERNAL_ERROR)
+        response = PreAnnotationResponse(
+            taskInput=skipped_task_input(reason), isHumanAnnotationRequired=False
+        )
+    finally:
+        _flush_metrics()
+        logger.remove_keys(["labeling_job_arn", "source_ref"])
+    return response.to_wire()
+
+
+def _answer(event: Any) -> PreAnnotationResponse:
+    try:
+        request = PreAnnotationRequest.model_validate(event)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        return _skip(Outcome.INVALID_EVENT, f"not a pre-annotation request ({problems})")
+    job_arn = request.labeling_job_arn if isinstance(request.labeling_job_arn, str) else None
+    source = request.data_object.get("source-ref")
+    logger.append_keys(labeling_job_arn=job_arn, source_ref=source if isinstance(source, str) else None)
+    settings = Settings.from_env()
+    try:
+        return _task_for(request.data_object, job_arn, settings)
+    except SkipObject as skip:
+        return _skip(skip.outcome, skip.reason)
+
+
+def _task_for(data_object: dict[str, Any], job_arn: str | None, settings: Settings) -> PreAnnotationResponse:
+    source_ref = image_source(data_object)
+    info = _checked_image(source_ref)
+    resolved = resolve_labels(
+        data_object,
+        [
+            ("label-category file of the job", lambda: _job_label_config(job_arn)),
+            ("LABEL_CATEGORY_CONFIG_URI", lambda: _env_label_config(settings.label_category_config_uri)),
+        ],
+    )
+    prior = find_prior_mask(data_object, resolved.labels, settings.prior_label_attribute)
+    for note in prior.notes:
+        logger.info(note)
+    initial_value = prior.initial_value
+    if prior.problem:
+        # The task still goes out, starting from an empty canvas: better than no task at all.
+        logger.warning("prior mask not offered", extra={"reason": prior.problem})
+        _count(InitialValueOutcome.PRIOR_REJECTED)
+    elif initial_value is not None:
+        _count(InitialValueOutcome.PRIOR_USED)
+    if initial_value is None and settings.prelabel_endpoint_name:
+        # Human work already on the line wins over a model's guess, so the model is asked only here.
+        initial_value = _prelabel(source_ref, info, resolved.labels, job_arn, settings)
+    task_input = build_task_input(source_ref, resolved.labels, data_object, initial_value)
+    logger.info(
+        "task created",
+        extra={
+            "labels_from": resolved.source,
+            "label_count": len(resolved.labels),
+            "image": f"{info.format.value} {info.width}x{info.height}",
+            "initial_value": initial_value.origin if initial_value else None,
+        },
+    )
+    _count(Outcome.TASK_CREATED)
+    return PreAnnotationResponse(taskInput=task_input, isHumanAnnotationRequired=True)
+
+
+def _skip(outcome: Outcome, reason: str) -> PreAnnotationResponse:
+    logger.warning("object skipped: no task is created", extra={"outcome": outcome.value, "reason": reason})
+    _count(outcome)
+    return PreAnnotationResponse(taskInput=skipped_task_input(reason), isHumanAnnotationRequired=False)
+
+
+# --------------------------------------------------------------------------- the image
+
+
+def _checked_image(source_ref: str) -> ImageInfo:
+    store = CLIENTS.get_store()
+    try:
+        info, size = probe_image(lambda first, last: store.get_range(source_ref, first, last))
+    except StorageError as exc:
+        code = _error_code(exc)
+        if code in _MISSING_CODES:
+            raise SkipObject(Outcome.MISSING_OBJECT, f"{source_ref} does not exist ({code})") from None
+        if code == "InvalidRange":  # S3's answer to a ranged GET of a 0-byte object
+            raise SkipObject(Outcome.UNSUPPORTED_IMAGE, f"{source_ref} is an empty file") from None
+        raise SkipObject(Outcome.UNREADABLE_OBJECT, str(exc)) from None
+    except UnsupportedImageError as exc:
+        raise SkipObject(Outcome.UNSUPPORTED_IMAGE, f"{source_ref}: {exc}") from None
+    except ImageHeaderError as exc:
+        raise SkipObject(Outcome.UNSUPPORTED_IMAGE, f"{source_ref} is not a readable image: {exc}") from None
+    for note in check_image(source_ref, info, size):
+        logger.warning(note)
+    return info
+
+
+def _error_code(exc: BaseException) -> str | None:
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code"))
+    return None
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _job_label_config(job_arn: str | None) -> LabelCategoryConfig | None:
+    """The job's own label-category file (DescribeLabelingJob), cached per job ARN."""
+    if not job_arn or ":labeling-job/" not in job_arn:
+        return None
+    cached = LABEL_CACHE.get(f"job:{job_arn}")
+    if cached is not None:
+        return cached
+    try:
+        described = CLIENTS.get_sagemaker().describe_labeling_job(LabelingJobName=job_name_from_arn(job_arn))
+    except Exception as exc:  # permissions, throttling, an emulator without the API: try the next source
+        logger.warning("cannot describe the labeling job", extra={"reason": f"{type(exc).__name__}: {exc}"})
+        return None
+    uri = described.get("LabelCategoryConfigS3Uri")
+    if not isinstance(uri, str) or not uri:
+        return None
+    config = _read_label_config(uri)
+    LABEL_CACHE[f"job:{job_arn}"] = config
+    return config
+
+
+def _env_label_config(uri: str | None) -> LabelCategoryConfig | None:
+    if not uri:
+        return None
+    cached = LABEL_CACHE.get(f"uri:{uri}")
+    if cached is None:
+        cached = LABEL_CACHE[f"uri:{uri}"] = _read_label_config(uri)
+    return cached
+
+
+def _read_label_config(uri: str) -> LabelCategoryConfig:
+    try:
+        data = CLIENTS.get_store().get_bytes(uri)
+    except (StorageError, ValueError) as exc:  # ValueError: not an s3:// URI
+        raise LabelError(f"cannot read the label-category file: {exc}") from None
+    try:
+        return LabelCategoryConfig.parse(data)
+    except LabelError as exc:
+        raise LabelError(f"{uri}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- model pre-labels
+
+
+def _prelabel(
+    source_ref: str, info: ImageInfo, labels: tuple[str, ...], job_arn: str | None, settings: Settings
+) -> InitialValue | None:
+    """Ask the endpoint for a class-index mask; any failure means no pre-label, never an error."""
+    if not settings.output_bucket:
+        logger.warning("PRELABEL_ENDPOINT_NAME is set but OUTPUT_BUCKET is not; no pre-label")
+        _count(InitialValueOutcome.PRELABEL_FAILED)
+        return None
+    try:
+        image = CLIENTS.get_store().get_bytes(source_ref)
+        answer = CLIENTS.get_sagemaker_runtime().invoke_endpoint(
+            EndpointName=settings.prelabel_endpoint_name,
+            ContentType=f"image/{info.format.value}",
+            Accept=PRELABEL_ACCEPT,
+            Body=image,
+        )
+        body = answer["Body"].read()
+        indices = decode_prelabel(body, answer.get("ContentType"), len(labels) + 1, (info.width, info.height))
+        uri = f"s3://{settings.output_bucket}/{prelabel_key(job_name_from_arn(job_arn), source_ref)}"
+        CLIENTS.get_store().put_bytes(uri, encode_prelabel_png(indices, labels), "image/png")
+    except Exception as exc:  # timeout, endpoint error, bad mask, write failure: all mean "no pre-label"
+        logger.warning(
+            "model pre-label failed; the task starts empty",
+            extra={"endpoint": settings.prelabel_endpoint_name, "reason": f"{type(exc).__name__}: {exc}"},
+        )
+        _count(InitialValueOutcome.PRELABEL_FAILED)
+        return None
+    _count(InitialValueOutcome.PRELABEL_USED)
+    return prelabel_initial_value(uri, labels)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _count(outcome: Outcome | InitialValueOutcome) -> None:
+    try:
+        metrics.add_metric(name=outcome.value, unit=MetricUnit.Count, value=1)
+    except Exception:  # a metrics problem must not turn into a failed labeling job
+        logger.warning("could not record metric", extra={"metric": outcome.value})
+
+
+def _flush_metrics() -> None:
+    try:
+        metrics.flush_metrics()
+    except Exception:
+        logger.warning("could not flush metrics")
