@@ -1,0 +1,725 @@
+"""``gtseg export``: an output manifest -> a training-ready segmentation dataset.
+
+Works for gtseg jobs and Ground Truth's built-in semantic-segmentation jobs alike: each line
+carries ``<lan>`` (the consolidated PNG) and ``<lan>-metadata.internal-color-map`` (that object's
+index -> class-name/hex-color). Colour maps may differ between objects (indices drift, colours
+change), so they are reconciled **by class name** into one stable class map for the whole export:
+the first map seen fixes the order, a class that appears later is appended, a name seen with a
+different colour keeps its first colour (names win, the difference is reported), and one colour
+used by two names within one object is an error for that object only.
+
+The manifest is streamed line by line; a line that cannot be exported (missing PNG, conflicting
+map, no label) is reported with its line number while the rest is still exported.
+
+Formats (every format also writes ``labels.json``, ``previews/`` and ``splits/{train,val}.txt``):
+  index       images/, masks/ (8-bit single channel, pixel = class index), index.jsonl
+  voc         JPEGImages/, SegmentationClass/ (palette PNG, pixel = class index),
+              ImageSets/Segmentation/{train,val}.txt
+  cityscapes  leftImg8bit/<split>/gtseg/<stem>_leftImg8bit.png,
+              gtFine/<split>/gtseg/<stem>_gtFine_labelIds.png and _gtFine_color.png
+  coco        images/, annotations/{train,val}.json with one uncompressed-RLE annotation per
+              class per image (category id = class index; background is not annotated)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from gtseg.jobdata import (
+    JobData,
+    JobDataError,
+    ProgressCallback,
+    is_s3,
+    job_prefix_from_manifest,
+    job_prefix_from_mask_uri,
+    parent_ref,
+    read_sidecar,
+    ref_name,
+)
+from gtseg.labels import BACKGROUND, BACKGROUND_COLOR, ClassMap, LabelError, default_colors, normalize_hex
+from gtseg.manifest import (
+    ManifestError,
+    ManifestLine,
+    metadata_key,
+    parse_manifest,
+    safe_filename,
+    segmentation_attributes,
+)
+from gtseg.masks import MaskError, encode_index_png, indices_to_rgb, read_class_mask
+
+FORMATS = ("index", "voc", "cityscapes", "coco")
+LABELS_SCHEMA = "gtseg/labels@1"
+DEFAULT_VAL_FRACTION = 0.2
+MAX_CLASSES = 256  # 8-bit masks
+
+
+class ExportError(RuntimeError):
+    """A problem that stops the whole export (bad arguments, ambiguous label attribute)."""
+
+
+# --------------------------------------------------------------------------- class maps
+
+
+@dataclass(frozen=True)
+class ObjectClasses:
+    """One object's own class map and how its indices map onto the export's class map."""
+
+    class_map: ClassMap
+    to_global: np.ndarray  # (256,) uint8: object class index -> export class index
+    new_classes: tuple[tuple[str, str], ...]  # (name, colour) this object adds to the export
+
+
+def parse_color_map(color_map: Any) -> ClassMap:
+    """An ``internal-color-map`` -> ClassMap, with errors that say exactly what is wrong."""
+    if not isinstance(color_map, Mapping) or not color_map:
+        raise LabelError("internal-color-map is missing or empty")
+    seen: dict[str, str] = {}
+    for key, entry in color_map.items():
+        if not isinstance(entry, Mapping):
+            raise LabelError(f"internal-color-map[{key!r}] is not an object")
+        name, color = entry.get("class-name"), entry.get("hex-color")
+        if not isinstance(name, str):
+            raise LabelError(f"internal-color-map[{key!r}] has no class-name")
+        if not isinstance(color, str):
+            raise LabelError(f"internal-color-map[{key!r}] ({name!r}) has no hex-color")
+        hx = normalize_hex(color)
+        if hx in seen and seen[hx] != name:
+            raise LabelError(f"colour {hx} is used by both {seen[hx]!r} and {name!r} in this object's colour map")
+        seen[hx] = name
+    return ClassMap.from_internal_color_map(color_map)
+
+
+class ClassReconciler:
+    """Builds one stable class map from many objects' colour maps, by class name."""
+
+    def __init__(self, seed: ClassMap | None = None) -> None:
+        base = seed or ClassMap(names=(BACKGROUND,), colors=(BACKGROUND_COLOR,))
+        self.names: list[str] = list(base.names)
+        self.colors: list[str] = list(base.colors)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        # name -> every colour seen for it (only names seen with more than one are reported)
+        self._colors_seen: dict[str, set[str]] = {n: {c} for n, c in zip(self.names, self.colors, strict=True)}
+
+    def class_map(self) -> ClassMap:
+        return ClassMap(names=tuple(self.names), colors=tuple(self.colors))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def plan(self, object_map: ClassMap) -> ObjectClasses:
+        """How ``object_map`` maps onto this export's classes (nothing changes until ``commit``)."""
+        lut = np.zeros(256, dtype=np.uint8)
+        used = set(self.colors)
+        new: list[tuple[str, str]] = []
+        for i, (name, color) in enumerate(zip(object_map.names, object_map.colors, strict=True)):
+            if name in self._index:
+                lut[i] = self._index[name]
+                continue
+            if len(self.names) + len(new) >= MAX_CLASSES:
+                raise LabelError(f"class {name!r} would be class {MAX_CLASSES}; 8-bit masks hold {MAX_CLASSES}")
+            if color in used:  # that colour already belongs to another class: pick a free one
+                color = next(c for c in default_colors(len(used) + len(new) + 1) if c not in used)
+            used.add(color)
+            lut[i] = len(self.names) + len(new)
+            new.append((name, color))
+        return ObjectClasses(object_map, lut, tuple(new))
+
+    def commit(self, planned: ObjectClasses) -> None:
+        for name, color in planned.new_classes:
+            if name not in self._index:
+                self._index[name] = len(self.names)
+                self.names.append(name)
+                self.colors.append(color)
+        for name, color in zip(planned.class_map.names, planned.class_map.colors, strict=True):
+            self._colors_seen.setdefault(name, set()).add(color)
+
+    def add(self, object_map: ClassMap) -> ObjectClasses:
+        planned = self.plan(object_map)
+        self.commit(planned)
+        return planned
+
+    def add_labels(self, label_colors: Mapping[str, Any]) -> None:
+        """Append labels (name -> colour) not yet known, e.g. from workers' ``labelMappings``."""
+        for name, color in label_colors.items():
+            if name == BACKGROUND or name in self._index:
+                continue
+            try:
+                hx = normalize_hex(color)
+            except LabelError:
+                hx = BACKGROUND_COLOR
+            if hx == BACKGROUND_COLOR:  # no usable colour: take a free one
+                hx = next(c for c in default_colors(len(self.colors) + 1) if c not in self.colors)
+            self.add(ClassMap(names=(BACKGROUND, name), colors=(BACKGROUND_COLOR, hx)))
+
+    def color_conflicts(self) -> dict[str, list[str]]:
+        """Class names seen with more than one colour (the export keeps the first)."""
+        return {n: sorted(c) for n, c in self._colors_seen.items() if len(c) > 1}
+
+
+def load_class_map_file(text: str | bytes) -> ClassMap:
+    """A ``labels.json`` written by a previous export, or a label-category file, -> ClassMap."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise LabelError(f"class map file is not valid JSON: {exc}") from exc
+    if isinstance(doc, Mapping) and isinstance(doc.get("classes"), list):
+        classes = sorted(doc["classes"], key=lambda c: int(c["index"]))
+        return ClassMap(names=tuple(c["name"] for c in classes), colors=tuple(c["color"] for c in classes))
+    if isinstance(doc, Mapping) and isinstance(doc.get("labels"), list):
+        return ClassMap.from_labels(e["label"] if isinstance(e, Mapping) else e for e in doc["labels"])
+    raise LabelError("class map file needs 'classes' (gtseg labels.json) or 'labels' (label-category file)")
+
+
+# --------------------------------------------------------------------------- COCO RLE
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """Binary (H, W) mask -> COCO uncompressed RLE ``{"size": [H, W], "counts": [...]}``.
+
+    Counts are run lengths over the mask in column-major (Fortran) order, starting with a run
+    of zeros (which may be 0), exactly as pycocotools' ``frPyObjects`` expects.
+    """
+    if mask.ndim != 2:
+        raise ValueError("rle_encode needs a 2-D mask")
+    height, width = mask.shape
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    if flat.size == 0:
+        return {"size": [int(height), int(width)], "counts": [0]}
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], change, [flat.size]))
+    runs = np.diff(bounds)
+    if flat[0]:
+        runs = np.concatenate(([0], runs))
+    return {"size": [int(height), int(width)], "counts": [int(r) for r in runs]}
+
+
+def rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
+    """COCO uncompressed RLE -> binary (H, W) mask (the inverse of ``rle_encode``)."""
+    height, width = (int(v) for v in rle["size"])
+    counts = np.asarray(rle["counts"], dtype=np.int64)
+    if counts.sum() != height * width:
+        raise ValueError(f"RLE counts sum to {int(counts.sum())}, not {height}x{width}")
+    values = np.arange(len(counts)) % 2 == 1
+    flat = np.repeat(values, counts)
+    return flat.reshape((height, width), order="F")
+
+
+def mask_bbox(mask: np.ndarray) -> list[float]:
+    """COCO bbox ``[x, y, width, height]`` of a binary mask ([0, 0, 0, 0] when empty)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    return [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
+
+
+# --------------------------------------------------------------------------- splits and names
+
+
+def split_for(key: str, val_fraction: float) -> str:
+    """Deterministic train/val assignment from a hash of ``key`` (normally the source-ref):
+    the same image lands in the same split in every export, whatever the manifest order."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+class StemAllocator:
+    """Unique, filesystem-safe file stems from source-refs (or mask names)."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+
+    def allocate(self, key: str, wanted: str) -> str:
+        stem = safe_filename(wanted)
+        if stem.lower() in self._used:  # case-insensitive filesystems too
+            stem = f"{stem}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:8]}"
+            n = 1
+            base = stem
+            while stem.lower() in self._used:
+                n += 1
+                stem = f"{base}-{n}"
+        self._used.add(stem.lower())
+        return stem
+
+
+def _stem_and_ext(ref: str) -> tuple[str, str]:
+    name = PurePosixPath(ref_name(ref).replace("\\", "/")).name
+    path = PurePosixPath(name)
+    suffix = path.suffix.lower()
+    if not suffix or len(suffix) > 6:
+        return name, ""
+    return path.stem, "." + safe_filename(suffix[1:])
+
+
+# --------------------------------------------------------------------------- writers
+
+
+@dataclass
+class ExportedObject:
+    line: int
+    stem: str
+    split: str
+    source_ref: str | None
+    mask_ref: str
+    indices: np.ndarray  # (H, W) uint8 export class indices
+    image_bytes: bytes | None  # None with --no-copy-images
+    image_ext: str
+
+
+class DatasetWriter:
+    """Writes one format's layout. Subclasses add their files; this one writes what all share."""
+
+    def __init__(self, out: Path, copy_images: bool) -> None:
+        self.out = out
+        self.copy_images = copy_images
+        self._split_files: dict[str, Any] = {}
+
+    def _write(self, rel: str, data: bytes) -> str:
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return rel
+
+    def _split_line(self, split: str, text: str) -> None:
+        handle = self._split_files.get(split)
+        if handle is None:
+            (self.out / "splits").mkdir(parents=True, exist_ok=True)
+            handle = self._split_files[split] = open(  # noqa: SIM115 - kept open across objects, closed in finish()
+                self.out / "splits" / f"{split}.txt", "w", encoding="utf-8"
+            )
+        handle.write(text + "\n")
+
+    def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
+        preview = self._write(f"previews/{obj.stem}.png", _png(indices_to_rgb(obj.indices, class_map)))
+        self._split_line(obj.split, obj.stem)
+        return {"preview": preview}
+
+    def finish(self, class_map: ClassMap) -> None:
+        for handle in self._split_files.values():
+            handle.close()
+        for split in ("train", "val"):  # both files exist even when a split is empty
+            path = self.out / "splits" / f"{split}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+    def image_entry(self, obj: ExportedObject, rel: str) -> str:
+        """Copy the image to ``rel`` or, with --no-copy-images, reference the original."""
+        if obj.image_bytes is None:
+            return obj.source_ref or ""
+        return self._write(rel, obj.image_bytes)
+
+
+class IndexWriter(DatasetWriter):
+    def __init__(self, out: Path, copy_images: bool) -> None:
+        super().__init__(out, copy_images)
+        self._index = open(out / "index.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed in finish()
+
+    def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
+        files = super().write(obj, class_map)
+        files["image"] = self.image_entry(obj, f"images/{obj.stem}{obj.image_ext}")
+        files["mask"] = self._write(f"masks/{obj.stem}.png", _png(obj.indices))
+        row = {"stem": obj.stem, "split": obj.split, "line": obj.line, "source-ref": obj.source_ref, **files}
+        self._index.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return files
+
+    def finish(self, class_map: ClassMap) -> None:
+        self._index.close()
+        super().finish(class_map)
+
+
+class VocWriter(DatasetWriter):
+    def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
+        files = super().write(obj, class_map)
+        files["image"] = self.image_entry(obj, f"JPEGImages/{obj.stem}{obj.image_ext}")
+        files["mask"] = self._write(f"SegmentationClass/{obj.stem}.png", encode_index_png(obj.indices, class_map))
+        return files
+
+    def finish(self, class_map: ClassMap) -> None:
+        super().finish(class_map)
+        sets = self.out / "ImageSets" / "Segmentation"
+        sets.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "val"):
+            shutil.copyfile(self.out / "splits" / f"{split}.txt", sets / f"{split}.txt")
+
+
+class CityscapesWriter(DatasetWriter):
+    CITY = "gtseg"  # Cityscapes groups images by city; one folder holds them all
+
+    def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
+        files = super().write(obj, class_map)
+        base = f"{obj.split}/{self.CITY}/{obj.stem}"
+        image = obj
+        if obj.image_bytes is not None and obj.image_ext != ".png":
+            # Cityscapes tooling expects *_leftImg8bit.png: re-encode (lossless from here on)
+            image = ExportedObject(**{**obj.__dict__, "image_bytes": _to_png(obj.image_bytes), "image_ext": ".png"})
+        files["image"] = self.image_entry(image, f"leftImg8bit/{base}_leftImg8bit.png")
+        files["mask"] = self._write(f"gtFine/{base}_gtFine_labelIds.png", _png(obj.indices))
+        files["color"] = self._write(f"gtFine/{base}_gtFine_color.png", _png(indices_to_rgb(obj.indices, class_map)))
+        return files
+
+
+class CocoWriter(DatasetWriter):
+    """COCO JSON per split, assembled at the end from line-per-record temporary files, so
+    thousands of objects never sit in memory together."""
+
+    def __init__(self, out: Path, copy_images: bool) -> None:
+        super().__init__(out, copy_images)
+        self._tmp = Path(tempfile.mkdtemp(prefix=".coco-", dir=out))
+        self._parts: dict[tuple[str, str], Any] = {}
+        self._image_id = 0
+        self._annotation_id = 0
+
+    def _part(self, split: str, kind: str) -> Any:
+        key = (split, kind)
+        if key not in self._parts:
+            self._parts[key] = open(self._tmp / f"{split}.{kind}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        return self._parts[key]
+
+    def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
+        files = super().write(obj, class_map)
+        files["image"] = self.image_entry(obj, f"images/{obj.stem}{obj.image_ext}")
+        self._image_id += 1
+        height, width = obj.indices.shape
+        image = {"id": self._image_id, "file_name": files["image"], "height": int(height), "width": int(width)}
+        self._part(obj.split, "images").write(json.dumps(image, ensure_ascii=False) + "\n")
+        present = np.flatnonzero(np.bincount(obj.indices.ravel(), minlength=len(class_map)))
+        annotations = self._part(obj.split, "annotations")
+        for class_index in present:
+            if class_index == 0:
+                continue
+            binary = obj.indices == class_index
+            self._annotation_id += 1
+            annotation = {
+                "id": self._annotation_id,
+                "image_id": self._image_id,
+                "category_id": int(class_index),
+                "segmentation": rle_encode(binary),
+                "area": int(binary.sum()),
+                "bbox": mask_bbox(binary),
+                # semantic (stuff-style) masks: iscrowd 0, so trainers do not ignore them
+                "iscrowd": 0,
+            }
+            annotations.write(json.dumps(annotation) + "\n")
+        return files
+
+    def finish(self, class_map: ClassMap) -> None:
+        super().finish(class_map)
+        for handle in self._parts.values():
+            handle.close()
+        categories = [
+            {"id": i, "name": name, "supercategory": "class", "color": color}
+            for i, (name, color) in enumerate(zip(class_map.names, class_map.colors, strict=True))
+            if i > 0
+        ]
+        (self.out / "annotations").mkdir(parents=True, exist_ok=True)
+        for split in ("train", "val"):
+            with open(self.out / "annotations" / f"{split}.json", "w", encoding="utf-8") as out:
+                out.write('{"info": {"description": "gtseg export", "version": "1.0"}, "licenses": [],\n')
+                out.write(f'"categories": {json.dumps(categories, ensure_ascii=False)},\n')
+                for kind in ("images", "annotations"):
+                    out.write(f'"{kind}": [')
+                    part = self._tmp / f"{split}.{kind}.jsonl"
+                    if part.exists():
+                        with open(part, encoding="utf-8") as records:
+                            for n, record in enumerate(records):
+                                out.write(("," if n else "") + "\n" + record.rstrip("\n"))
+                    out.write("]" + (",\n" if kind == "images" else "\n"))
+                out.write("}\n")
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+WRITERS: dict[str, type[DatasetWriter]] = {
+    "index": IndexWriter,
+    "voc": VocWriter,
+    "cityscapes": CityscapesWriter,
+    "coco": CocoWriter,
+}
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _to_png(image_bytes: bytes) -> bytes:
+    with Image.open(io.BytesIO(image_bytes)) as image:
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- the manifest side
+
+
+def mask_attributes(line: Mapping[str, Any]) -> list[str]:
+    """Label attributes on a line that point at a mask: those with an internal-color-map, plus
+    ``<lan>`` = a .png reference whose metadata lacks the map (custom jobs, where Ground Truth
+    may replace the metadata; the colour map then comes from gtseg's sidecar)."""
+    found = set(segmentation_attributes(line))
+    for key, value in line.items():
+        if isinstance(value, str) and value.lower().endswith(".png") and isinstance(line.get(metadata_key(key)), Mapping):
+            found.add(key)
+    return sorted(found)
+
+
+def object_color_map(data: JobData, line: Mapping[str, Any], attribute: str, mask_ref: str) -> Mapping[str, Any]:
+    """The object's internal-color-map: from its metadata, else from gtseg's sidecar."""
+    meta = line.get(metadata_key(attribute))
+    if isinstance(meta, Mapping) and isinstance(meta.get("internal-color-map"), Mapping):
+        return meta["internal-color-map"]
+    sidecar = read_sidecar(data, mask_ref)
+    if sidecar and isinstance(sidecar.get("classes"), list):
+        return {
+            str(c["index"]): {"class-name": c["class-name"], "hex-color": c["hex-color"]}
+            for c in sidecar["classes"]
+            if isinstance(c, Mapping) and {"index", "class-name", "hex-color"} <= c.keys()
+        }
+    raise LabelError(f"{metadata_key(attribute)} has no internal-color-map and there is no gtseg sidecar")
+
+
+def failure_reason(line: Mapping[str, Any], attribute: str | None) -> str | None:
+    """Ground Truth's (or gtseg's) failure-reason for an object that got no label."""
+    candidates = [metadata_key(attribute)] if attribute else [k for k in line if k.endswith("-metadata")]
+    for key in candidates:
+        meta = line.get(key)
+        if isinstance(meta, Mapping) and meta.get("failure-reason") and key[: -len("-metadata")] not in line:
+            return str(meta["failure-reason"])
+    return None
+
+
+class AttributeChooser:
+    """Which label attribute to export: ``--label-attribute``, else the only one the lines carry."""
+
+    def __init__(self, requested: str | None) -> None:
+        self.chosen = requested
+
+    def choose(self, line: ManifestLine) -> str | None:
+        if self.chosen is not None:
+            return self.chosen if isinstance(line.data.get(self.chosen), str) else None
+        found = mask_attributes(line.data)
+        if len(found) > 1:
+            raise ExportError(
+                f"line {line.number} has several segmentation labels ({', '.join(found)}); "
+                "choose one with --label-attribute"
+            )
+        if found:
+            self.chosen = found[0]
+            return self.chosen
+        return None
+
+
+def auto_map_local_job(data: JobData, manifest_ref: str, mask_uri: str) -> None:
+    """A job synced to a local folder: map its S3 prefix to the folder, once, when the folder
+    name matches the job folder in the mask URI (``aws s3 sync s3://b/p/JOB ./JOB``)."""
+    if is_s3(manifest_ref) or not is_s3(mask_uri):
+        return
+    local_job = job_prefix_from_manifest(str(Path(manifest_ref).resolve()))
+    remote_job = job_prefix_from_mask_uri(mask_uri)
+    if not local_job or not remote_job or ref_name(remote_job) != Path(local_job).name:
+        return
+    if any(remote_job.rstrip("/") + "/" == prefix for prefix, _ in data.mappings):
+        return
+    data.map_prefix(remote_job, local_job)
+
+
+# --------------------------------------------------------------------------- the export
+
+
+@dataclass
+class LineProblem:
+    line: int
+    source_ref: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f" ({self.source_ref})" if self.source_ref else ""
+        return f"line {self.line}{where}: {self.reason}"
+
+
+@dataclass
+class ExportSummary:
+    manifest: str
+    out_dir: str
+    format: str
+    label_attribute: str | None = None
+    lines: int = 0
+    exported: int = 0
+    splits: dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
+    errors: list[LineProblem] = field(default_factory=list)
+    skipped: list[LineProblem] = field(default_factory=list)  # objects the job itself failed
+    class_names: list[str] = field(default_factory=list)
+    class_pixels: list[int] = field(default_factory=list)
+    color_conflicts: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "manifest": self.manifest,
+            "out-dir": self.out_dir,
+            "format": self.format,
+            "label-attribute": self.label_attribute,
+            "lines": self.lines,
+            "exported": self.exported,
+            "splits": self.splits,
+            "classes": self.class_names,
+            "class-pixels": self.class_pixels,
+            "color-conflicts": self.color_conflicts,
+            "errors": [{"line": p.line, "source-ref": p.source_ref, "reason": p.reason} for p in self.errors],
+            "skipped": [{"line": p.line, "source-ref": p.source_ref, "reason": p.reason} for p in self.skipped],
+        }
+
+
+def export_dataset(
+    manifest: str,
+    out_dir: str | Path,
+    *,
+    fmt: str = "index",
+    label_attribute: str | None = None,
+    copy_images: bool = True,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    class_map: ClassMap | None = None,
+    data: JobData | None = None,
+    progress: ProgressCallback | None = None,
+) -> ExportSummary:
+    """Export ``manifest`` (local path or s3:// URI) into ``out_dir`` in format ``fmt``."""
+    if fmt not in WRITERS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ExportError(f"--val-fraction must be within 0..1, got {val_fraction}")
+    data = data or JobData()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = WRITERS[fmt](out, copy_images)
+    reconciler = ClassReconciler(seed=class_map)
+    chooser = AttributeChooser(label_attribute)
+    stems = StemAllocator()
+    base = parent_ref(manifest)
+    summary = ExportSummary(manifest=manifest, out_dir=str(out), format=fmt, label_attribute=label_attribute)
+    pixels = np.zeros(MAX_CLASSES, dtype=np.int64)
+    total = data.count_lines(manifest)
+    try:
+        for item in parse_manifest(data.iter_lines(manifest)):
+            summary.lines += 1
+            if isinstance(item, ManifestError):
+                summary.errors.append(manifest_error_problem(item, summary.lines))
+            else:
+                _export_line(item, data, base, manifest, chooser, reconciler, stems, writer, summary, pixels,
+                             val_fraction, copy_images)  # fmt: skip
+            if progress:
+                progress(summary.lines, total)
+    finally:
+        final_map = reconciler.class_map()
+        writer.finish(final_map)
+        summary.label_attribute = chooser.chosen
+        summary.class_names = list(final_map.names)
+        summary.class_pixels = [int(p) for p in pixels[: len(final_map)]]
+        summary.color_conflicts = reconciler.color_conflicts()
+        _write_labels_json(out / "labels.json", final_map, summary)
+        (out / "export-summary.json").write_text(json.dumps(summary.to_dict(), indent=1, ensure_ascii=False) + "\n")
+    return summary
+
+
+def _export_line(
+    line: ManifestLine,
+    data: JobData,
+    base: str,
+    manifest: str,
+    chooser: AttributeChooser,
+    reconciler: ClassReconciler,
+    stems: StemAllocator,
+    writer: DatasetWriter,
+    summary: ExportSummary,
+    pixels: np.ndarray,
+    val_fraction: float,
+    copy_images: bool,
+) -> None:
+    source_ref = line.source_ref
+    attribute = chooser.choose(line)
+    if attribute is None:
+        reason = failure_reason(line.data, chooser.chosen)
+        if reason is not None:
+            summary.skipped.append(LineProblem(line.number, source_ref, f"the job failed this object: {reason}"))
+        else:
+            wanted = f"'{chooser.chosen}'" if chooser.chosen else "a segmentation label"
+            summary.errors.append(LineProblem(line.number, source_ref, f"no {wanted} (mask URI + -metadata) on this line"))
+        return
+    mask_ref = line.data[attribute]
+    try:
+        auto_map_local_job(data, manifest, mask_ref)
+        planned = reconciler.plan(parse_color_map(object_color_map(data, line.data, attribute, mask_ref)))
+        object_indices = read_class_mask(data.read_bytes(data.resolve(mask_ref, base)), planned.class_map)
+        image_bytes = None
+        if copy_images:
+            if source_ref is None:
+                raise JobDataError("no source-ref to copy the image from (use --no-copy-images)")
+            image_bytes = data.read_bytes(data.resolve(source_ref, base))
+    except (JobDataError, LabelError, MaskError, ValueError) as exc:
+        summary.errors.append(LineProblem(line.number, source_ref, str(exc)))
+        return
+    reconciler.commit(planned)
+    indices = planned.to_global[object_indices]
+    key = source_ref or mask_ref
+    stem, ext = _stem_and_ext(source_ref or mask_ref)
+    obj = ExportedObject(
+        line=line.number,
+        stem=stems.allocate(key, stem),
+        split=split_for(key, val_fraction),
+        source_ref=source_ref,
+        mask_ref=mask_ref,
+        indices=indices,
+        image_bytes=image_bytes,
+        image_ext=ext if source_ref else ".png",
+    )
+    writer.write(obj, reconciler.class_map())
+    counts = np.bincount(indices.ravel(), minlength=MAX_CLASSES)
+    pixels += counts[:MAX_CLASSES]
+    summary.exported += 1
+    summary.splits[obj.split] += 1
+
+
+def manifest_error_problem(error: ManifestError, fallback_line: int) -> LineProblem:
+    """``ManifestError('line 7: not valid JSON ...')`` -> LineProblem(7, None, 'not valid JSON ...')."""
+    match = re.match(r"line (\d+): (.*)", str(error), re.DOTALL)
+    if match:
+        return LineProblem(int(match.group(1)), None, match.group(2))
+    return LineProblem(fallback_line, None, str(error))
+
+
+def _write_labels_json(path: Path, class_map: ClassMap, summary: ExportSummary) -> None:
+    doc = {
+        "schema": LABELS_SCHEMA,
+        "label-attribute": summary.label_attribute,
+        "source-manifest": summary.manifest,
+        "classes": [
+            {"index": i, "name": name, "color": color, "pixels": summary.class_pixels[i]}
+            for i, (name, color) in enumerate(zip(class_map.names, class_map.colors, strict=True))
+        ],
+        "color-conflicts": summary.color_conflicts,
+    }
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+__all__: Sequence[str] = (
+    "FORMATS",
+    "ClassReconciler",
+    "ExportError",
+    "ExportSummary",
+    "export_dataset",
+    "load_class_map_file",
+    "parse_color_map",
+    "rle_decode",
+    "rle_encode",
+    "split_for",
+)

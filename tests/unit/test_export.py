@@ -1,0 +1,478 @@
+"""gtseg export: built-in and gtseg output manifests -> datasets, through the public interface.
+
+Fixtures are built here from synthetic masks in Ground Truth's built-in output format
+(P-mode or RGB colour PNGs + internal-color-map), never copied from anywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+from PIL import Image
+
+from gtseg.cli import main
+from gtseg.export import (
+    ClassReconciler,
+    ExportError,
+    export_dataset,
+    load_class_map_file,
+    parse_color_map,
+    rle_decode,
+    rle_encode,
+    split_for,
+)
+from gtseg.labels import ClassMap, LabelError
+from gtseg.masks import encode_index_png, indices_to_rgb
+
+LAN = "seg-job-ref"
+META = {"type": "groundtruth/semantic-segmentation", "human-annotated": "yes",
+        "creation-date": "2024-05-01T12:00:05.562419", "job-name": "labeling-job/seg-job"}  # fmt: skip
+
+
+def color_map(*classes: tuple[str, str]) -> dict[str, dict]:
+    """internal-color-map with BACKGROUND at 0 and ``classes`` (name, colour) at 1..N."""
+    entries = [("BACKGROUND", "#ffffff"), *classes]
+    return {str(i): {"class-name": n, "hex-color": c, "confidence": 0.5} for i, (n, c) in enumerate(entries)}
+
+
+def scene_mask(seed: int, classes: int, height: int = 24, width: int = 32) -> np.ndarray:
+    """A blocky (H, W) uint8 mask using every class 0..classes."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, classes + 1, size=(height // 8, width // 8), dtype=np.uint8)
+    mask = np.kron(coarse, np.ones((8, 8), dtype=np.uint8))
+    mask.ravel()[: classes + 1] = np.arange(classes + 1, dtype=np.uint8)  # every class present
+    return mask
+
+
+def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+class BuiltInJob:
+    """Writes a built-in-style job to a folder: images, consolidated masks, output.manifest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        self.mask_dir = root / "seg-job" / "annotations" / "consolidated-annotation" / "output"
+        self.mask_dir.mkdir(parents=True, exist_ok=True)
+        self.manifest = root / "seg-job" / "manifests" / "output" / "output.manifest"
+        self.manifest.parent.mkdir(parents=True, exist_ok=True)
+        self.lines: list[str] = []
+        self.truth: dict[str, np.ndarray] = {}  # image name -> mask as class *names* index of cmap
+
+    def add(self, image_name: str, mask: np.ndarray, cmap: dict, *, rgb_png: bool = False,
+            write_mask: bool = True, object_id: int | None = None) -> str:  # fmt: skip
+        object_id = len(self.lines) if object_id is None else object_id
+        image = np.dstack([mask * 20, mask * 10, 255 - mask * 5]).astype(np.uint8)
+        (self.root / "images" / image_name).write_bytes(png_bytes(image, "JPEG" if image_name.endswith(".jpg") else "PNG"))
+        # Ground Truth's key has a colon-laden timestamp
+        mask_path = self.mask_dir / f"{object_id}_2024-05-01T12:00:0{object_id % 10}.123456.png"
+        class_map = ClassMap.from_internal_color_map(cmap) if len(set(e["hex-color"] for e in cmap.values())) == len(cmap) else None
+        if write_mask:
+            if rgb_png or class_map is None:
+                colors = np.array([list(bytes.fromhex(cmap[str(i)]["hex-color"][1:])) for i in range(len(cmap))], np.uint8)
+                mask_path.write_bytes(png_bytes(colors[mask]))
+            else:
+                mask_path.write_bytes(encode_index_png(mask, class_map))
+        line = {"source-ref": str(self.root / "images" / image_name), LAN: str(mask_path),
+                f"{LAN}-metadata": {**META, "internal-color-map": cmap}}  # fmt: skip
+        self.lines.append(json.dumps(line))
+        return str(mask_path)
+
+    def add_raw(self, text: str) -> None:
+        self.lines.append(text)
+
+    def write(self) -> Path:
+        self.manifest.write_text("".join(line + "\n" for line in self.lines))
+        return self.manifest
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image).copy()
+
+
+def read_labels(out: Path) -> list[str]:
+    return [c["name"] for c in json.loads((out / "labels.json").read_text())["classes"]]
+
+
+# --------------------------------------------------------------------------- the index format
+
+
+def test_built_in_manifest_exports_index_masks_previews_images_and_splits(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"), ("dog", "#1f77b4"))
+    masks = {f"img{i}.jpg": scene_mask(i, 2) for i in range(6)}
+    for name, mask in masks.items():
+        job.add(name, mask, cmap)
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out)
+
+    assert summary.exported == 6 and not summary.errors
+    assert read_labels(out) == ["BACKGROUND", "cat", "dog"]
+    for name, mask in masks.items():
+        stem = name[:-4]
+        index_mask = read_png(out / "masks" / f"{stem}.png")
+        assert index_mask.ndim == 2 and index_mask.dtype == np.uint8
+        np.testing.assert_array_equal(index_mask, mask)
+        preview = read_png(out / "previews" / f"{stem}.png")
+        np.testing.assert_array_equal(preview, indices_to_rgb(mask, ClassMap.from_internal_color_map(cmap)))
+        assert (out / "images" / name).read_bytes() == (tmp_path / "in" / "images" / name).read_bytes()
+    train = (out / "splits" / "train.txt").read_text().split()
+    val = (out / "splits" / "val.txt").read_text().split()
+    assert sorted(train + val) == sorted(n[:-4] for n in masks)
+    rows = [json.loads(r) for r in (out / "index.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} <= {"train", "val"} and len(rows) == 6
+    assert all((out / r["mask"]).exists() and (out / r["image"]).exists() for r in rows)
+    pixels = json.loads((out / "labels.json").read_text())["classes"]
+    assert sum(c["pixels"] for c in pixels) == sum(m.size for m in masks.values())
+
+
+def test_rgb_colour_pngs_are_read_by_colour(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("road", "#2ca02c"), ("car", "#1f77b4"), ("person", "#ff7f0e"))
+    mask = scene_mask(3, 3)
+    job.add("street.png", mask, cmap, rgb_png=True)
+    out = tmp_path / "out"
+    export_dataset(str(job.write()), out)
+    np.testing.assert_array_equal(read_png(out / "masks" / "street.png"), mask)
+
+
+def test_mixed_colour_maps_are_reconciled_by_name_into_one_stable_map(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    first = scene_mask(1, 2)
+    job.add("a.png", first, color_map(("cat", "#2ca02c"), ("dog", "#1f77b4")))
+    # indices drift and colours change: dog is now 1 and has cat's old colour; bird is new
+    second = scene_mask(2, 2)
+    job.add("b.png", second, color_map(("dog", "#2ca02c"), ("bird", "#ff7f0e")))
+    # only a subset of the classes, with bird listed first
+    third = scene_mask(3, 1)
+    job.add("c.png", third, color_map(("bird", "#ff7f0e")))
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out)
+
+    assert read_labels(out) == ["BACKGROUND", "cat", "dog", "bird"]
+    np.testing.assert_array_equal(read_png(out / "masks" / "a.png"), first)
+    np.testing.assert_array_equal(read_png(out / "masks" / "b.png"), np.array([0, 2, 3], np.uint8)[second])
+    np.testing.assert_array_equal(read_png(out / "masks" / "c.png"), np.array([0, 3], np.uint8)[third])
+    assert summary.color_conflicts == {"dog": ["#1f77b4", "#2ca02c"]}
+    labels = json.loads((out / "labels.json").read_text())
+    colors = [c["color"] for c in labels["classes"]]
+    assert len(set(colors)) == len(colors)  # previews stay unambiguous
+
+
+def test_conflicting_colour_map_fails_only_that_object(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    job.add("good1.png", scene_mask(1, 2), color_map(("cat", "#2ca02c"), ("dog", "#1f77b4")))
+    job.add("bad.png", scene_mask(2, 2), color_map(("cat", "#2ca02c"), ("dog", "#2ca02c")))
+    job.add("good2.png", scene_mask(3, 2), color_map(("cat", "#2ca02c"), ("dog", "#1f77b4")))
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out)
+
+    assert summary.exported == 2
+    [error] = summary.errors
+    assert error.line == 2 and "bad.png" in str(error)
+    assert "#2ca02c" in error.reason and "'cat'" in error.reason and "'dog'" in error.reason
+    assert not (out / "masks" / "bad.png").exists()
+    assert (out / "masks" / "good2.png").exists()
+
+
+def test_missing_png_is_an_error_naming_the_line_and_the_rest_is_exported(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"))
+    job.add("one.png", scene_mask(1, 1), cmap)
+    missing = job.add("two.png", scene_mask(2, 1), cmap, write_mask=False)
+    job.add("three.png", scene_mask(3, 1), cmap)
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out)
+
+    assert summary.exported == 2
+    [error] = summary.errors
+    assert error.line == 2
+    assert Path(missing).name in error.reason and "no such file" in error.reason
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["one.png", "three.png"]
+    report = json.loads((out / "export-summary.json").read_text())
+    assert report["errors"][0]["line"] == 2
+
+
+def test_keys_with_colons_become_safe_file_names(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"))
+    job.add("shot 12:30:01.png", scene_mask(1, 1), cmap)
+    job.add("shot 12:30:01.png", scene_mask(2, 1), cmap)  # same name twice: still two files
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out)
+
+    assert summary.exported == 2
+    names = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert not [n for n in names if any(ch in n for ch in ':<>"\\|?*')]
+    masks = sorted(p.name for p in (out / "masks").iterdir())
+    assert len(masks) == 2 and masks[0].startswith("shot 12_30_01")
+
+
+def test_mask_only_lines_without_source_ref_use_the_sanitised_mask_key(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    mask_path = job.add("x.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
+    line = json.loads(job.lines[0])
+    del line["source-ref"]
+    job.lines[0] = json.dumps(line)
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out, copy_images=False)
+    assert summary.exported == 1
+    [mask] = (out / "masks").iterdir()
+    assert ":" in Path(mask_path).name and mask.name == Path(mask_path).name.replace(":", "_")
+
+
+def test_empty_manifest_exports_nothing_and_still_writes_labels_and_splits(tmp_path):
+    manifest = tmp_path / "output.manifest"
+    manifest.write_text("\n")
+    out = tmp_path / "out"
+    summary = export_dataset(str(manifest), out)
+    assert summary.exported == 0 and not summary.errors
+    assert read_labels(out) == ["BACKGROUND"]
+    assert (out / "splits" / "train.txt").read_text() == "" and (out / "splits" / "val.txt").exists()
+
+
+def test_failed_objects_are_skipped_and_bad_lines_reported(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    job.add_raw(json.dumps({"source-ref": "s3://b/f.png", f"{LAN}-metadata": {**META, "failure-reason": "expired"}}))
+    job.add("ok.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
+    job.add_raw("{not json")
+    job.add_raw(json.dumps({"source-ref": "s3://b/unlabelled.png"}))
+    summary = export_dataset(str(job.write()), tmp_path / "out")
+    assert summary.exported == 1
+    assert [(p.line, "expired" in p.reason) for p in summary.skipped] == [(1, True)]
+    assert [p.line for p in summary.errors] == [3, 4]
+    assert "not valid JSON" in summary.errors[0].reason
+    assert f"'{LAN}'" in summary.errors[1].reason
+
+
+def test_several_label_attributes_need_a_choice(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    mask = scene_mask(1, 1)
+    job.add("a.png", mask, color_map(("cat", "#2ca02c")))
+    line = json.loads(job.lines[0])
+    line["other-ref"] = line[LAN]
+    line["other-ref-metadata"] = line[f"{LAN}-metadata"]
+    job.lines[0] = json.dumps(line)
+    manifest = job.write()
+    with pytest.raises(ExportError, match="--label-attribute"):
+        export_dataset(str(manifest), tmp_path / "out")
+    summary = export_dataset(str(manifest), tmp_path / "out2", label_attribute="other-ref")
+    assert summary.exported == 1 and summary.label_attribute == "other-ref"
+
+
+def test_no_copy_images_references_the_original(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    job.add("a.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
+    out = tmp_path / "out"
+    export_dataset(str(job.write()), out, copy_images=False)
+    [row] = [json.loads(r) for r in (out / "index.jsonl").read_text().splitlines()]
+    assert row["image"] == str(tmp_path / "in" / "images" / "a.png")
+    assert not (out / "images").exists()
+
+
+def test_gtseg_output_whose_metadata_was_replaced_uses_the_sidecar(tmp_path):
+    """Custom jobs: Ground Truth may replace <lan>-metadata (groundtruth/custom, no colour map)."""
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("road", "#2ca02c"), ("car", "#1f77b4"))
+    mask = scene_mask(5, 2)
+    mask_path = Path(job.add("a.png", mask, cmap))
+    line = json.loads(job.lines[0])
+    line[f"{LAN}-metadata"] = {"type": "groundtruth/custom", "job-name": "seg-job", "human-annotated": "yes"}
+    job.lines[0] = json.dumps(line)
+    sidecar = {"schema": "gtseg/consolidation-sidecar@1", "datasetObjectId": "0",
+               "classes": [{"index": int(k), "class-name": v["class-name"], "hex-color": v["hex-color"],
+                            "confidence": 0.9, "pixel-fraction": 0.3} for k, v in cmap.items()]}  # fmt: skip
+    mask_path.with_suffix(".json").write_text(json.dumps(sidecar))
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out)
+    assert summary.exported == 1, summary.errors
+    np.testing.assert_array_equal(read_png(out / "masks" / "a.png"), mask)
+
+
+def test_class_map_seed_keeps_indices_across_exports(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    mask = scene_mask(1, 1)
+    job.add("a.png", mask, color_map(("dog", "#1f77b4")))
+    seed = load_class_map_file(json.dumps({"document-version": "2018-11-28", "labels": [{"label": "cat"}, {"label": "dog"}]}))
+    out = tmp_path / "out"
+    export_dataset(str(job.write()), out, class_map=seed)
+    assert read_labels(out) == ["BACKGROUND", "cat", "dog"]
+    np.testing.assert_array_equal(read_png(out / "masks" / "a.png"), mask * 2)
+    again = load_class_map_file((out / "labels.json").read_text())
+    assert again.names == ("BACKGROUND", "cat", "dog")
+
+
+# --------------------------------------------------------------------------- other formats
+
+
+def test_voc_layout(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"), ("dog", "#1f77b4"))
+    mask = scene_mask(1, 2)
+    job.add("a.jpg", mask, cmap)
+    out = tmp_path / "out"
+    export_dataset(str(job.write()), out, fmt="voc", val_fraction=0.0)
+    assert (out / "JPEGImages" / "a.jpg").exists()
+    with Image.open(out / "SegmentationClass" / "a.png") as seg:
+        assert seg.mode == "P"
+        np.testing.assert_array_equal(np.asarray(seg), mask)
+        assert seg.getpalette()[3:6] == [0x2C, 0xA0, 0x2C]
+    assert (out / "ImageSets" / "Segmentation" / "train.txt").read_text().split() == ["a"]
+    assert (out / "ImageSets" / "Segmentation" / "val.txt").read_text() == ""
+
+
+def test_cityscapes_layout_reencodes_images_as_png(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    mask = scene_mask(1, 2)
+    job.add("a.jpg", mask, color_map(("cat", "#2ca02c"), ("dog", "#1f77b4")))
+    out = tmp_path / "out"
+    export_dataset(str(job.write()), out, fmt="cityscapes", val_fraction=1.0)
+    image = out / "leftImg8bit" / "val" / "gtseg" / "a_leftImg8bit.png"
+    with Image.open(image) as img:
+        assert img.format == "PNG" and img.size == (mask.shape[1], mask.shape[0])
+    np.testing.assert_array_equal(read_png(out / "gtFine" / "val" / "gtseg" / "a_gtFine_labelIds.png"), mask)
+    assert read_png(out / "gtFine" / "val" / "gtseg" / "a_gtFine_color.png").shape == (*mask.shape, 3)
+
+
+def test_coco_rle_annotations_decode_back_to_the_masks(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"), ("dog", "#1f77b4"), ("bird", "#ff7f0e"))
+    masks = {f"i{i}.png": scene_mask(i, 3) for i in range(5)}
+    for name, mask in masks.items():
+        job.add(name, mask, cmap)
+    out = tmp_path / "out"
+    export_dataset(str(job.write()), out, fmt="coco")
+    seen = 0
+    for split in ("train", "val"):
+        doc = json.loads((out / "annotations" / f"{split}.json").read_text())
+        assert [c["name"] for c in doc["categories"]] == ["cat", "dog", "bird"]
+        assert [c["id"] for c in doc["categories"]] == [1, 2, 3]
+        for image in doc["images"]:
+            seen += 1
+            mask = masks[Path(image["file_name"]).name]
+            assert (out / image["file_name"]).exists()
+            rebuilt = np.zeros_like(mask)
+            for ann in (a for a in doc["annotations"] if a["image_id"] == image["id"]):
+                binary = rle_decode(ann["segmentation"])
+                assert ann["area"] == int(binary.sum()) and ann["iscrowd"] == 0
+                x, y, w, h = ann["bbox"]
+                assert binary[int(y) : int(y + h), int(x) : int(x + w)].sum() == ann["area"]
+                rebuilt[binary] = ann["category_id"]
+            np.testing.assert_array_equal(rebuilt, mask)
+    assert seen == 5
+
+
+# --------------------------------------------------------------------------- S3
+
+
+@mock_aws
+def test_export_reads_manifest_masks_and_images_from_s3(tmp_path):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="gt-output")
+    cmap = color_map(("cat", "#2ca02c"))
+    mask = scene_mask(1, 1)
+    key = "jobs/seg-job/annotations/consolidated-annotation/output/0_2024-05-01T12:00:05.123456.png"
+    s3.put_object(Bucket="gt-output", Key=key, Body=encode_index_png(mask, ClassMap.from_internal_color_map(cmap)))
+    s3.put_object(Bucket="gt-output", Key="images/cat.png", Body=png_bytes(np.zeros((24, 32, 3), np.uint8)))
+    line = {"source-ref": "s3://gt-output/images/cat.png", LAN: f"s3://gt-output/{key}",
+            f"{LAN}-metadata": {**META, "internal-color-map": cmap}}  # fmt: skip
+    s3.put_object(Bucket="gt-output", Key="jobs/seg-job/manifests/output/output.manifest", Body=json.dumps(line) + "\n")
+    out = tmp_path / "out"
+    summary = export_dataset("s3://gt-output/jobs/seg-job/manifests/output/output.manifest", out)
+    assert summary.exported == 1, summary.errors
+    np.testing.assert_array_equal(read_png(out / "masks" / "cat.png"), mask)
+    assert (out / "images" / "cat.png").exists()
+
+
+def test_synced_job_folder_maps_s3_mask_uris_to_local_files(tmp_path):
+    """``aws s3 sync s3://b/p/seg-job ./seg-job``: manifest URIs still say s3://, files are local."""
+    job = BuiltInJob(tmp_path / "in")
+    mask = scene_mask(1, 1)
+    local_mask = Path(job.add("a.png", mask, color_map(("cat", "#2ca02c"))))
+    line = json.loads(job.lines[0])
+    rel = local_mask.relative_to(tmp_path / "in" / "seg-job").as_posix()
+    line[LAN] = f"s3://gt-output/prefix/seg-job/{rel}"
+    job.lines[0] = json.dumps(line)
+    summary = export_dataset(str(job.write()), tmp_path / "out")
+    assert summary.exported == 1, summary.errors
+    np.testing.assert_array_equal(read_png(tmp_path / "out" / "masks" / "a.png"), mask)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_export_exit_codes_and_summary(tmp_path, capsys):
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"))
+    job.add("a.png", scene_mask(1, 1), cmap)
+    manifest = job.write()
+    assert main(["export", str(manifest), "--out", str(tmp_path / "out"), "--format", "coco"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["exported"] == 1
+    assert "export" in captured.err  # the progress line
+    job.add("b.png", scene_mask(2, 1), cmap, write_mask=False)
+    job.write()
+    assert main(["export", str(manifest), "--out", str(tmp_path / "out2"), "--quiet"]) == 1
+    assert "line 2" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_rle_known_example_is_column_major_and_starts_with_zeros():
+    mask = np.array([[0, 1, 1], [0, 1, 0]], dtype=bool)
+    # column-major: 0 0 | 1 1 | 1 0 -> zeros 2, ones 3, zeros 1
+    assert rle_encode(mask) == {"size": [2, 3], "counts": [2, 3, 1]}
+    assert rle_encode(np.ones((2, 2), bool))["counts"] == [0, 4]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.data())
+def test_rle_round_trips(height, width, data):
+    bits = data.draw(st.lists(st.booleans(), min_size=height * width, max_size=height * width))
+    mask = np.array(bits, dtype=bool).reshape(height, width)
+    rle = rle_encode(mask)
+    assert sum(rle["counts"]) == height * width
+    assert all(c > 0 for c in rle["counts"][1:])
+    np.testing.assert_array_equal(rle_decode(rle), mask)
+
+
+def test_split_is_deterministic_and_roughly_follows_the_fraction():
+    keys = [f"s3://bucket/images/{i}.jpg" for i in range(2000)]
+    first = [split_for(k, 0.2) for k in keys]
+    assert first == [split_for(k, 0.2) for k in keys]
+    assert 0.15 < first.count("val") / len(keys) < 0.25
+    assert {split_for(k, 0.0) for k in keys} == {"train"} and {split_for(k, 1.0) for k in keys} == {"val"}
+
+
+color_entry = st.fixed_dictionaries(
+    {"class-name": st.one_of(st.text(max_size=5), st.integers()), "hex-color": st.one_of(st.sampled_from(["#2ca02c", "#ffffff", "#1F77B4", "xyz"]), st.none())}
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.one_of(st.sampled_from(["0", "1", "2", "3"]), st.text(max_size=3)),
+                       st.one_of(color_entry, st.integers(), st.none()), max_size=5))  # fmt: skip
+def test_parse_color_map_accepts_or_rejects_clearly(raw):
+    try:
+        class_map = parse_color_map(raw)
+    except LabelError as exc:
+        assert str(exc)
+        return
+    assert class_map.names[0] == "BACKGROUND"
+    reconciler = ClassReconciler()
+    planned = reconciler.add(class_map)
+    assert [reconciler.names[planned.to_global[i]] for i in range(len(class_map))] == list(class_map.names)
