@@ -252,11 +252,16 @@ def _box_sum(plane: np.ndarray, radius: int) -> np.ndarray:
     x0 = np.clip(np.arange(w) - radius, 0, w)
     x1 = np.clip(np.arange(w) + radius + 1, 0, w)
     return (
-        integral[np.ix_(y1, x1)] - integral[np.ix_(y0, x1)] - integral[np.ix_(y1, x0)] + integral[np.ix_(y0, x0)]
+        integral[np.ix_(y1, x1)]
+        - integral[np.ix_(y0, x1)]
+        - integral[np.ix_(y1, x0)]
+        + integral[np.ix_(y0, x0)]
     )
 
 
-def _smoothed_decision(scores: np.ndarray, table: TupleTable, shape: tuple[int, int], radius: int) -> np.ndarray:
+def _smoothed_decision(
+    scores: np.ndarray, table: TupleTable, shape: tuple[int, int], radius: int
+) -> np.ndarray:
     """Per-pixel arg-max of box-filtered class scores; only classes that win somewhere compete."""
     candidates = np.unique(_argmax_lowest(scores))
     contested = np.flatnonzero(scores[:, candidates].max(axis=1) < 1.0 - 1e-9)
@@ -309,7 +314,9 @@ def consolidate_masks(
         if mask.size and int(mask.max()) >= num_classes:
             raise ValueError(f"mask {i} has class {int(mask.max())} >= num_classes {num_classes}")
     k_workers = len(masks)
-    ids = [str(w) for w in worker_ids] if worker_ids is not None else [f"worker-{i}" for i in range(k_workers)]
+    ids = (
+        [str(w) for w in worker_ids] if worker_ids is not None else [f"worker-{i}" for i in range(k_workers)]
+    )
     if len(ids) != k_workers:
         raise ValueError("worker_ids must have one id per mask")
     shape = masks[0].shape
@@ -370,7 +377,9 @@ def consolidate_masks(
         image_conf = 0.0
 
     final_tuple_labels = (
-        decision_per_tuple if decision_per_tuple is not None else _tuple_majority(table, flat_labels, num_classes)
+        decision_per_tuple
+        if decision_per_tuple is not None
+        else _tuple_majority(table, flat_labels, num_classes)
     )
     kappas, accs = _kappas(tuples, counts, final_tuple_labels, num_classes)
     weights = included.astype(float) / max(n_trusted, 1)
@@ -462,16 +471,21 @@ def consolidate_worker_answers(
         kept = []
         for worker_id, mask in decoded:
             if mask.shape != modal:
-                rejected.append((worker_id, f"mask is {mask.shape[1]}x{mask.shape[0]}, others are {modal[1]}x{modal[0]}"))
+                rejected.append(
+                    (worker_id, f"mask is {mask.shape[1]}x{mask.shape[0]}, others are {modal[1]}x{modal[0]}")
+                )
             else:
                 kept.append((worker_id, mask))
         decoded = kept
     stats = tuple(
-        DecodeStats(wid, m.matched_pixels, m.snapped_pixels, m.unmatched_pixels, m.unknown_labels) for wid, m in decoded
+        DecodeStats(wid, m.matched_pixels, m.snapped_pixels, m.unmatched_pixels, m.unknown_labels)
+        for wid, m in decoded
     )
     if not decoded:
-        reason = "no usable annotation" if not answers else "no usable annotation: " + "; ".join(
-            f"{wid}: {why}" for wid, why in rejected
+        reason = (
+            "no usable annotation"
+            if not answers
+            else "no usable annotation: " + "; ".join(f"{wid}: {why}" for wid, why in rejected)
         )
         if not answers:
             reason = "no worker annotated this object"

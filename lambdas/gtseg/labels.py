@@ -123,7 +123,9 @@ class LabelCategoryConfig:
         return cls(labels=tuple(labels))
 
     @classmethod
-    def parse(cls, data: str | bytes | Mapping[str, Any], *, require_version: bool = True) -> LabelCategoryConfig:
+    def parse(
+        cls, data: str | bytes | Mapping[str, Any], *, require_version: bool = True
+    ) -> LabelCategoryConfig:
         """Parse a label-category file; every problem is a ``LabelError`` that says what is wrong."""
         if isinstance(data, bytes | str):
             try:

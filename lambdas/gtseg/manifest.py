@@ -62,7 +62,9 @@ def segmentation_metadata(
     return metadata
 
 
-def segmentation_content(label_attribute_name: str, mask_uri: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+def segmentation_content(
+    label_attribute_name: str, mask_uri: str, metadata: Mapping[str, Any]
+) -> dict[str, Any]:
     return {label_attribute_name: mask_uri, metadata_key(label_attribute_name): dict(metadata)}
 
 
@@ -119,7 +121,11 @@ def segmentation_attributes(line: Mapping[str, Any]) -> list[str]:
     found = []
     for key, value in line.items():
         meta = line.get(metadata_key(key))
-        if isinstance(value, str) and isinstance(meta, Mapping) and isinstance(meta.get("internal-color-map"), Mapping):
+        if (
+            isinstance(value, str)
+            and isinstance(meta, Mapping)
+            and isinstance(meta.get("internal-color-map"), Mapping)
+        ):
             found.append(key)
     return sorted(found)
 

@@ -156,11 +156,13 @@ def decode_color_mask(
     return _decode_rgb(image, table, tolerance)
 
 
-def _decode_lut(image: Image.Image, table: Mapping[tuple[int, int, int], int], tolerance: float) -> DecodedMask:
+def _decode_lut(
+    image: Image.Image, table: Mapping[tuple[int, int, int], int], tolerance: float
+) -> DecodedMask:
     if image.mode == "P":
         raw_palette = image.getpalette() or []
         palette = np.zeros((256, 3), dtype=np.int32)
-        entries = np.array(raw_palette[: 768], dtype=np.int32).reshape(-1, 3)
+        entries = np.array(raw_palette[:768], dtype=np.int32).reshape(-1, 3)
         palette[: len(entries)] = entries
         alpha = np.full(256, 255, dtype=np.int32)
         transparency = image.info.get("transparency")
@@ -183,7 +185,9 @@ def _decode_lut(image: Image.Image, table: Mapping[tuple[int, int, int], int], t
     return DecodedMask(lut[raw], matched, snapped_n, unmatched)
 
 
-def _decode_rgb(image: Image.Image, table: Mapping[tuple[int, int, int], int], tolerance: float) -> DecodedMask:
+def _decode_rgb(
+    image: Image.Image, table: Mapping[tuple[int, int, int], int], tolerance: float
+) -> DecodedMask:
     arr = np.asarray(image, dtype=np.uint8)
     height, width = arr.shape[:2]
     key = arr[..., 0].astype(np.uint32) << 16

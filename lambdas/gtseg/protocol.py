@@ -100,7 +100,9 @@ class ConsolidationRequest(_Lenient):
     role_arn: str | None = Field(default=None, alias="roleArn")
     payload: PayloadRef
     output_config: str | None = Field(default=None, alias="outputConfig")
-    kms_key_id: str | None = Field(default=None, validation_alias=AliasChoices("kmsKeyId", "kmsKeyID", "KmsKeyId"))
+    kms_key_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("kmsKeyId", "kmsKeyID", "KmsKeyId")
+    )
 
     @field_validator("label_categories", mode="before")
     @classmethod
@@ -215,7 +217,9 @@ def find_segmentation_answer(content: Any, element_name: str | None = None) -> S
             candidates = [(preferred, data[preferred])]
             break
     if not candidates:
-        candidates = [(k, v) for k, v in sorted(data.items()) if isinstance(v, Mapping) and "labeledImage" in v]
+        candidates = [
+            (k, v) for k, v in sorted(data.items()) if isinstance(v, Mapping) and "labeledImage" in v
+        ]
         if not candidates and "labeledImage" in data:
             candidates = [("", data)]
     if not candidates:

@@ -115,7 +115,9 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int, wobble: float, 
     return tuple(pts)
 
 
-def make_scene(seed: int, width: int = 640, height: int = 480, labels: Sequence[str] = DEFAULT_LABELS) -> Scene:
+def make_scene(
+    seed: int, width: int = 640, height: int = 480, labels: Sequence[str] = DEFAULT_LABELS
+) -> Scene:
     """A street-like scene: road and sidewalks, buildings, trees, poles, cars and people."""
     labels = tuple(labels)
     rng = np.random.default_rng(seed)
@@ -126,9 +128,14 @@ def make_scene(seed: int, width: int = 640, height: int = 480, labels: Sequence[
     shapes: list[Shape] = []
 
     def add(kind: str, points, small: bool = False) -> None:
-        shapes.append(Shape(kind, _class_for(kind, labels), tuple((float(x), float(y)) for x, y in points), small))
+        shapes.append(
+            Shape(kind, _class_for(kind, labels), tuple((float(x), float(y)) for x, y in points), small)
+        )
 
-    add("sidewalk", [(0, h), (w, h), (w, h * 0.8), (vx + 0.12 * w, horizon), (vx - 0.12 * w, horizon), (0, h * 0.8)])
+    add(
+        "sidewalk",
+        [(0, h), (w, h), (w, h * 0.8), (vx + 0.12 * w, horizon), (vx - 0.12 * w, horizon), (0, h * 0.8)],
+    )
     add("road", [(w * 0.08, h), (w * 0.92, h), (vx + 0.05 * w, horizon), (vx - 0.05 * w, horizon)])
     x = 0.0
     while x < w:
@@ -153,7 +160,11 @@ def make_scene(seed: int, width: int = 640, height: int = 480, labels: Sequence[
         cx = vx + (rng.uniform(-0.5, 0.5) * (w * 0.7) * depth)
         c = min(cw, ch) * 0.25
         x0, y0, x1, y1 = cx - cw / 2, cy - ch, cx + cw / 2, cy
-        add("car", [(x0 + c, y0), (x1 - c, y0), (x1, y0 + c), (x1, y1), (x0, y1), (x0, y0 + c)], small=depth < 0.45)
+        add(
+            "car",
+            [(x0 + c, y0), (x1 - c, y0), (x1, y0 + c), (x1, y1), (x0, y1), (x0, y0 + c)],
+            small=depth < 0.45,
+        )
     for _ in range(rng.integers(1, 5)):
         depth = rng.uniform(0.2, 1.0)
         foot = horizon + (h - horizon) * depth * 0.9
@@ -204,7 +215,9 @@ def paint(scene: Scene, profile: WorkerProfile, rng: np.random.Generator) -> np.
             cx, cy = rng.uniform(0, scene.width), rng.uniform(0, scene.height)
             r = rng.uniform(0.05, 0.25) * min(scene.width, scene.height)
             cls = int(rng.integers(1, n_classes))
-            blobs.append(Shape("blob", cls, _ellipse(cx, cy, r, r * rng.uniform(0.5, 1.5), 20, 0.2, rng), False))
+            blobs.append(
+                Shape("blob", cls, _ellipse(cx, cy, r, r * rng.uniform(0.5, 1.5), 20, 0.2, rng), False)
+            )
         return render(blobs, scene.width, scene.height)
     s = min(scene.width, scene.height) / 480.0
     drawn: list[Shape] = []
@@ -270,7 +283,9 @@ def worker_answer(
         element_name: {
             "inputImageProperties": {"height": int(height), "width": int(width)},
             "labelMappings": mappings,
-            "labeledImage": {"pngImageData": base64.b64encode(worker_png(indices, class_map, png_mode)).decode()},
+            "labeledImage": {
+                "pngImageData": base64.b64encode(worker_png(indices, class_map, png_mode)).decode()
+            },
         }
     }
 

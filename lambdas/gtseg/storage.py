@@ -78,7 +78,9 @@ class S3Store:
     def get_bytes(self, uri: str) -> bytes:
         bucket, key = parse_s3_uri(uri)
         try:
-            return self.client.get_object(Bucket=bucket, Key=unquote(key) if "%" in key else key)["Body"].read()
+            return self.client.get_object(Bucket=bucket, Key=unquote(key) if "%" in key else key)[
+                "Body"
+            ].read()
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "?")
             raise StorageError(f"cannot read {uri}: {code}") from exc

@@ -1,0 +1,306 @@
+"""The consolidation handler in-process against moto S3: every protocol variant, bad input, retries."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+from PIL import Image
+
+from gtseg.handlers import consolidation as handler_module
+from gtseg.labels import ClassMap
+from gtseg.masks import read_class_mask
+from gtseg.simulation import SimulatedCrowd, make_scene, mean_iou, worker_answer
+
+BUCKET = "gt-output"
+JOB = "seg-job-001"
+JOB_ROOT = f"s3://{BUCKET}/prefix/{JOB}"
+PAYLOAD_URI = f"{JOB_ROOT}/annotations/consolidated-annotation/consolidation-request/iteration-1/2024-05-01_12:00:00.json"
+LAN = f"{JOB}-ref"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    monkeypatch.setenv("DESCRIBE_LABELING_JOB", "false")
+    monkeypatch.delenv("CONSOLIDATION_METHOD", raising=False)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def put_json(s3, uri: str, value) -> None:
+    bucket, key = uri[5:].split("/", 1)
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(value).encode())
+
+
+def get_bytes(s3, uri: str) -> bytes:
+    bucket, key = uri[5:].split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def event(labels=("road", "sidewalk", "building", "vegetation", "car", "person", "pole"), **overrides):
+    base = {
+        "version": "2018-10-16",
+        "labelingJobArn": f"arn:aws:sagemaker:us-east-1:111122223333:labeling-job/{JOB}",
+        "labelCategories": list(labels) if labels is not None else None,
+        "labelAttributeName": LAN,
+        "roleArn": "arn:aws:iam::111122223333:role/GroundTruthExecutionRole",
+        "payload": {"s3Uri": PAYLOAD_URI},
+    }
+    base.update(overrides)
+    return base
+
+
+def annotation(worker_id: str, content, *, as_string: bool = True, key: str = "content"):
+    return {"workerId": worker_id, "annotationData": {key: json.dumps(content) if as_string else content}}
+
+
+def crowd_item(object_id: str, seed: int, profiles=("careful", "average", "sloppy"), png_mode="RGBA", **kw):
+    scene = make_scene(seed, 160, 120)
+    masks = SimulatedCrowd(list(profiles), seed=seed).paint(scene)
+    anns = [
+        annotation(f"private.us-east-1.w{i}", worker_answer(m, scene.class_map, png_mode=png_mode, **kw))
+        for i, m in enumerate(masks)
+    ]
+    item = {
+        "datasetObjectId": object_id,
+        "dataObject": {"s3Uri": f"s3://in/img{object_id}.jpg"},
+        "annotations": anns,
+    }
+    return item, scene, masks
+
+
+def test_batch_answers_every_object_in_order_with_builtin_style_content(s3):
+    items, scenes = [], []
+    for i in range(3):
+        item, scene, _ = crowd_item(str(i), seed=10 + i)
+        items.append(item)
+        scenes.append(scene)
+    put_json(s3, PAYLOAD_URI, items)
+    response = handler_module.handler(event(), None)
+
+    assert [r["datasetObjectId"] for r in response] == ["0", "1", "2"]
+    for entry, scene in zip(response, scenes, strict=True):
+        content = entry["consolidatedAnnotation"]["content"]
+        uri = content[LAN]
+        assert (
+            uri
+            == f"{JOB_ROOT}/annotations/consolidated-annotation/output/iteration-1/{entry['datasetObjectId']}.png"
+        )
+        meta = content[f"{LAN}-metadata"]
+        assert meta["type"] == "groundtruth/semantic-segmentation"
+        assert meta["job-name"] == f"labeling-job/{JOB}"
+        assert meta["human-annotated"] == "yes"
+        cmap = meta["internal-color-map"]
+        assert cmap["0"]["class-name"] == "BACKGROUND" and cmap["0"]["hex-color"] == "#ffffff"
+        assert [cmap[str(i)]["class-name"] for i in range(1, 8)] == list(scene.labels)
+        confidences = {v["confidence"] for v in cmap.values()}
+        assert len(confidences) == 1 and 0.0 < confidences.pop() <= 1.0
+        png = get_bytes(s3, uri)
+        image = Image.open(io.BytesIO(png))
+        assert image.mode == "P" and image.size == (160, 120)
+        labels = read_class_mask(png, ClassMap.from_internal_color_map(cmap))
+        assert mean_iou(labels, scene.truth, 8) > 0.6
+        sidecar = json.loads(get_bytes(s3, uri[:-4] + ".json"))
+        assert sidecar["schema"] == "gtseg/consolidation-sidecar@1"
+        assert {w["workerId"] for w in sidecar["workers"]} == {f"private.us-east-1.w{i}" for i in range(3)}
+        assert sidecar["failure-reason"] is None
+
+
+def test_retry_writes_identical_bytes_and_response(s3):
+    item, _, _ = crowd_item("7", seed=3)
+    put_json(s3, PAYLOAD_URI, [item])
+    first = handler_module.handler(event(), None)
+    uri = first[0]["consolidatedAnnotation"]["content"][LAN]
+    png1, side1 = get_bytes(s3, uri), get_bytes(s3, uri[:-4] + ".json")
+    second = handler_module.handler(event(), None)
+    assert first == second
+    assert get_bytes(s3, uri) == png1
+    assert get_bytes(s3, uri[:-4] + ".json") == side1
+
+
+@pytest.mark.parametrize("png_mode", ["RGBA", "RGB", "P"])
+def test_every_worker_png_mode_decodes(s3, png_mode):
+    item, scene, masks = crowd_item("0", seed=5, profiles=("careful",), png_mode=png_mode)
+    put_json(s3, PAYLOAD_URI, [item])
+    response = handler_module.handler(event(), None)
+    uri = response[0]["consolidatedAnnotation"]["content"][LAN]
+    labels = read_class_mask(get_bytes(s3, uri), scene.class_map)
+    np.testing.assert_array_equal(labels, masks[0])  # one worker = that worker's mask
+    meta = response[0]["consolidatedAnnotation"]["content"][f"{LAN}-metadata"]
+    assert meta["internal-color-map"]["1"]["confidence"] == 0.0  # single worker: 0.0 like Ground Truth
+
+
+def test_corrupt_and_missing_annotations_do_not_fail_the_batch(s3):
+    good, _, _ = crowd_item("0", seed=1)
+    corrupt_content = {
+        "crowd-semantic-segmentation": {"labelMappings": {}, "labeledImage": {"pngImageData": "bm90IGEgcG5n"}}
+    }
+    good["annotations"].append(annotation("bad-png", corrupt_content))
+    good["annotations"].append({"workerId": "no-data", "annotationData": {}})
+    good["annotations"].append(annotation("not-json", "x", as_string=False))
+    zero = {"datasetObjectId": "1", "dataObject": {"s3Uri": "s3://in/1.jpg"}, "annotations": []}
+    all_bad = {
+        "datasetObjectId": "2",
+        "dataObject": {"s3Uri": "s3://in/2.jpg"},
+        "annotations": [annotation("bad-png", corrupt_content)],
+    }
+    malformed = {"datasetObjectId": "3", "annotations": "not a list"}
+    put_json(s3, PAYLOAD_URI, [good, zero, all_bad, malformed])
+    response = handler_module.handler(event(), None)
+
+    assert [r["datasetObjectId"] for r in response] == ["0", "1", "2", "3"]
+    contents = [r["consolidatedAnnotation"]["content"] for r in response]
+    assert LAN in contents[0]
+    sidecar = json.loads(get_bytes(s3, contents[0][LAN][:-4] + ".json"))
+    assert {r["workerId"] for r in sidecar["rejected"]} == {"bad-png", "no-data", "not-json"}
+    for failed in contents[1:]:
+        assert LAN not in failed
+        assert failed[f"{LAN}-metadata"]["failure-reason"]
+    assert "no worker annotated" in contents[1][f"{LAN}-metadata"]["failure-reason"]
+    assert "bad-png" in contents[2][f"{LAN}-metadata"]["failure-reason"]
+    assert "malformed" in contents[3][f"{LAN}-metadata"]["failure-reason"]
+
+
+def test_size_mismatch_rejects_only_that_annotation(s3):
+    item, scene, _ = crowd_item("0", seed=2, profiles=("careful", "average"))
+    small = np.zeros((10, 10), dtype=np.uint8)
+    wrong = worker_answer(small, scene.class_map)
+    wrong["crowd-semantic-segmentation"]["inputImageProperties"] = {"height": 120, "width": 160}
+    item["annotations"].append(annotation("wrong-size", wrong))
+    put_json(s3, PAYLOAD_URI, [item])
+    content = handler_module.handler(event(), None)[0]["consolidatedAnnotation"]["content"]
+    sidecar = json.loads(get_bytes(s3, content[LAN][:-4] + ".json"))
+    assert [r["workerId"] for r in sidecar["rejected"]] == ["wrong-size"]
+    assert "10x10" in sidecar["rejected"][0]["reason"]
+    assert len(sidecar["workers"]) == 2
+
+
+@pytest.mark.parametrize("spelling", ["s3Uri", "s3uri"])
+def test_annotation_stored_in_s3_under_either_spelling(s3, spelling):
+    item, scene, masks = crowd_item("0", seed=4, profiles=("careful",))
+    content = json.loads(item["annotations"][0]["annotationData"]["content"])
+    put_json(s3, f"s3://{BUCKET}/answers/w0.json", content)
+    item["annotations"][0]["annotationData"] = {spelling: f"s3://{BUCKET}/answers/w0.json"}
+    put_json(s3, PAYLOAD_URI, [item])
+    uri = handler_module.handler(event(), None)[0]["consolidatedAnnotation"]["content"][LAN]
+    np.testing.assert_array_equal(read_class_mask(get_bytes(s3, uri), scene.class_map), masks[0])
+
+
+def test_content_as_object_and_custom_element_name(s3):
+    item, scene, masks = crowd_item("0", seed=6, profiles=("careful",), element_name="annotatedResult")
+    decoded = json.loads(item["annotations"][0]["annotationData"]["content"])
+    item["annotations"][0]["annotationData"]["content"] = decoded  # already an object
+    put_json(s3, PAYLOAD_URI, [item])
+    uri = handler_module.handler(event(), None)[0]["consolidatedAnnotation"]["content"][LAN]
+    np.testing.assert_array_equal(read_class_mask(get_bytes(s3, uri), scene.class_map), masks[0])
+
+
+@pytest.mark.parametrize("labels", [None, [], "missing"])
+def test_missing_label_categories_fall_back_to_worker_mappings_in_ui_colour_order(s3, labels):
+    item, scene, _ = crowd_item("0", seed=8, only_used_labels=True)
+    put_json(s3, PAYLOAD_URI, [item])
+    ev = event(labels=labels if labels != "missing" else None)
+    if labels == "missing":
+        del ev["labelCategories"]
+    meta = handler_module.handler(ev, None)[0]["consolidatedAnnotation"]["content"][f"{LAN}-metadata"]
+    names = [meta["internal-color-map"][str(i)]["class-name"] for i in range(len(meta["internal-color-map"]))]
+    used = [
+        name
+        for name in scene.labels
+        if any(
+            name in json.loads(a["annotationData"]["content"])["crowd-semantic-segmentation"]["labelMappings"]
+            for a in item["annotations"]
+        )
+    ]
+    assert names == ["BACKGROUND", *used]
+
+
+def test_label_categories_from_describe_labeling_job(s3, monkeypatch):
+    monkeypatch.setenv("DESCRIBE_LABELING_JOB", "true")
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="labels.json",
+        Body=json.dumps(
+            {
+                "document-version": "2018-11-28",
+                "labels": [
+                    {"label": x}
+                    for x in ("road", "sidewalk", "building", "vegetation", "car", "person", "pole")
+                ],
+            }
+        ).encode(),
+    )
+
+    class FakeSageMaker:
+        def describe_labeling_job(self, LabelingJobName):
+            assert LabelingJobName == JOB
+            return {"LabelCategoryConfigS3Uri": f"s3://{BUCKET}/labels.json"}
+
+    real_client = boto3.session.Session.client
+
+    def client(self, name, *args, **kwargs):
+        return FakeSageMaker() if name == "sagemaker" else real_client(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    item, scene, _ = crowd_item("0", seed=9, only_used_labels=True)
+    put_json(s3, PAYLOAD_URI, [item])
+    meta = handler_module.handler(event(labels=None), None)[0]["consolidatedAnnotation"]["content"][
+        f"{LAN}-metadata"
+    ]
+    assert [meta["internal-color-map"][str(i)]["class-name"] for i in range(1, 8)] == list(scene.labels)
+
+
+def test_output_config_is_used_when_present(s3):
+    item, _, _ = crowd_item("5", seed=11, profiles=("careful",))
+    put_json(s3, PAYLOAD_URI, [item])
+    response = handler_module.handler(event(outputConfig=f"s3://{BUCKET}/custom/out/"), None)
+    uri = response[0]["consolidatedAnnotation"]["content"][LAN]
+    assert uri == f"s3://{BUCKET}/custom/out/iteration-1/5.png"
+    assert get_bytes(s3, uri)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_spammer_in_the_crowd_is_excluded_and_reported(s3):
+    item, _scene, _masks = crowd_item(
+        "0", seed=12, profiles=("careful", "average", "average", "sloppy", "spammer")
+    )
+    put_json(s3, PAYLOAD_URI, [item])
+    uri = handler_module.handler(event(), None)[0]["consolidatedAnnotation"]["content"][LAN]
+    sidecar = json.loads(get_bytes(s3, uri[:-4] + ".json"))
+    spammer = next(w for w in sidecar["workers"] if w["workerId"].endswith("w4"))
+    assert spammer["excluded"] is True and spammer["quality"] < 0.2
+    assert sum(w["excluded"] for w in sidecar["workers"]) == 1
+
+
+def test_invalid_event_raises_a_clear_error(s3):
+    with pytest.raises(ValueError, match="payload"):
+        handler_module.handler({"labelingJobArn": "x", "labelAttributeName": LAN}, None)
+
+
+def test_unreadable_payload_raises_so_ground_truth_retries(s3):
+    with pytest.raises(RuntimeError, match="cannot read"):
+        handler_module.handler(event(), None)
+
+
+def test_payload_uri_without_ground_truth_layout_writes_beside_it(s3):
+    item, _, _ = crowd_item("0", seed=13, profiles=("careful",))
+    uri = f"s3://{BUCKET}/somewhere/batch.json"
+    put_json(s3, uri, [item])
+    out = handler_module.handler(event(payload={"s3Uri": uri}), None)[0]["consolidatedAnnotation"]["content"][
+        LAN
+    ]
+    assert out.startswith(f"s3://{BUCKET}/somewhere/gtseg-output/payload-")
+
+
+def test_base64_of_mask_is_not_inlined_in_response(s3):
+    item, _, _ = crowd_item("0", seed=14)
+    put_json(s3, PAYLOAD_URI, [item])
+    response = handler_module.handler(event(), None)
+    assert len(json.dumps(response)) < 4000
+    assert base64.b64encode(b"\x89PNG").decode()[:5] not in json.dumps(response)
