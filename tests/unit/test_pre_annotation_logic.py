@@ -158,7 +158,7 @@ def test_a_broken_source_stops_the_search() -> None:
 
 
 def test_invalid_manifest_labels_skip_the_object() -> None:
-    with pytest.raises(SkipObject, match="invalid 'labels' on the manifest line: .*duplicate") as info:
+    with pytest.raises(SkipObject, match=r"invalid 'labels' on the manifest line: .*duplicate") as info:
         resolve_labels({"labels": ["a", "a"]}, [("env", Loader(LabelCategoryConfig.from_labels(["y"])))])
     assert info.value.outcome == Outcome.NO_LABELS
 
