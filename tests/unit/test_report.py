@@ -1,0 +1,245 @@
+"""gtseg report: the HTML report's structure, figures and the lowest-agreement manifest.
+
+The job is built here from simulated workers (gtseg.simulation) in Ground Truth's layout:
+worker-response files, consolidated masks (+ gtseg sidecars or not) and an output manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import boto3
+import numpy as np
+from moto import mock_aws
+
+from gtseg.cli import main
+from gtseg.consolidation import consolidate_masks
+from gtseg.manifest import segmentation_metadata
+from gtseg.masks import encode_index_png
+from gtseg.report import build_report, cohen_kappa, disagreement_map, pixel_agreement
+from gtseg.simulation import SimulatedCrowd, make_scene, worker_answer
+
+LAN = "seg-job-ref"
+REMOTE_JOB = "s3://gt-out/jobs/seg-job"
+
+
+def write_job(root: Path, crowds: list[tuple[str, ...]], *, sidecars: bool = True, s3_uris: bool = False) -> dict:
+    """A finished job under ``root/seg-job``; returns facts the tests check the report against."""
+    job = root / "seg-job"
+    facts: dict = {"manifest": job / "manifests" / "output" / "output.manifest", "agreement": {}, "workers": set()}
+    lines = []
+    for object_id, profiles in enumerate(crowds):
+        scene = make_scene(object_id, 64, 48)
+        cmap = scene.class_map
+        masks = SimulatedCrowd(profiles, seed=object_id).paint(scene)
+        ids = [f"private.us-east-1.{p}{object_id % 2}" for p in profiles]
+        facts["workers"].update(ids)
+        result = consolidate_masks(masks, len(cmap), worker_ids=ids)
+        facts["agreement"][str(object_id)] = float(np.mean([pixel_agreement(m, result.labels) for m in masks]))
+        image = root / "images" / f"scene-{object_id}.png"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(scene.image_png())
+        answers = [
+            {"answerContent": worker_answer(mask, cmap), "workerId": wid, "timeSpentInSeconds": 30.0 + k,
+             "acceptanceTime": "2024-05-01T11:59:00.000Z", "submissionTime": "2024-05-01T12:00:00.000Z"}
+            for k, (mask, wid) in enumerate(zip(masks, ids, strict=True))
+        ]  # fmt: skip
+        response = job / "annotations" / "worker-response" / "iteration-1" / str(object_id) / "2024-05-01_12:00:00.json"
+        response.parent.mkdir(parents=True, exist_ok=True)
+        response.write_text(json.dumps({"answers": answers}))
+        rel_mask = f"annotations/consolidated-annotation/output/iteration-1/{object_id}.png"
+        (job / rel_mask).parent.mkdir(parents=True, exist_ok=True)
+        (job / rel_mask).write_bytes(encode_index_png(result.labels, cmap))
+        mask_uri = f"{REMOTE_JOB}/{rel_mask}" if s3_uris else str(job / rel_mask)
+        if sidecars:
+            sidecar = {
+                "schema": "gtseg/consolidation-sidecar@1", "datasetObjectId": str(object_id), "mask": mask_uri,
+                "method": result.method, "image-confidence": result.image_confidence,
+                "classes": [{"index": i, "class-name": n, "hex-color": c, "confidence": result.class_confidence[i]}
+                            for i, (n, c) in enumerate(zip(cmap.names, cmap.colors, strict=True))],
+                "workers": [{"workerId": w.worker_id, "quality": w.quality, "agreement": w.agreement}
+                            for w in result.workers],
+            }  # fmt: skip
+            (job / rel_mask).with_suffix(".json").write_text(json.dumps(sidecar))
+        meta = segmentation_metadata(cmap, job_name="seg-job", creation_date="2024-05-01T12:00:05.000000",
+                                     confidences=result.class_confidence)  # fmt: skip
+        lines.append({"source-ref": str(image), LAN: mask_uri, f"{LAN}-metadata": meta})
+    facts["manifest"].parent.mkdir(parents=True, exist_ok=True)
+    facts["manifest"].write_text("".join(json.dumps(line) + "\n" for line in lines))
+    facts["lines"] = lines
+    return facts
+
+
+class ReportParser(HTMLParser):
+    """Collects what the structure tests check: object ids, worker ids, image and link targets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.objects: list[str] = []
+        self.worker_rows: dict[str, list[list[str]]] = {}
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.sections: list[str] = []
+        self._row: list[str] | None = None
+        self._row_worker: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "data-object-id" in attrs:
+            self.objects.append(attrs["data-object-id"])
+        if tag == "section":
+            self.sections.append(attrs.get("id", ""))
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "a":
+            self.links.append(attrs["href"])
+        if tag == "tr" and "data-worker-id" in attrs:
+            self._row, self._row_worker = [], attrs["data-worker-id"]
+        if tag == "td" and self._row is not None:
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._row is not None and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        if tag == "tr" and self._row is not None:
+            self.worker_rows.setdefault(self._row_worker, []).append(self._row)
+            self._row = None
+
+
+def parse_report(path: Path) -> ReportParser:
+    parser = ReportParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+CROWDS = [("careful", "average", "spammer"), ("careful", "sloppy", "average"), ("sloppy", "blobs", "average"),
+          ("average", "careful", "sloppy")]  # fmt: skip
+
+
+def test_report_shows_every_object_and_worker_and_its_images_exist(tmp_path):
+    facts = write_job(tmp_path, CROWDS)
+    out = tmp_path / "report" / "report.html"
+    summary = build_report(str(facts["manifest"]), out)
+
+    assert summary.objects == 4 and not summary.errors
+    parsed = parse_report(out)
+    assert {"summary", "classes", "workers", "lowest", "objects"} <= set(parsed.sections)
+    assert sorted(parsed.objects) == ["0", "1", "2", "3"]
+    assert set(parsed.worker_rows) == facts["workers"]
+    assert len(parsed.images) == 8  # an overlay and a heatmap per object
+    for src in parsed.images:
+        assert not src.startswith("data:") and (out.parent / src).is_file(), src
+    for href in parsed.links:
+        if not href.startswith("#"):
+            assert (out.parent / href).is_file(), href
+        else:
+            assert href[len("#object-"):] in parsed.objects
+    assert out.stat().st_size < 200_000  # images are files, not inline data
+
+
+def test_per_worker_figures_separate_the_spammer_from_careful_workers(tmp_path):
+    facts = write_job(tmp_path, CROWDS)
+    out = tmp_path / "report.html"
+    build_report(str(facts["manifest"]), out)
+    rows = parse_report(out).worker_rows
+    # the summary table row comes first: worker, objects, agreement, quality, mean time, total, unusable
+    spammer = rows["private.us-east-1.spammer0"][0]
+    careful = rows["private.us-east-1.careful0"][0]
+    assert float(spammer[3]) < 0.2 < float(careful[3])
+    assert float(spammer[2].rstrip("%")) < float(careful[2].rstrip("%"))
+    assert careful[4] == "30.0 s"  # careful is the first worker on each object: 30 s
+
+
+def test_lowest_agreement_objects_are_listed_and_written_as_a_manifest(tmp_path):
+    facts = write_job(tmp_path, CROWDS)
+    out = tmp_path / "report.html"
+    summary = build_report(str(facts["manifest"]), out, lowest=2)
+
+    expected = sorted(facts["agreement"], key=facts["agreement"].get)[:2]
+    assert summary.lowest == expected
+    lines = [json.loads(t) for t in Path(summary.lowest_manifest).read_text().splitlines()]
+    by_mask = {line[LAN]: line for line in facts["lines"]}
+    assert [by_mask[line[LAN]] for line in lines] == [facts["lines"][int(i)] for i in expected]
+    assert Path(summary.lowest_manifest).name in parse_report(out).links
+
+
+def test_built_in_job_without_sidecars_uses_worker_responses(tmp_path):
+    facts = write_job(tmp_path, CROWDS[:2], sidecars=False, s3_uris=True)  # synced job folder, s3:// URIs
+    out = tmp_path / "report.html"
+    summary = build_report(str(facts["manifest"]), out)
+    assert summary.objects == 2 and not summary.errors
+    parsed = parse_report(out)
+    assert set(parsed.worker_rows) == facts["workers"]
+    assert all(src.endswith((".jpg", ".png")) for src in parsed.images) and len(parsed.images) == 4
+    spammer = parsed.worker_rows["private.us-east-1.spammer0"][0]
+    assert float(spammer[3]) < 0.2  # kappa computed from its mask, no sidecar needed
+
+
+def test_broken_objects_are_reported_and_the_rest_still_shown(tmp_path, capsys):
+    facts = write_job(tmp_path, CROWDS[:3])
+    lines = facts["manifest"].read_text().splitlines()
+    Path(json.loads(lines[1])[LAN]).unlink()  # a missing PNG
+    Path(json.loads(lines[2])["source-ref"]).unlink()  # a missing image: still reported, grey background
+    facts["manifest"].write_text("\n".join([*lines, "{broken"]) + "\n")
+    out = tmp_path / "report.html"
+    code = main(["report", str(facts["manifest"]), "--out", str(out), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "line 2" in err and "line 4" in err
+    parsed = parse_report(out)
+    assert sorted(parsed.objects) == ["0", "2"]
+    assert "problems" in parsed.sections
+    assert "image not shown" in out.read_text()
+
+
+@mock_aws
+def test_report_from_s3(tmp_path):
+    facts = write_job(tmp_path / "local", CROWDS[:2], s3_uris=True)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="gt-out")
+    job = tmp_path / "local" / "seg-job"
+    for path in job.rglob("*"):
+        if path.is_file():
+            s3.put_object(Bucket="gt-out", Key=f"jobs/seg-job/{path.relative_to(job).as_posix()}", Body=path.read_bytes())
+    out = tmp_path / "report.html"
+    summary = build_report(f"{REMOTE_JOB}/manifests/output/output.manifest", out)
+    assert summary.objects == 2 and not summary.errors
+    assert summary.job_prefix == REMOTE_JOB
+    assert set(parse_report(out).worker_rows) == facts["workers"]
+
+
+def test_empty_manifest_gives_an_empty_but_valid_report(tmp_path):
+    manifest = tmp_path / "output.manifest"
+    manifest.write_text("")
+    summary = build_report(str(manifest), tmp_path / "r.html")
+    assert summary.objects == 0
+    parsed = parse_report(tmp_path / "r.html")
+    assert parsed.objects == [] and "objects" in parsed.sections
+    assert Path(summary.lowest_manifest).read_text() == ""
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_kappa_is_zero_for_a_one_class_painter_and_one_for_a_perfect_copy():
+    rng = np.random.default_rng(0)
+    consensus = rng.integers(0, 4, size=(20, 30), dtype=np.uint8)
+    assert cohen_kappa(consensus, consensus, 4) == 1.0
+    assert cohen_kappa(np.full_like(consensus, 2), consensus, 4) == 0.0
+    assert 0.0 < cohen_kappa(np.where(rng.random(consensus.shape) < 0.8, consensus, 0), consensus, 4) < 1.0
+
+
+def test_disagreement_map_is_the_fraction_of_workers_off_consensus():
+    consensus = np.zeros((2, 2), np.uint8)
+    a = np.array([[0, 1], [0, 1]], np.uint8)
+    b = np.array([[0, 0], [2, 1]], np.uint8)
+    np.testing.assert_allclose(disagreement_map([a, b], consensus), [[0.0, 0.5], [0.5, 1.0]])
+    assert pixel_agreement(a, consensus) == 0.5
