@@ -1,0 +1,577 @@
+"""The launcher handler in-process: moto S3 for the data, a fake SageMaker client (moto has no
+labeling jobs) and botocore's Stubber, which checks the request against the service model."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from botocore.validate import validate_parameters
+from moto import mock_aws
+
+from gtseg import sagemaker_limits
+from gtseg.handlers import launcher as handler_module
+from gtseg.job_spec import SpecError, parse_job_spec
+from gtseg.labels import ClassMap, LabelCategoryConfig
+from gtseg.launch import (
+    OBJECT_COUNT_TAG,
+    PRIOR_LABEL_ATTRIBUTE_KEY,
+    SPEC_HASH_TAG,
+    LaunchConfigError,
+    LaunchConflictError,
+    LauncherSettings,
+    build_request,
+    launch,
+    plan_launch,
+)
+from gtseg.storage import S3Store
+
+REGION = "eu-west-1"
+ACCOUNT = "111122223333"
+DATA_BUCKET = "gtseg-data"
+OUTPUT_BUCKET = "gtseg-output"
+IMAGES_BUCKET = "my-images"
+WORKTEAM = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/team-a"
+ENV = {
+    "GROUND_TRUTH_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/GroundTruthExecution",
+    "PRE_ANNOTATION_FUNCTION_ARN": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:gtseg-pre",
+    "CONSOLIDATION_FUNCTION_ARN": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:gtseg-acs",
+    "WORKER_TEMPLATE_URI": f"s3://{DATA_BUCKET}/ui/semantic-segmentation.liquid.html",
+    "DATA_BUCKET": DATA_BUCKET,
+    "OUTPUT_BUCKET": OUTPUT_BUCKET,
+}
+
+
+class FakeSageMaker:
+    """Labeling jobs in memory, with the service's error codes; requests validated like botocore."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.created: list[dict[str, Any]] = []
+        self.hidden_once: set[str] = set()  # names describe pretends not to see once (a race)
+        self._shape = (
+            boto3.client("sagemaker", region_name=REGION)
+            .meta.service_model.operation_model("CreateLabelingJob")
+            .input_shape
+        )
+
+    @staticmethod
+    def _error(code: str, message: str, operation: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+    def describe_labeling_job(self, *, LabelingJobName: str) -> dict[str, Any]:
+        key = LabelingJobName.lower()
+        if key in self.hidden_once:
+            self.hidden_once.discard(key)
+            raise self._error("ResourceNotFound", "Could not find labeling job", "DescribeLabelingJob")
+        if key not in self.jobs:
+            raise self._error("ResourceNotFound", "Could not find labeling job", "DescribeLabelingJob")
+        return copy.deepcopy(self.jobs[key])
+
+    def create_labeling_job(self, **request: Any) -> dict[str, Any]:
+        validate_parameters(request, self._shape)  # raises ParamValidationError like a real client
+        key = request["LabelingJobName"].lower()
+        if key in self.jobs:
+            raise self._error("ResourceInUse", "Job name already in use", "CreateLabelingJob")
+        arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/{key}"
+        self.created.append(copy.deepcopy(request))
+        self.jobs[key] = {
+            **copy.deepcopy(request),
+            "LabelingJobArn": arn,
+            "LabelingJobStatus": "InProgress",
+            "LabelCounters": {"TotalLabeled": 0, "Unlabeled": 1},
+        }
+        return {"LabelingJobArn": arn}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("DEFAULT_WORKTEAM_ARN", "OUTPUT_KMS_KEY_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        for bucket in (DATA_BUCKET, OUTPUT_BUCKET, IMAGES_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+        sagemaker = FakeSageMaker()
+        handler_module.CLIENTS.store = S3Store(client=s3)
+        handler_module.CLIENTS.sagemaker = sagemaker
+        yield s3, sagemaker
+        handler_module.CLIENTS.__init__()
+
+
+def put(s3, uri: str, body: bytes | str = b"x") -> None:
+    bucket, key = uri[5:].split("/", 1)
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
+
+
+def read(s3, uri: str) -> str:
+    bucket, key = uri[5:].split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+
+def keys(s3, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "jobName": "street-scenes-1",
+        "labels": ["road", "car", "person"],
+        "images": {"prefix": f"s3://{IMAGES_BUCKET}/batch-1/"},
+        "workforce": {"workteamArn": WORKTEAM},
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def settings() -> LauncherSettings:
+    return LauncherSettings.from_mapping(ENV)
+
+
+# --------------------------------------------------------------------------- images from a prefix
+
+
+def test_prefix_with_one_image_writes_manifest_and_labels_then_creates_the_job(aws):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.JPG")
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/notes.txt")  # not an image: left out
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-2/b.png")  # outside the prefix
+
+    result = handler_module.handler(spec(), None)
+
+    assert result["objectCount"] == 1
+    assert result["created"] is True
+    assert result["jobArn"].endswith("labeling-job/street-scenes-1")
+    assert result["manifestUri"] == f"s3://{DATA_BUCKET}/jobs/street-scenes-1/manifest.jsonl"
+    assert (
+        result["labelCategoryConfigUri"] == f"s3://{DATA_BUCKET}/jobs/street-scenes-1/label-categories.json"
+    )
+    lines = [json.loads(line) for line in read(s3, result["manifestUri"]).splitlines()]
+    assert lines == [{"source-ref": f"s3://{IMAGES_BUCKET}/batch-1/a.JPG"}]
+    label_file = json.loads(read(s3, result["labelCategoryConfigUri"]))
+    assert label_file["document-version"] == "2018-11-28"
+    assert LabelCategoryConfig.parse(label_file).labels == ("road", "car", "person")
+
+    (request,) = sagemaker.created
+    assert request["LabelingJobName"] == "street-scenes-1"
+    assert request["LabelAttributeName"] == "street-scenes-1-ref"
+    assert request["RoleArn"] == ENV["GROUND_TRUTH_ROLE_ARN"]
+    assert request["OutputConfig"] == {"S3OutputPath": f"s3://{OUTPUT_BUCKET}/jobs/"}
+    assert request["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"] == result["manifestUri"]
+    assert request["LabelCategoryConfigS3Uri"] == result["labelCategoryConfigUri"]
+    human = request["HumanTaskConfig"]
+    assert human["PreHumanTaskLambdaArn"] == ENV["PRE_ANNOTATION_FUNCTION_ARN"]
+    assert (
+        human["AnnotationConsolidationConfig"]["AnnotationConsolidationLambdaArn"]
+        == ENV["CONSOLIDATION_FUNCTION_ARN"]
+    )
+    assert human["UiConfig"] == {"UiTemplateS3Uri": ENV["WORKER_TEMPLATE_URI"]}
+    assert human["WorkteamArn"] == WORKTEAM
+    assert human["NumberOfHumanWorkersPerDataObject"] == 3
+    assert "PublicWorkforceTaskPrice" not in human
+    tags = {t["Key"]: t["Value"] for t in request["Tags"]}
+    assert tags[SPEC_HASH_TAG] == parse_job_spec(spec()).sha256()
+    assert tags[OBJECT_COUNT_TAG] == "1"
+
+
+def test_empty_prefix_is_refused_and_nothing_is_written_or_created(aws):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/readme.md")
+    with pytest.raises(SpecError, match=r"images\.prefix: no images"):
+        handler_module.handler(spec(), None)
+    assert sagemaker.created == []
+    assert keys(s3, DATA_BUCKET) == []
+
+
+def test_prefix_over_1000_images_is_listed_across_pages(aws):
+    s3, _ = aws
+    names = [f"batch-1/img_{i:04d}.jpg" for i in range(1005)]
+    for name in names:
+        s3.put_object(Bucket=IMAGES_BUCKET, Key=name, Body=b"")
+    assert s3.list_objects_v2(Bucket=IMAGES_BUCKET)["IsTruncated"] is True  # really more than one page
+
+    result = handler_module.handler(spec(), None)
+
+    assert result["objectCount"] == 1005
+    refs = [json.loads(line)["source-ref"] for line in read(s3, result["manifestUri"]).splitlines()]
+    assert refs == [f"s3://{IMAGES_BUCKET}/{name}" for name in names]
+
+
+def test_count_over_the_object_quota_is_reported(aws, monkeypatch):
+    s3, sagemaker = aws
+    monkeypatch.setattr(sagemaker_limits, "MAX_DATASET_OBJECTS", 2)
+    for i in range(3):
+        put(s3, f"s3://{IMAGES_BUCKET}/batch-1/{i}.png")
+    with pytest.raises(SpecError, match=r"images\.prefix: 3 data objects is over .* quota of 2"):
+        handler_module.handler(spec(), None)
+    assert sagemaker.created == []
+
+
+# --------------------------------------------------------------------------- images from a manifest
+
+
+def test_manifest_input_keeps_good_lines_and_reports_each_bad_one(aws):
+    s3, sagemaker = aws
+    manifest = "\n".join(
+        [
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/a.jpg", "site": "plant-7"}),
+            "{not json",
+            json.dumps({"source": "inline text"}),
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/movie.mp4"}),
+            "",
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/b.jpeg", "street-scenes-1-ref": "s3://x/y.png"}),
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/c.png", "big": "x" * 110_000}),
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/d.png"}),
+        ]
+    )
+    put(s3, f"s3://{IMAGES_BUCKET}/in.manifest", manifest)
+
+    result = handler_module.handler(spec(images={"manifestUri": f"s3://{IMAGES_BUCKET}/in.manifest"}), None)
+
+    assert result["objectCount"] == 2
+    lines = [json.loads(line) for line in read(s3, result["manifestUri"]).splitlines()]
+    assert lines == [
+        {"source-ref": f"s3://{IMAGES_BUCKET}/a.jpg", "site": "plant-7"},
+        {"source-ref": f"s3://{IMAGES_BUCKET}/d.png"},
+    ]
+    assert result["skippedCount"] == 5
+    reasons = "\n".join(result["skipped"])
+    assert "line 2: not valid JSON" in reasons
+    assert "line 3: has no 'source-ref'" in reasons
+    assert "line 4: " in reasons and "not a .jpg/.jpeg/.png" in reasons
+    assert "line 6: already has this job's label attribute" in reasons
+    assert "line 7: is over Ground Truth's 100 KB" in reasons
+    assert len(sagemaker.created) == 1
+
+
+def test_unreadable_manifest_names_the_field(aws):
+    with pytest.raises(SpecError, match=r"images\.manifestUri: cannot read s3://my-images/missing"):
+        handler_module.handler(spec(images={"manifestUri": f"s3://{IMAGES_BUCKET}/missing.manifest"}), None)
+
+
+def test_label_category_file_is_read_checked_and_copied_with_instructions(aws):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    put(
+        s3, f"s3://{IMAGES_BUCKET}/labels.json", json.dumps({"labels": [{"label": "sky"}, {"label": "tree"}]})
+    )
+    result = handler_module.handler(
+        spec(
+            labels=None,
+            labelCategoryConfigUri=f"s3://{IMAGES_BUCKET}/labels.json",
+            instructions={"shortInstruction": "<p>Paint the sky</p>"},
+        ),
+        None,
+    )
+    copied = json.loads(read(s3, result["labelCategoryConfigUri"]))
+    assert copied["document-version"] == "2018-11-28"
+    assert [entry["label"] for entry in copied["labels"]] == ["sky", "tree"]
+    assert copied["instructions"] == {"shortInstruction": "<p>Paint the sky</p>"}
+    assert sagemaker.created[0]["LabelCategoryConfigS3Uri"] == result["labelCategoryConfigUri"]
+
+
+def test_bad_label_category_file_names_the_field(aws):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    put(s3, f"s3://{IMAGES_BUCKET}/labels.json", json.dumps({"labels": [{"label": "sky"}, {"label": "sky"}]}))
+    with pytest.raises(SpecError, match=r"labelCategoryConfigUri: .*duplicate label 'sky'"):
+        handler_module.handler(
+            spec(labels=None, labelCategoryConfigUri=f"s3://{IMAGES_BUCKET}/labels.json"), None
+        )
+    assert sagemaker.created == []
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_relaunching_the_same_spec_returns_the_existing_job(aws):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    first = handler_module.handler(spec(), None)
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/b.jpg")  # new images must not change the running job
+    manifest_before = read(s3, first["manifestUri"])
+
+    # Same spec written differently: other key order, explicit defaults.
+    again = dict(reversed(list(spec(workersPerObject=3, taskTimeLimitSeconds=600).items())))
+    second = handler_module.handler(again, None)
+
+    assert len(sagemaker.created) == 1
+    assert second["created"] is False
+    assert second["jobArn"] == first["jobArn"]
+    assert second["manifestUri"] == first["manifestUri"]
+    assert second["objectCount"] == 1
+    assert read(s3, first["manifestUri"]) == manifest_before
+
+
+def test_same_name_with_a_different_spec_is_a_conflict(aws):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    handler_module.handler(spec(), None)
+    with pytest.raises(
+        LaunchConflictError, match=r"jobName: .*'street-scenes-1' already exists .*different spec"
+    ):
+        handler_module.handler(spec(title="Another title"), None)
+    assert len(sagemaker.created) == 1
+
+
+def test_a_job_not_started_by_gtseg_is_a_conflict(aws):
+    _, sagemaker = aws
+    sagemaker.jobs["street-scenes-1"] = {
+        "LabelingJobName": "street-scenes-1",
+        "LabelingJobArn": "arn:aws:sagemaker:eu-west-1:111122223333:labeling-job/street-scenes-1",
+        "LabelingJobStatus": "Completed",
+        "Tags": [],
+    }
+    with pytest.raises(LaunchConflictError, match="was not started by gtseg"):
+        handler_module.handler(spec(), None)
+
+
+def test_concurrent_create_of_the_same_spec_returns_that_job(aws):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    first = handler_module.handler(spec(), None)
+    # A retried invoke racing the first: describe misses the job, create then hits ResourceInUse.
+    sagemaker.hidden_once.add("street-scenes-1")
+    second = handler_module.handler(spec(), None)
+    assert second["jobArn"] == first["jobArn"]
+    assert second["created"] is False
+    assert len(sagemaker.created) == 1
+
+
+# --------------------------------------------------------------------------- workforce
+
+
+def test_public_workforce_sets_price_classifiers_and_the_regional_public_team(aws):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    public = {
+        "public": {
+            "priceInUsd": 1.08,
+            "contentClassifiers": ["FreeOfAdultContent", "FreeOfPersonallyIdentifiableInformation"],
+        }
+    }
+    handler_module.handler(spec(workforce=public), None)
+    request = sagemaker.created[0]
+    human = request["HumanTaskConfig"]
+    assert human["WorkteamArn"] == f"arn:aws:sagemaker:{REGION}:394669845002:workteam/public-crowd/default"
+    assert human["PublicWorkforceTaskPrice"] == {
+        "AmountInUsd": {"Dollars": 1, "Cents": 8, "TenthFractionsOfACent": 0}
+    }
+    assert sorted(request["InputConfig"]["DataAttributes"]["ContentClassifiers"]) == [
+        "FreeOfAdultContent",
+        "FreeOfPersonallyIdentifiableInformation",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("workforce", "extra", "message"),
+    [
+        ({"public": {"priceInUsd": 0.84}}, {}, "FreeOfPersonallyIdentifiableInformation"),
+        (
+            {
+                "public": {
+                    "priceInUsd": 0.50,
+                    "contentClassifiers": ["FreeOfPersonallyIdentifiableInformation"],
+                }
+            },
+            {},
+            r"priceInUsd: must be one of .*0\.84, 0\.96, 1\.08, 1\.20",
+        ),
+        (
+            {
+                "public": {
+                    "priceInUsd": 0.84,
+                    "contentClassifiers": ["FreeOfPersonallyIdentifiableInformation"],
+                }
+            },
+            {"taskAvailabilitySeconds": 43_201},
+            r"taskAvailabilitySeconds must be at most 43200 seconds for the public workforce",
+        ),
+        (
+            {"workteamArn": f"arn:aws:sagemaker:{REGION}:394669845002:workteam/public-crowd/default"},
+            {},
+            r"workforce\.workteamArn: that is the public workforce",
+        ),
+    ],
+)
+def test_public_workforce_rules(aws, workforce, extra, message):
+    _, sagemaker = aws
+    with pytest.raises(SpecError, match=message):
+        handler_module.handler(spec(workforce=workforce, **extra), None)
+    assert sagemaker.created == []
+
+
+def test_default_workteam_comes_from_the_stack_and_is_required_without_one(aws, monkeypatch):
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    with pytest.raises(SpecError, match="workforce: required"):
+        handler_module.handler(spec(workforce=None), None)
+    monkeypatch.setenv("DEFAULT_WORKTEAM_ARN", WORKTEAM)
+    monkeypatch.setenv("OUTPUT_KMS_KEY_ID", "alias/gtseg-output")
+    handler_module.handler(spec(workforce=None), None)
+    assert sagemaker.created[0]["HumanTaskConfig"]["WorkteamArn"] == WORKTEAM
+    assert sagemaker.created[0]["OutputConfig"]["KmsKeyId"] == "alias/gtseg-output"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_missing_setting_is_named_and_checked_before_any_aws_call(aws, monkeypatch):
+    _, sagemaker = aws
+    monkeypatch.delenv("WORKER_TEMPLATE_URI")
+    with pytest.raises(LaunchConfigError, match="WORKER_TEMPLATE_URI"):
+        handler_module.handler(spec(), None)
+    assert sagemaker.created == []
+
+
+def test_malformed_setting_is_named(aws, monkeypatch):
+    monkeypatch.setenv("GROUND_TRUTH_ROLE_ARN", "arn:aws:iam::111122223333:user/someone")
+    with pytest.raises(LaunchConfigError, match=r"GROUND_TRUTH_ROLE_ARN must match the pattern"):
+        handler_module.handler(spec(), None)
+
+
+# --------------------------------------------------------------------------- adjustment jobs
+
+
+def prior_line(name: str, labels: list[str], lan: str = "first-pass-ref") -> dict[str, Any]:
+    class_map = ClassMap.from_labels(labels)
+    return {
+        "source-ref": f"s3://{IMAGES_BUCKET}/{name}",
+        lan: f"s3://{OUTPUT_BUCKET}/jobs/first-pass/annotations/consolidated-annotation/output/{name}.png",
+        f"{lan}-metadata": {
+            "internal-color-map": class_map.internal_color_map(),
+            "type": "groundtruth/semantic-segmentation",
+            "job-name": "labeling-job/first-pass",
+        },
+    }
+
+
+def write_prior_manifest(s3) -> str:
+    uri = f"s3://{OUTPUT_BUCKET}/jobs/first-pass/manifests/output/output.manifest"
+    lines = [
+        prior_line("a.jpg", ["road", "car"]),
+        {
+            "source-ref": f"s3://{IMAGES_BUCKET}/b.jpg",
+            "first-pass-ref-metadata": {"failure-reason": "expired"},
+        },
+        prior_line("c.jpg", ["road", "car", "tram"]),
+        prior_line("d.jpg", ["road", "car"]),
+    ]
+    put(s3, uri, "\n".join(json.dumps(line) for line in lines))
+    return uri
+
+
+def test_adjustment_job_copies_prior_lines_and_names_the_prior_attribute(aws):
+    s3, sagemaker = aws
+    uri = write_prior_manifest(s3)
+    result = handler_module.handler(
+        spec(jobName="review-1", labels=None, images=None, prior={"manifestUri": uri}), None
+    )
+    lines = [json.loads(line) for line in read(s3, result["manifestUri"]).splitlines()]
+    assert [line["source-ref"].rsplit("/", 1)[1] for line in lines] == ["a.jpg", "d.jpg"]
+    for line in lines:
+        assert line[PRIOR_LABEL_ATTRIBUTE_KEY] == "first-pass-ref"
+        assert line["first-pass-ref-metadata"]["internal-color-map"]["1"]["class-name"] == "road"
+    # labels came from the prior colour map, so the prior classes keep their names
+    assert LabelCategoryConfig.parse(read(s3, result["labelCategoryConfigUri"])).labels == ("road", "car")
+    reasons = "\n".join(result["skipped"])
+    assert "line 2: has no prior mask 'first-pass-ref'" in reasons
+    assert "line 3: prior mask uses labels not in this job's label categories: tram" in reasons
+    assert sagemaker.created[0]["LabelAttributeName"] == "review-1-ref"
+
+
+def test_adjustment_job_needs_a_label_attribute_different_from_the_prior(aws):
+    s3, sagemaker = aws
+    uri = write_prior_manifest(s3)
+    with pytest.raises(
+        SpecError, match=r"labelAttributeName .*must differ from the prior .*'first-pass-ref'"
+    ):
+        handler_module.handler(
+            spec(labels=None, images=None, labelAttributeName="first-pass-ref", prior={"manifestUri": uri}),
+            None,
+        )
+    assert sagemaker.created == []
+
+
+def test_adjustment_job_from_a_prior_job_name(aws):
+    s3, sagemaker = aws
+    uri = write_prior_manifest(s3)
+    sagemaker.jobs["first-pass"] = {
+        "LabelingJobName": "first-pass",
+        "LabelingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/first-pass",
+        "LabelingJobStatus": "Completed",
+        "LabelAttributeName": "first-pass-ref",
+        "LabelingJobOutput": {"OutputDatasetS3Uri": uri},
+    }
+    result = handler_module.handler(
+        spec(
+            jobName="review-2", images=None, labels=["road", "car", "tram"], prior={"jobName": "first-pass"}
+        ),
+        None,
+    )
+    assert result["objectCount"] == 3  # tram is a label of this job now, so line 3 is kept
+    with pytest.raises(SpecError, match=r"prior\.jobName: no labeling job named 'nope'"):
+        handler_module.handler(spec(jobName="review-3", images=None, prior={"jobName": "nope"}), None)
+
+
+# --------------------------------------------------------------------------- botocore's own checks
+
+
+def test_built_request_passes_botocore_validation_through_a_stubbed_client(aws):
+    s3, _ = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    client = boto3.client("sagemaker", region_name=REGION)
+    full = spec(
+        workforce={
+            "public": {"priceInUsd": 0.96, "contentClassifiers": ["FreeOfPersonallyIdentifiableInformation"]}
+        },
+        taskAvailabilitySeconds=3600,
+        maxConcurrentTasks=100,
+        keywords=["street", "segmentation"],
+        stoppingConditions={"maxHumanLabeledObjectCount": 10, "maxPercentageOfInputDatasetLabeled": 50},
+        outputKmsKeyId="arn:aws:kms:eu-west-1:111122223333:key/abcd-1234",
+        tags={"project": "streets", "cost-center": "42"},
+    )
+    expected = plan_launch(spec_copy := copy.deepcopy(full), settings(), S3Store(client=s3), client).request
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/street-scenes-1"
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "describe_labeling_job", service_error_code="ResourceNotFound", http_status_code=404
+        )
+        stub.add_response("create_labeling_job", {"LabelingJobArn": arn}, expected_params=expected)
+        result = launch(spec_copy, settings(), S3Store(client=s3), client)
+        stub.assert_no_pending_responses()
+    assert result.job_arn == arn
+    assert expected["HumanTaskConfig"]["PublicWorkforceTaskPrice"]["AmountInUsd"]["Cents"] == 96
+    assert expected["StoppingConditions"] == {
+        "MaxHumanLabeledObjectCount": 10,
+        "MaxPercentageOfInputDatasetLabeled": 50,
+    }
+
+
+def test_stubbed_client_rejects_a_request_botocore_finds_invalid(aws):
+    """The Stubber path really validates: a request with a bad member never reaches the stub."""
+    from botocore.exceptions import ParamValidationError
+
+    request = build_request(parse_job_spec(spec()), settings())
+    request["HumanTaskConfig"]["NumberOfHumanWorkersPerDataObject"] = "three"
+    client = boto3.client("sagemaker", region_name=REGION)
+    with Stubber(client) as stub:
+        stub.add_response("create_labeling_job", {"LabelingJobArn": "arn:x"})
+        with pytest.raises(ParamValidationError):
+            client.create_labeling_job(**request)
+
+
+def test_aws_errors_other_than_not_found_are_not_swallowed(aws):
+    client = boto3.client("sagemaker", region_name=REGION)
+    with Stubber(client) as stub:
+        stub.add_client_error("describe_labeling_job", service_error_code="AccessDeniedException")
+        with pytest.raises(ClientError, match="AccessDenied"):
+            launch(spec(), settings(), S3Store(client=aws[0]), client)
