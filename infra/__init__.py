@@ -1,0 +1,1 @@
+"""gtseg infrastructure (AWS CDK): one construct per concern, composed by ``infra.stack``."""

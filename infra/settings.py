@@ -1,0 +1,233 @@
+"""Typed settings of the gtseg stack, read from CDK context.
+
+Every setting is one top-level context key (camelCase), set in ``cdk.json`` or on the command line:
+``npx cdk deploy -c workteamArn=arn:aws:sagemaker:... -c encryption=kms -c retention=destroy``.
+Values from ``-c`` arrive as strings; pydantic coerces them ("3008" -> 3008) and rejects bad ones
+with a message naming the key. A camelCase key that is not a setting is an error, so a typo
+(``-c workTeamArn=...``) cannot be silently ignored.
+
+The Lambda target platform (Python version, pip platform tags) is NOT a context setting: it must
+match the wheelhouse ``make setup`` downloaded, so it is read from the Makefile (the single source).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAKEFILE = REPO_ROOT / "Makefile"
+LAMBDAS_DIR = REPO_ROOT / "lambdas"
+LAMBDA_REQUIREMENTS = LAMBDAS_DIR / "requirements.txt"
+WORKER_TEMPLATES_DIR = LAMBDAS_DIR / "gtseg" / "templates"
+WHEELHOUSE_DIR = REPO_ROOT / "build" / "wheelhouse"
+
+# Consolidation is the one memory/CPU-heavy function: it decodes K worker PNGs per object and runs
+# the EM on the vote counts, several objects of a batch in parallel threads. Lambda CPU scales with
+# memory (one full vCPU at 1769 MB, ~2 at 3008 MB), so memory buys decode/encode speed too.
+# Sized from make bench: placeholder 3008 MB / 600 s until the lead's benchmark figures are in.
+CONSOLIDATION_MEMORY_MB = 3008
+CONSOLIDATION_TIMEOUT_SECONDS = 600
+
+# Lambda's limits for memory and timeout (service quotas, not tunable).
+LAMBDA_MIN_MEMORY_MB = 128
+LAMBDA_MAX_MEMORY_MB = 10240
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+
+_STAGE = r"[a-z][a-z0-9-]{0,15}"
+_WORKTEAM_ARN = r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:workteam/.+"
+_KMS_KEY_ARN = (
+    r"arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:key/"
+    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+_ENDPOINT_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+_LABEL_ATTRIBUTE = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}"
+
+
+class Retention(StrEnum):
+    """What happens to buckets, keys and log groups when the stack is deleted."""
+
+    RETAIN = "retain"  # keep the data (default: labels cost money to make)
+    DESTROY = "destroy"  # dev stacks: delete, emptying buckets first
+
+    @property
+    def removal_policy(self) -> RemovalPolicy:
+        return RemovalPolicy.RETAIN if self is Retention.RETAIN else RemovalPolicy.DESTROY
+
+
+class Encryption(StrEnum):
+    S3_MANAGED = "s3"  # SSE-S3 (default, no key cost)
+    KMS = "kms"  # a customer-managed KMS key (created, or kmsKeyArn)
+
+
+class GtsegSettings(BaseModel):
+    """Everything a team may want to change without editing code. Defaults synthesize."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    stage: str = Field("main", pattern=_STAGE, description="part of the stack name: Gtseg-<stage>")
+    workteam_arn: str | None = Field(
+        None, pattern=_WORKTEAM_ARN, description="default private/vendor workteam for the launcher"
+    )
+    encryption: Encryption = Encryption.S3_MANAGED
+    kms_key_arn: str | None = Field(
+        None, pattern=_KMS_KEY_ARN, description="use this existing key instead of creating one"
+    )
+    retention: Retention = Retention.RETAIN
+    log_retention_days: int = 30
+    pre_annotation_memory_mb: int = Field(512, ge=LAMBDA_MIN_MEMORY_MB, le=LAMBDA_MAX_MEMORY_MB)
+    consolidation_memory_mb: int = Field(
+        CONSOLIDATION_MEMORY_MB, ge=LAMBDA_MIN_MEMORY_MB, le=LAMBDA_MAX_MEMORY_MB
+    )
+    consolidation_timeout_seconds: int = Field(
+        CONSOLIDATION_TIMEOUT_SECONDS, ge=30, le=LAMBDA_MAX_TIMEOUT_SECONDS
+    )
+    launcher_memory_mb: int = Field(512, ge=LAMBDA_MIN_MEMORY_MB, le=LAMBDA_MAX_MEMORY_MB)
+    consolidation_method: Literal["gtseg", "majority"] = "gtseg"
+    consolidation_smoothing: int = Field(0, ge=0, le=32)
+    prelabel_endpoint_name: str | None = Field(None, pattern=_ENDPOINT_NAME)
+    prior_label_attribute: str | None = Field(None, pattern=_LABEL_ATTRIBUTE)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _known_retention(cls, days: int) -> int:
+        allowed = _retention_days_by_number()
+        if days not in allowed:
+            raise ValueError(f"must be one of CloudWatch's retention periods: {sorted(allowed)}")
+        return days
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, level: Any) -> Any:
+        return level.upper() if isinstance(level, str) else level
+
+    @model_validator(mode="after")
+    def _key_needs_kms(self) -> GtsegSettings:
+        if self.kms_key_arn and self.encryption is not Encryption.KMS:
+            raise ValueError("kmsKeyArn is set but encryption is not 'kms': set encryption=kms too")
+        return self
+
+    @property
+    def stack_name(self) -> str:
+        return f"Gtseg-{self.stage}"
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return _retention_days_by_number()[self.log_retention_days]
+
+    @property
+    def removal_policy(self) -> RemovalPolicy:
+        return self.retention.removal_policy
+
+    @property
+    def destroy_on_delete(self) -> bool:
+        return self.retention is Retention.DESTROY
+
+    @classmethod
+    def context_keys(cls) -> tuple[str, ...]:
+        return tuple(field.alias or name for name, field in cls.model_fields.items())
+
+    @classmethod
+    def from_context(cls, context: dict[str, Any]) -> GtsegSettings:
+        """Build from a CDK context mapping (``node.get_all_context()``); unknown camelCase keys fail.
+
+        CDK's own keys (feature flags ``@aws-cdk/...``, ``aws:cdk:...``, ``cli-telemetry``) contain
+        ``@``, ``:`` or ``-`` and are left alone.
+        """
+        known = set(cls.context_keys())
+        ours = {k: v for k, v in context.items() if re.fullmatch(r"[a-z][a-zA-Z0-9]*", k)}
+        unknown = sorted(set(ours) - known)
+        if unknown:
+            raise SettingsError(
+                f"unknown gtseg setting(s) in CDK context: {', '.join(unknown)}; "
+                f"valid keys: {', '.join(sorted(known))}"
+            )
+        # `-c key=` (empty) means "unset": fall back to the default.
+        values = {k: v for k, v in ours.items() if v is not None and v != ""}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid gtseg settings in CDK context: {problems}") from None
+
+
+class SettingsError(ValueError):
+    """A context setting that cannot be used; the message names the key."""
+
+
+# CloudWatch Logs' allowed retention periods (PutRetentionPolicy), by day count. INFINITE is left
+# out on purpose: logs must not grow forever by default.
+_RETENTION_DAYS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS",
+    1096: "THREE_YEARS", 1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS", 3288: "NINE_YEARS", 3653: "TEN_YEARS",
+}  # fmt: skip
+
+
+def _retention_days_by_number() -> dict[int, logs.RetentionDays]:
+    return {days: logs.RetentionDays[name] for days, name in _RETENTION_DAYS.items()}
+
+
+@dataclass(frozen=True)
+class LambdaPlatform:
+    """The Lambda target the layer is bundled for; must match the wheelhouse from ``make setup``."""
+
+    python_version: str  # "3.14"
+    pip_platforms: tuple[str, ...]  # ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
+
+    @property
+    def runtime(self) -> lambda_.Runtime:
+        name = "PYTHON_" + self.python_version.replace(".", "_")
+        runtime = getattr(lambda_.Runtime, name, None)
+        if runtime is None:
+            raise SettingsError(
+                f"LAMBDA_PYTHON_VERSION={self.python_version}: aws-cdk-lib has no Runtime.{name}"
+            )
+        return runtime
+
+    @property
+    def architecture(self) -> lambda_.Architecture:
+        if not all(p.endswith("_aarch64") for p in self.pip_platforms):
+            raise SettingsError(f"LAMBDA_PLATFORMS must all be aarch64 tags, got {self.pip_platforms}")
+        return lambda_.Architecture.ARM_64
+
+    @property
+    def abi_tag(self) -> str:
+        """The CPython tag of compiled modules, e.g. ``cpython-314-aarch64-linux-gnu``."""
+        return f"cpython-{self.python_version.replace('.', '')}-aarch64-linux-gnu"
+
+
+def read_lambda_platform(makefile: Path = MAKEFILE, environ: dict[str, str] | None = None) -> LambdaPlatform:
+    """``LAMBDA_PYTHON_VERSION`` / ``LAMBDA_PLATFORMS`` from the Makefile.
+
+    ``make synth LAMBDA_PYTHON_VERSION=3.13`` exports the override, so the environment wins for the
+    version (the Makefile uses ``?=`` and ``export``); the platform tags come from the Makefile only.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    text = makefile.read_text(encoding="utf-8")
+    version_match = re.search(r"^LAMBDA_PYTHON_VERSION\s*\??=\s*(\S+)\s*$", text, re.MULTILINE)
+    platforms_match = re.search(r"^LAMBDA_PLATFORMS\s*:?=\s*(.+?)\s*$", text, re.MULTILINE)
+    if not version_match or not platforms_match:
+        raise SettingsError(f"{makefile} must define LAMBDA_PYTHON_VERSION and LAMBDA_PLATFORMS")
+    version = environ.get("LAMBDA_PYTHON_VERSION") or version_match.group(1)
+    if not re.fullmatch(r"3\.\d{1,2}", version):
+        raise SettingsError(f"LAMBDA_PYTHON_VERSION must look like 3.14, got {version!r}")
+    platforms = tuple(re.findall(r"--platform\s+(\S+)", platforms_match.group(1)))
+    if not platforms:
+        raise SettingsError(f"LAMBDA_PLATFORMS in {makefile} has no --platform tags")
+    return LambdaPlatform(python_version=version, pip_platforms=platforms)

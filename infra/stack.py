@@ -1,0 +1,81 @@
+"""The gtseg stack: composes one construct per concern and wires them; it holds no resources itself."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from infra.access import GroundTruthAccess
+from infra.events import LabelingJobEvents
+from infra.functions import Functions, LauncherEnvironment
+from infra.settings import GtsegSettings, LambdaPlatform
+from infra.storage import Storage
+from infra.worker_ui import WorkerUiAssets
+
+
+class GtsegStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: GtsegSettings,
+        platform: LambdaPlatform,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.settings = settings
+        self.storage = Storage(self, "Storage", settings=settings)
+        self.worker_ui = WorkerUiAssets(self, "WorkerUi", assets_bucket=self.storage.assets_bucket)
+        self.functions = Functions(
+            self,
+            "Functions",
+            settings=settings,
+            platform=platform,
+            storage=self.storage,
+            label_category_config_uri=self.worker_ui.label_category_config_uri,
+        )
+        self.access = GroundTruthAccess(
+            self,
+            "Access",
+            settings=settings,
+            storage=self.storage,
+            functions=self.functions,
+            worker_ui=self.worker_ui,
+        )
+        key = self.storage.encryption_key
+        self.functions.configure_launcher(
+            LauncherEnvironment(
+                ground_truth_role_arn=self.access.ground_truth_role.role_arn,
+                pre_annotation_function_arn=self.functions.pre_annotation.function_arn,
+                consolidation_function_arn=self.functions.consolidation.function_arn,
+                worker_template_uri=self.worker_ui.worker_template_uri,
+                data_bucket=self.storage.data_bucket.bucket_name,
+                output_bucket=self.storage.output_bucket.bucket_name,
+                default_workteam_arn=settings.workteam_arn,
+                output_kms_key_id=key.key_arn if key is not None else None,
+            )
+        )
+        self.events = LabelingJobEvents(self, "LabelingJobEvents", settings=settings)
+        self._outputs()
+
+    def _outputs(self) -> None:
+        # Output names are a contract: `gtseg launch --stack NAME` reads them.
+        outputs = {
+            "DataBucketName": (self.storage.data_bucket.bucket_name, "input images and manifests"),
+            "OutputBucketName": (self.storage.output_bucket.bucket_name, "job output and masks"),
+            "AssetsBucketName": (self.storage.assets_bucket.bucket_name, "worker template and labels"),
+            "LauncherFunctionName": (self.functions.launcher.function_name, "invoke with a job spec"),
+            "LauncherFunctionArn": (self.functions.launcher.function_arn, "launcher ARN"),
+            "PreAnnotationFunctionArn": (self.functions.pre_annotation.function_arn, "PreHumanTaskLambdaArn"),
+            "ConsolidationFunctionArn": (
+                self.functions.consolidation.function_arn,
+                "AnnotationConsolidationLambdaArn",
+            ),
+            "GroundTruthRoleArn": (self.access.ground_truth_role.role_arn, "labeling job RoleArn"),
+            "WorkerTemplateUri": (self.worker_ui.worker_template_uri, "UiTemplateS3Uri"),
+            "LabelCategoryConfigUri": (self.worker_ui.label_category_config_uri, "default label file"),
+            "LabelingJobEventsLogGroup": (self.events.log_group.log_group_name, "job state changes"),
+        }
+        for name, (value, description) in outputs.items():
+            cdk.CfnOutput(self, name, value=value, description=description)
