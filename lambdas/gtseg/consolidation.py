@@ -75,34 +75,59 @@ class ConsolidationResult:
 
 @dataclass(frozen=True)
 class TupleTable:
-    codes: np.ndarray  # (N,) tuple id per pixel
+    codes: np.ndarray  # (N,) per-pixel code (mixed radix over the last compression)
     tuples: np.ndarray  # (T, K) uint8 labels of each distinct tuple
     counts: np.ndarray  # (T,) pixels per tuple
+    present: np.ndarray  # (T,) the code of each tuple
+    space: int  # codes are < space
+
+    def to_pixels(self, per_tuple: np.ndarray) -> np.ndarray:
+        """Map one value per tuple back to every pixel with a single lookup."""
+        lut = np.zeros(self.space, dtype=per_tuple.dtype)
+        lut[self.present] = per_tuple
+        return lut[self.codes]
 
 
 def encode_tuples(masks: Sequence[np.ndarray], num_classes: int) -> TupleTable:
-    """Give each pixel the id of its tuple of worker labels, one worker at a time."""
+    """Give each pixel a code for its tuple of worker labels, without sorting.
+
+    Labels are combined in mixed radix (code = code * C + label); when the code space would
+    outgrow ``_MAX_DENSE_CODES`` the codes seen so far are compressed to tuple ranks with a
+    ``bincount`` first, so the space stays (distinct tuples) x C.
+    """
     n = masks[0].size
-    codes = np.zeros(n, dtype=np.int64)
+    codes = np.zeros(n, dtype=np.intp)
     tuples = np.zeros((1, 0), dtype=np.uint8)
+    space, pending = 1, 0
+
+    def compress() -> tuple[np.ndarray, np.ndarray]:
+        nonlocal codes, tuples, space, pending
+        counts = np.bincount(codes, minlength=space)
+        present = np.flatnonzero(counts)
+        if pending:
+            rest, labels = present.copy(), []
+            for _ in range(pending):
+                labels.append((rest % num_classes).astype(np.uint8))
+                rest //= num_classes
+            tuples = np.concatenate([tuples[rest], np.stack(labels[::-1], axis=1)], axis=1)
+        return present, counts[present]
+
     for mask in masks:
-        flat = mask.ravel()
-        space = len(tuples) * num_classes
+        if space * num_classes > _MAX_DENSE_CODES:
+            present, _ = compress()
+            if len(present) * num_classes > _MAX_DENSE_CODES:  # adversarial noise: sort instead
+                present, codes = np.unique(codes, return_inverse=True)
+            else:
+                rank = np.zeros(space, dtype=np.intp)
+                rank[present] = np.arange(len(present))
+                np.take(rank, codes, out=codes)
+            space, pending = len(present), 0
         codes *= num_classes
-        codes += flat
-        if space <= _MAX_DENSE_CODES:
-            present = np.flatnonzero(np.bincount(codes, minlength=space))
-            rank = np.zeros(space, dtype=np.int64)
-            rank[present] = np.arange(len(present))
-            codes = rank[codes]
-        else:
-            present, codes = np.unique(codes, return_inverse=True)
-            codes = codes.astype(np.int64, copy=False)
-        tuples = np.concatenate(
-            [tuples[present // num_classes], (present % num_classes).astype(np.uint8)[:, None]], axis=1
-        )
-    counts = np.bincount(codes, minlength=len(tuples))
-    return TupleTable(codes, tuples, counts)
+        codes += mask.ravel()
+        space *= num_classes
+        pending += 1
+    present, counts = compress()
+    return TupleTable(codes, tuples, counts, present, space)
 
 
 def _votes(tuples: np.ndarray, weights: np.ndarray, num_classes: int) -> np.ndarray:
@@ -266,11 +291,11 @@ def _smoothed_decision(
     candidates = np.unique(_argmax_lowest(scores))
     contested = np.flatnonzero(scores[:, candidates].max(axis=1) < 1.0 - 1e-9)
     if len(candidates) == 1 or contested.size == 0:
-        return _argmax_lowest(scores).astype(np.uint8)[table.codes].reshape(shape)
+        return table.to_pixels(_argmax_lowest(scores).astype(np.uint8)).reshape(shape)
     best = np.full(shape, -1.0)
     out = np.zeros(shape, dtype=np.uint8)
     for c in candidates:  # ascending, and strict '>' keeps ties on the lowest index
-        smoothed = _box_sum(scores[:, c][table.codes].reshape(shape), radius)
+        smoothed = _box_sum(table.to_pixels(scores[:, c]).reshape(shape), radius)
         better = smoothed > best + 1e-9
         best[better] = smoothed[better]
         out[better] = c
@@ -282,7 +307,7 @@ def majority_vote(masks: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
     _check_masks(masks, num_classes)
     table = encode_tuples(masks, num_classes)
     votes = _votes(table.tuples, np.ones(len(masks)), num_classes)
-    return _argmax_lowest(votes).astype(np.uint8)[table.codes].reshape(masks[0].shape)
+    return table.to_pixels(_argmax_lowest(votes).astype(np.uint8)).reshape(masks[0].shape)
 
 
 def _check_masks(masks: Sequence[np.ndarray], num_classes: int) -> None:
@@ -355,32 +380,38 @@ def consolidate_masks(
         decision_per_tuple = None
     else:
         decision_per_tuple = _argmax_lowest(scores).astype(np.uint8)
-        labels = decision_per_tuple[table.codes].reshape(shape)
+        labels = table.to_pixels(decision_per_tuple).reshape(shape)
 
-    # Agreement of trusted workers with the final labels, per pixel (via tuples where possible).
+    # Confidence = share of trusted workers agreeing with the final label, computed per tuple
+    # (after smoothing, per (tuple, final label) pair, since smoothing can split a tuple).
     n_trusted = int(included.sum())
     if decision_per_tuple is not None:
-        support = (tuples[:, included] == decision_per_tuple[:, None]).sum(axis=1) / max(n_trusted, 1)
-        pixel_support = support[table.codes]
+        pair_tuple = np.arange(len(tuples))
+        pair_label = decision_per_tuple.astype(np.intp)
+        pair_count = counts
     else:
-        stack = np.stack([m.ravel() for m, inc in zip(masks, included, strict=True) if inc])
-        pixel_support = (stack == labels.ravel()).mean(axis=0)
-    flat_labels = labels.ravel()
-    n_pixels = flat_labels.size
-    class_pixels = np.bincount(flat_labels, minlength=num_classes)
+        joint = np.bincount(table.codes * num_classes + labels.ravel(), minlength=table.space * num_classes)
+        flat_pairs = np.flatnonzero(joint)
+        code_of_pair, pair_label = np.divmod(flat_pairs, num_classes)
+        pair_tuple = np.searchsorted(table.present, code_of_pair)
+        pair_count = joint[flat_pairs].astype(np.float64)
+    support = (tuples[pair_tuple][:, included] == pair_label[:, None]).sum(axis=1) / max(n_trusted, 1)
+    n_pixels = float(pair_count.sum())
+    class_pixels = np.bincount(pair_label, weights=pair_count, minlength=num_classes)
     if n_trusted >= 2:
-        sums = np.bincount(flat_labels, weights=pixel_support, minlength=num_classes)
+        sums = np.bincount(pair_label, weights=pair_count * support, minlength=num_classes)
         class_conf = np.where(class_pixels > 0, sums / np.maximum(class_pixels, 1), 0.0)
-        image_conf = float(pixel_support.mean())
+        image_conf = float((pair_count * support).sum() / max(n_pixels, 1))
     else:
         class_conf = np.zeros(num_classes)
         image_conf = 0.0
 
-    final_tuple_labels = (
-        decision_per_tuple
-        if decision_per_tuple is not None
-        else _tuple_majority(table, flat_labels, num_classes)
-    )
+    if decision_per_tuple is not None:
+        final_tuple_labels = decision_per_tuple
+    else:  # the most common final label among each tuple's pixels
+        order = np.lexsort((pair_count, pair_tuple))  # per tuple, largest count last
+        final_tuple_labels = np.zeros(len(tuples), dtype=np.intp)
+        final_tuple_labels[pair_tuple[order]] = pair_label[order]
     kappas, accs = _kappas(tuples, counts, final_tuple_labels, num_classes)
     weights = included.astype(float) / max(n_trusted, 1)
     workers = tuple(
@@ -405,12 +436,6 @@ def consolidate_masks(
         distinct_tuples=len(tuples),
         iterations=iterations,
     )
-
-
-def _tuple_majority(table: TupleTable, flat_labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """The most common final label among each tuple's pixels (after smoothing moved some)."""
-    joint = np.bincount(table.codes * num_classes + flat_labels, minlength=len(table.tuples) * num_classes)
-    return joint.reshape(len(table.tuples), num_classes).argmax(axis=1)
 
 
 # --------------------------------------------------------------------------- worker answers -> result

@@ -185,9 +185,60 @@ def _decode_lut(
     return DecodedMask(lut[raw], matched, snapped_n, unmatched)
 
 
+def _decode_rgb_via_palette(
+    image: Image.Image, table: Mapping[tuple[int, int, int], int], tolerance: float
+) -> DecodedMask | None:
+    """Fast path for masks with at most 256 distinct colours (every real mask): classify each
+    distinct colour once, let Pillow map pixels to them in C, verify by counts. ``None`` when
+    the fast path cannot be trusted (the caller then uses the exact numpy path)."""
+    colors = image.getcolors(256)
+    if colors is None:
+        return None
+    counts = np.array([n for n, _ in colors], dtype=np.int64)
+    rgba = np.array([(*c, 255)[:4] for _, c in colors], dtype=np.int32)
+    rgb_keys = (rgba[:, 0] << 16) | (rgba[:, 1] << 8) | rgba[:, 2]
+    if len(np.unique(rgb_keys)) != len(rgb_keys):
+        return None  # same RGB with different alpha: an RGB palette cannot tell them apart
+    cls, exact, snapped = _classify_colors(rgba[:, :3], table, tolerance)
+    transparent = rgba[:, 3] < ALPHA_THRESHOLD
+    cls[transparent] = 0
+    opaque = ~transparent
+    background_like = transparent | ((cls == 0) & exact)
+    matched = int(counts[exact & opaque & (cls > 0)].sum())
+    snapped_n = int(counts[snapped & opaque & (cls > 0)].sum())
+    unmatched = int(counts[~exact & ~snapped & ~background_like].sum())
+    # When one channel alone tells the distinct colours apart (true for Ground Truth's palette),
+    # a 256-entry lookup on that channel is the whole decode: two passes in C.
+    for channel, band in enumerate("RGB"):
+        values = rgba[:, channel]
+        if len(np.unique(values)) == len(values):
+            lut = np.zeros(256, dtype=np.uint8)
+            lut[values] = cls
+            classes = image.getchannel(band).point(lut.tolist())
+            return DecodedMask(np.asarray(classes, dtype=np.uint8), matched, snapped_n, unmatched)
+    palette_image = Image.new("P", (1, 1))
+    palette_image.putpalette(rgba[:, :3].astype(np.uint8).ravel().tolist())
+    rgb_image = image.convert("RGB") if image.mode != "RGB" else image
+    quantized = rgb_image.quantize(palette=palette_image, dither=Image.Dither.NONE)
+    # Pillow's palette lookup is cached per colour-cube cell, so near-identical colours could be
+    # merged: the per-entry pixel counts must match getcolors() exactly.
+    entry_counts = np.zeros(256, dtype=np.int64)
+    for n, entry in quantized.getcolors(256) or ():
+        entry_counts[entry] = n
+    if not np.array_equal(entry_counts[: len(colors)], counts):
+        return None
+    indexed = np.asarray(quantized, dtype=np.uint8)
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[: len(cls)] = cls
+    return DecodedMask(lut[indexed], matched, snapped_n, unmatched)
+
+
 def _decode_rgb(
     image: Image.Image, table: Mapping[tuple[int, int, int], int], tolerance: float
 ) -> DecodedMask:
+    fast = _decode_rgb_via_palette(image, table, tolerance)
+    if fast is not None:
+        return fast
     arr = np.asarray(image, dtype=np.uint8)
     height, width = arr.shape[:2]
     key = arr[..., 0].astype(np.uint32) << 16
