@@ -1,0 +1,201 @@
+"""gtseg reconsolidate: a finished built-in job's worker responses consolidated again.
+
+The job is built here in Ground Truth's built-in output layout from simulated workers: the old
+masks are a plain majority vote, named ``<id>_<timestamp with colons>.png``, with per-object
+internal-color-maps whose indices drift; the manifest holds s3:// URIs (a job copied with
+``aws s3 sync``), or the whole job lives in (moto) S3.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from gtseg.cli import main
+from gtseg.consolidation import consolidate_masks, majority_vote
+from gtseg.export import ExportError, export_dataset
+from gtseg.labels import ClassMap
+from gtseg.masks import encode_index_png, read_class_mask
+from gtseg.reconsolidate import reconsolidate_job
+from gtseg.simulation import SimulatedCrowd, make_scene, worker_answer
+
+LAN = "seg-job-ref"
+REMOTE_JOB = "s3://gt-out/jobs/seg-job"
+META = {"type": "groundtruth/semantic-segmentation", "human-annotated": "yes",
+        "creation-date": "2024-05-01T12:00:05.562419", "job-name": "labeling-job/seg-job"}  # fmt: skip
+
+
+def shuffled_map(cmap: ClassMap, seed: int) -> ClassMap:
+    """The same classes with drifted indices (background stays 0), as built-in maps may have."""
+    order = [0, *np.random.default_rng(seed).permutation(np.arange(1, len(cmap))).tolist()]
+    return ClassMap(names=tuple(cmap.names[i] for i in order), colors=tuple(cmap.colors[i] for i in order))
+
+
+def write_built_in_job(root: Path, crowds: list[tuple[str, ...]], *, failed: tuple[int, ...] = (),
+                       no_responses: tuple[int, ...] = (), drift: bool = True) -> dict:  # fmt: skip
+    job = root / "seg-job"
+    facts: dict = {"job": job, "masks": {}, "old": {}, "cmap": None}
+    lines = []
+    for object_id, profiles in enumerate(crowds):
+        scene = make_scene(100 + object_id, 48, 32)
+        cmap = facts["cmap"] = scene.class_map
+        masks = SimulatedCrowd(profiles, seed=object_id).paint(scene)
+        facts["masks"][str(object_id)] = masks
+        ids = [f"private.us-east-1.w{k}" for k in range(len(masks))]
+        if object_id not in no_responses:
+            answers = [{"answerContent": worker_answer(m, cmap), "workerId": wid, "timeSpentInSeconds": 20}
+                       for m, wid in zip(masks, ids, strict=True)]  # fmt: skip
+            path = job / "annotations" / "worker-response" / "iteration-1" / str(object_id) / "2024-05-01_12:00:00.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"answers": answers}))
+        source = f"s3://gt-in/images/{object_id}.jpg"
+        if object_id in failed:
+            lines.append({"source-ref": source, f"{LAN}-metadata": {**META, "failure-reason": "ClientError: consolidation failed"}})
+            continue
+        old = majority_vote(masks, len(cmap))
+        facts["old"][str(object_id)] = old
+        object_map = shuffled_map(cmap, object_id) if drift else cmap
+        lut = np.array([object_map.names.index(n) for n in cmap.names], dtype=np.uint8)
+        rel = f"annotations/consolidated-annotation/output/{object_id}_2024-05-01T12:00:0{object_id}.123456.png"
+        (job / rel).parent.mkdir(parents=True, exist_ok=True)
+        (job / rel).write_bytes(encode_index_png(lut[old], object_map))
+        meta = {**META, "internal-color-map": object_map.internal_color_map([0.5] * len(object_map))}
+        lines.append({"source-ref": source, LAN: f"{REMOTE_JOB}/{rel}", f"{LAN}-metadata": meta})
+    manifest = job / "manifests" / "output" / "output.manifest"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return facts
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(t) for t in path.read_text().splitlines()]
+
+
+def expected_new(facts: dict, object_id: str) -> np.ndarray:
+    return consolidate_masks(facts["masks"][object_id], len(facts["cmap"]), method="gtseg").labels
+
+
+CROWDS = [("careful", "average", "sloppy"), ("careful", "spammer", "spammer"), ("average", "blobs", "careful")]
+
+
+def test_built_in_job_is_reconsolidated_beside_the_old_manifest(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS)
+    job = facts["job"]
+    summary = reconsolidate_job(str(job))
+
+    assert summary.reconsolidated == 3 and not summary.errors and not summary.kept
+    new_manifest = job / "manifests" / "output" / "reconsolidated-gtseg.manifest"
+    assert summary.new_manifest == f"{REMOTE_JOB}/manifests/output/reconsolidated-gtseg.manifest"
+    old_lines = read_lines(job / "manifests" / "output" / "output.manifest")
+    new_lines = read_lines(new_manifest)
+    assert len(new_lines) == len(old_lines)
+    for object_id, (old, new) in enumerate(zip(old_lines, new_lines, strict=True)):
+        assert new["source-ref"] == old["source-ref"]
+        assert new[LAN] == f"{REMOTE_JOB}/annotations/consolidated-annotation/reconsolidated-gtseg/{object_id}.png"
+        meta = new[f"{LAN}-metadata"]
+        assert meta["type"] == "groundtruth/semantic-segmentation" and meta["job-name"] == "labeling-job/seg-job"
+        new_map = ClassMap.from_internal_color_map(meta["internal-color-map"])
+        assert sorted(new_map.names) == sorted(facts["cmap"].names)
+        # one class order for the whole run (the first object's), compared here by class name
+        to_truth = np.array([facts["cmap"].names.index(n) for n in new_map.names], dtype=np.uint8)
+        local = job / new[LAN][len(REMOTE_JOB) + 1 :]
+        new_mask = to_truth[read_class_mask(local.read_bytes(), new_map)]
+        np.testing.assert_array_equal(new_mask, expected_new(facts, str(object_id)))
+        sidecar = json.loads(local.with_suffix(".json").read_text())
+        assert sidecar["schema"] == "gtseg/consolidation-sidecar@1" and sidecar["datasetObjectId"] == str(object_id)
+        assert len(sidecar["workers"]) == 3
+
+
+def test_comparison_reports_old_vs_new_agreement_per_object_and_mean(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS)
+    summary = reconsolidate_job(str(facts["job"]))
+    doc = json.loads((facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text())
+    expected = {
+        object_id: float(np.mean(facts["old"][object_id] == expected_new(facts, object_id))) for object_id in facts["old"]
+    }
+    got = {row["datasetObjectId"]: row["agreement"] for row in doc["objects-compared"]}
+    assert got == pytest.approx(expected, abs=1e-6)  # old maps had drifted indices: compared by name
+    assert doc["mean-agreement-old-vs-new"] == pytest.approx(np.mean(list(expected.values())), abs=1e-6)
+    assert summary.mean_agreement == pytest.approx(doc["mean-agreement-old-vs-new"])
+    # two spammers outvote the careful worker in the old majority vote; gtseg does not follow them
+    assert got["1"] < got["0"]
+
+
+def test_failed_and_unanswered_objects(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS, failed=(1,), no_responses=(2,))
+    summary = reconsolidate_job(str(facts["job"]))
+    new_lines = read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")
+    old_lines = read_lines(facts["job"] / "manifests" / "output" / "output.manifest")
+    assert LAN in new_lines[1] and "failure-reason" not in new_lines[1][f"{LAN}-metadata"]  # recovered
+    assert new_lines[2] == old_lines[2]  # kept as it was
+    assert [(p.line, "datasetObjectId 2" in p.reason) for p in summary.kept] == [(3, True)]
+    assert summary.reconsolidated == 2
+
+
+def test_a_broken_worker_answer_is_rejected_and_the_object_still_consolidated(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS[:1])
+    response = next((facts["job"] / "annotations" / "worker-response").rglob("*.json"))
+    doc = json.loads(response.read_text())
+    doc["answers"][2]["answerContent"]["crowd-semantic-segmentation"]["labeledImage"]["pngImageData"] = (
+        base64.b64encode(b"not a png").decode()
+    )
+    response.write_text(json.dumps(doc))
+    summary = reconsolidate_job(str(facts["job"]))
+    assert summary.reconsolidated == 1
+    comparison = json.loads((facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text())
+    [row] = comparison["objects-compared"]
+    assert [r["workerId"] for r in row["rejected"]] == ["private.us-east-1.w2"]
+    expected = consolidate_masks(facts["masks"]["0"][:2], len(facts["cmap"])).labels
+    new = read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")[0]
+    local = facts["job"] / new[LAN][len(REMOTE_JOB) + 1 :]
+    np.testing.assert_array_equal(read_class_mask(local.read_bytes(), facts["cmap"]), expected)
+
+
+def test_majority_method_reproduces_the_built_in_vote_and_the_new_manifest_exports(tmp_path):
+    # same class order as the old masks, so even 3-way ties (lowest index wins) resolve alike
+    facts = write_built_in_job(tmp_path, CROWDS, drift=False)
+    summary = reconsolidate_job(str(facts["job"]), method="majority")
+    assert summary.mean_agreement == pytest.approx(1.0)
+    new_manifest = facts["job"] / "manifests" / "output" / "reconsolidated-majority.manifest"
+    exported = export_dataset(str(new_manifest), tmp_path / "dataset", copy_images=False)
+    assert exported.exported == 3 and not exported.errors
+
+
+@mock_aws
+def test_job_in_s3(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS[:2])
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="gt-out")
+    for path in facts["job"].rglob("*"):
+        if path.is_file():
+            s3.put_object(Bucket="gt-out", Key=f"jobs/seg-job/{path.relative_to(facts['job']).as_posix()}", Body=path.read_bytes())
+    summary = reconsolidate_job(REMOTE_JOB + "/")
+    assert summary.reconsolidated == 2
+    body = s3.get_object(Bucket="gt-out", Key="jobs/seg-job/manifests/output/reconsolidated-gtseg.manifest")["Body"].read()
+    lines = [json.loads(t) for t in body.decode().splitlines()]
+    assert len(lines) == 2
+    png = s3.get_object(Bucket="gt-out", Key=lines[0][LAN][len("s3://gt-out/") :])["Body"].read()
+    np.testing.assert_array_equal(read_class_mask(png, facts["cmap"]), expected_new(facts, "0"))
+    s3.head_object(Bucket="gt-out", Key="jobs/seg-job/manifests/output/reconsolidated-gtseg.comparison.json")
+
+
+def test_cli(tmp_path, capsys):
+    facts = write_built_in_job(tmp_path, CROWDS[:1])
+    assert main(["reconsolidate", str(facts["job"]), "--method", "simple", "--smoothing", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["reconsolidated"] == 1 and out["method"] == "simple"
+    assert (facts["job"] / "manifests" / "output" / "reconsolidated-simple-smooth1.manifest").exists()
+    assert main(["reconsolidate", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_no_worker_responses_is_a_clear_error(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS[:1], no_responses=(0,))
+    with pytest.raises(ExportError, match="no worker responses"):
+        reconsolidate_job(str(facts["job"]))
