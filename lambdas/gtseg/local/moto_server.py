@@ -8,7 +8,9 @@ start and the previous values restored on stop: nothing outlives the run, nothin
 
 from __future__ import annotations
 
+import logging
 import os
+import urllib.request
 from collections.abc import Mapping
 from types import TracebackType
 
@@ -61,11 +63,18 @@ class LocalMotoServer:
         # Imported here: moto is a development dependency and slow-ish to import.
         from moto.server import ThreadedMotoServer
 
+        # werkzeug logs every request at INFO to stderr otherwise; the demo has its own progress.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
         self._server = server
         self.endpoint_url = f"http://{host}:{port}"
+        # moto keeps its state in module globals: a new server must not see an earlier one's buckets.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        opener.open(
+            urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"), timeout=10
+        ).close()
         for name, value in FAKE_CREDENTIALS.items():
             self._env.set(name, value)
         self._env.set("AWS_DEFAULT_REGION", self.region)
@@ -73,6 +82,10 @@ class LocalMotoServer:
         for name in _SHADOWED:
             self._env.set(name, None)
         self._env.set("AWS_ENDPOINT_URL", self.endpoint_url)
+        # Loopback must never go through a proxy someone configured for the internet.
+        for name in ("NO_PROXY", "no_proxy"):
+            current = [p for p in (os.environ.get(name) or "").split(",") if p]
+            self._env.set(name, ",".join([*current, "127.0.0.1", "localhost"]))
         return self.endpoint_url
 
     def set_service_endpoint(self, service_env_name: str, url: str) -> None:
