@@ -56,6 +56,10 @@ def _s3_uri(value: str) -> str:
 class Images(_Strict):
     """Exactly one of: an S3 prefix to list (jpg/jpeg/png kept), or an existing manifest."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["prefix"]}, {"required": ["manifestUri"]}]}
+    )
+
     prefix: str | None = Field(default=None, description="s3://bucket/prefix/ listed for .jpg/.jpeg/.png")
     manifest_uri: str | None = Field(
         default=None, alias="manifestUri", description="s3:// JSON Lines manifest"
@@ -87,7 +91,6 @@ class PublicWorkforce(_Strict):
     content_classifiers: list[ContentClassifier] = Field(
         default_factory=list,
         alias="contentClassifiers",
-        validate_default=True,
         description="must include FreeOfPersonallyIdentifiableInformation: jobs without it fail on MTurk",
     )
 
@@ -102,17 +105,26 @@ class PublicWorkforce(_Strict):
     @field_validator("content_classifiers")
     @classmethod
     def _classifiers(cls, value: list[str]) -> list[str]:
-        missing = limits.missing_public_classifiers(value)
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _required_classifiers(self) -> PublicWorkforce:
+        # checked here, not on the field: a field validator does not see an omitted list's name
+        missing = limits.missing_public_classifiers(self.content_classifiers)
         if missing:
             raise ValueError(
-                f"the public workforce requires {', '.join(missing)}: declare that the images contain no "
-                "personally identifiable information, or use a private workteam"
+                f"contentClassifiers must include {', '.join(missing)} for the public workforce: declare "
+                "that the images contain no personally identifiable information, or use a private workteam"
             )
-        return sorted(set(value))
+        return self
 
 
 class Workforce(_Strict):
     """Exactly one of: a private or vendor workteam ARN, or the public workforce."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["workteamArn"]}, {"required": ["public"]}]}
+    )
 
     workteam_arn: str | None = Field(default=None, alias="workteamArn")
     public: PublicWorkforce | None = None
@@ -166,6 +178,10 @@ class Prior(_Strict):
     (DescribeLabelingJob's output manifest). ``labelAttributeName`` is the prior masks' attribute;
     when omitted it is the prior job's, or the single segmentation attribute found on the lines.
     """
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["manifestUri"]}, {"required": ["jobName"]}]}
+    )
 
     manifest_uri: str | None = Field(default=None, alias="manifestUri")
     job_name: str | None = Field(default=None, alias="jobName")
@@ -394,10 +410,46 @@ def parse_job_spec(data: Any) -> JobSpec:
         raise SpecError(format_validation_error(exc)) from None
 
 
+# Spec property -> the request member whose model constraint it carries (for the JSON Schema).
+_SCHEMA_CONSTRAINTS: dict[tuple[str, ...], str] = {
+    ("jobName",): "LabelingJobName",
+    ("labelAttributeName",): "LabelAttributeName",
+    ("title",): "HumanTaskConfig.TaskTitle",
+    ("description",): "HumanTaskConfig.TaskDescription",
+    ("keywords",): "HumanTaskConfig.TaskKeywords",
+    ("keywords", "items"): "HumanTaskConfig.TaskKeywords[]",
+    ("workersPerObject",): "HumanTaskConfig.NumberOfHumanWorkersPerDataObject",
+    ("maxConcurrentTasks",): "HumanTaskConfig.MaxConcurrentTaskCount",
+    ("outputKmsKeyId",): "OutputConfig.KmsKeyId",
+}
+
+
+def _annotate(node: dict[str, Any], path: str) -> None:
+    """Add the model's limits as JSON Schema keywords (patterns anchored: they apply whole)."""
+    target = next((o for o in node.get("anyOf", []) if o.get("type") != "null"), node)
+    found = limits.constraint(path)
+    is_text = found.type_name == "string"
+    is_list = found.type_name == "list"
+    if found.min is not None:
+        target["minLength" if is_text else "minItems" if is_list else "minimum"] = found.min
+    if found.max is not None:
+        target["maxLength" if is_text else "maxItems" if is_list else "maximum"] = found.max
+    if found.pattern is not None:
+        target["pattern"] = f"^(?:{found.pattern})$"
+
+
 def json_schema() -> dict[str, Any]:
     schema = JobSpec.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "gtseg job spec"
+    for keys, path in _SCHEMA_CONSTRAINTS.items():
+        node = schema["properties"][keys[0]]
+        if len(keys) > 1:
+            node = node[keys[1]]
+        _annotate(node, path)
+    task_time = schema["properties"]["taskTimeLimitSeconds"]
+    task_time["minimum"] = limits.constraint("HumanTaskConfig.TaskTimeLimitInSeconds").min
+    task_time["maximum"] = limits.TASK_TIME_LIMIT_MAX_SECONDS
     return schema
 
 
