@@ -56,15 +56,24 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def make_env() -> Environment:
-    env = Environment(autoescape=False)
+def make_env(autoescape: bool = False) -> Environment:
+    """Ground Truth's Liquid, either way it may escape.
+
+    Without auto-escaping, ``escape`` is Ruby's; with it (as the local emulator renders),
+    python-liquid's own Markup-aware ``escape`` stays, so nothing is escaped twice.
+    """
+    env = Environment(autoescape=autoescape)
     env.filters["grant_read_access"] = grant_read_access
     env.filters["to_json"] = to_json
-    env.filters["escape"] = ruby_escape
+    if not autoescape:
+        env.filters["escape"] = ruby_escape
     return env
 
 
-TEMPLATE = make_env().from_string(TEMPLATE_TEXT)
+TEMPLATES = {
+    mode: make_env(mode == "autoescape").from_string(TEMPLATE_TEXT) for mode in ("plain", "autoescape")
+}
+TEMPLATE = TEMPLATES["plain"]
 
 
 class ElementCollector(HTMLParser):
@@ -76,16 +85,16 @@ class ElementCollector(HTMLParser):
         self.elements.setdefault(tag, []).append(dict(attrs))
 
 
-def render(task_input: dict[str, Any]) -> ElementCollector:
-    html = TEMPLATE.render(task={"input": task_input})
+def render(task_input: dict[str, Any], mode: str = "plain") -> ElementCollector:
+    html = TEMPLATES[mode].render(task={"input": task_input})
     parser = ElementCollector()
     parser.feed(html)
     parser.close()
     return parser
 
 
-def segmentation_attributes(task_input: dict[str, Any]) -> dict[str, str | None]:
-    elements = render(task_input).elements.get(ELEMENT, [])
+def segmentation_attributes(task_input: dict[str, Any], mode: str = "plain") -> dict[str, str | None]:
+    elements = render(task_input, mode).elements.get(ELEMENT, [])
     assert len(elements) == 1
     return elements[0]
 
@@ -100,22 +109,26 @@ def test_element_name_is_what_consolidation_reads() -> None:
     assert attrs["name"] == DEFAULT_ELEMENT_NAME == ELEMENT
 
 
-def test_image_src_is_the_granted_url() -> None:
-    attrs = segmentation_attributes(task(["road"]))
+@pytest.mark.parametrize("mode", ["plain", "autoescape"])
+def test_image_src_is_the_granted_url(mode: str) -> None:
+    attrs = segmentation_attributes(task(["road"]), mode)
     assert attrs["src"] == grant_read_access("s3://data-bucket/images/street 1.jpg")
 
 
-def test_labels_decode_to_the_task_labels_even_when_awkward() -> None:
-    attrs = segmentation_attributes(task(AWKWARD_LABELS))
+@pytest.mark.parametrize("mode", ["plain", "autoescape"])
+def test_labels_decode_to_the_task_labels_even_when_awkward(mode: str) -> None:
+    attrs = segmentation_attributes(task(AWKWARD_LABELS), mode)
     assert json.loads(attrs["labels"] or "") == AWKWARD_LABELS
 
 
-def test_no_initial_value_attribute_without_a_starting_mask() -> None:
-    attrs = segmentation_attributes(task(["road", "car"]))
+@pytest.mark.parametrize("mode", ["plain", "autoescape"])
+def test_no_initial_value_attribute_without_a_starting_mask(mode: str) -> None:
+    attrs = segmentation_attributes(task(["road", "car"]), mode)
     assert "initial-value" not in attrs
 
 
-def test_prior_mask_becomes_initial_value_with_granted_src() -> None:
+@pytest.mark.parametrize("mode", ["plain", "autoescape"])
+def test_prior_mask_becomes_initial_value_with_granted_src(mode: str) -> None:
     labels = AWKWARD_LABELS
     prior_classes = ClassMap.from_labels(labels)
     data_object = {
@@ -124,7 +137,9 @@ def test_prior_mask_becomes_initial_value_with_granted_src() -> None:
         "old-ref-metadata": {"internal-color-map": prior_classes.internal_color_map()},
     }
     initial = prior_initial_value(data_object, "old-ref", labels)
-    attrs = segmentation_attributes(build_task_input("s3://data-bucket/a.png", labels, data_object, initial))
+    attrs = segmentation_attributes(
+        build_task_input("s3://data-bucket/a.png", labels, data_object, initial), mode
+    )
     value = json.loads(attrs["initial-value"] or "")
     assert value == {
         "labelMappings": {
@@ -143,8 +158,9 @@ def test_prelabel_initial_value_renders_the_same_way() -> None:
     assert value["labelMappings"] == {"road": {"color": "#2ca02c"}, "car": {"color": "#1f77b4"}}
 
 
-def test_header_from_the_manifest_line_is_escaped_and_shown() -> None:
-    attrs = segmentation_attributes(task(["road"], header='Only the "main" road & its <edges>'))
+@pytest.mark.parametrize("mode", ["plain", "autoescape"])
+def test_header_from_the_manifest_line_is_escaped_and_shown(mode: str) -> None:
+    attrs = segmentation_attributes(task(["road"], header='Only the "main" road & its <edges>'), mode)
     assert attrs["header"] == 'Only the "main" road & its <edges>'
 
 
@@ -174,8 +190,14 @@ label_strings = st.text(
 
 
 @settings(max_examples=60, deadline=None)
-@given(labels=st.lists(label_strings, min_size=1, max_size=8, unique=True), with_prior=st.booleans())
-def test_any_labels_round_trip_through_the_rendered_html(labels: list[str], with_prior: bool) -> None:
+@given(
+    labels=st.lists(label_strings, min_size=1, max_size=8, unique=True),
+    with_prior=st.booleans(),
+    mode=st.sampled_from(["plain", "autoescape"]),
+)
+def test_any_labels_round_trip_through_the_rendered_html(
+    labels: list[str], with_prior: bool, mode: str
+) -> None:
     data_object: dict[str, Any] = {"source-ref": "s3://data-bucket/x.jpg"}
     initial = None
     if with_prior:
@@ -184,7 +206,9 @@ def test_any_labels_round_trip_through_the_rendered_html(labels: list[str], with
             "internal-color-map": ClassMap.from_labels(labels).internal_color_map()
         }
         initial = prior_initial_value(data_object, "p-ref", labels)
-    attrs = segmentation_attributes(build_task_input("s3://data-bucket/x.jpg", labels, data_object, initial))
+    attrs = segmentation_attributes(
+        build_task_input("s3://data-bucket/x.jpg", labels, data_object, initial), mode
+    )
     assert json.loads(attrs["labels"] or "") == labels
     if with_prior:
         assert list(json.loads(attrs["initial-value"] or "")["labelMappings"]) == labels
