@@ -116,7 +116,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.watch:
             description = watch(
-                sagemaker, args.job, interval=args.interval, out=sys.stdout, as_json=args.json
+                sagemaker,
+                args.job,
+                interval=args.interval,
+                out=sys.stdout,
+                as_json=args.json,
+                sleep=time.sleep,
             )
         else:
             description = sagemaker.describe_labeling_job(LabelingJobName=args.job)
