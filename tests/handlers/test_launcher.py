@@ -575,3 +575,36 @@ def test_aws_errors_other_than_not_found_are_not_swallowed(aws):
         stub.add_client_error("describe_labeling_job", service_error_code="AccessDeniedException")
         with pytest.raises(ClientError, match="AccessDenied"):
             launch(spec(), settings(), S3Store(client=aws[0]), client)
+
+
+# --------------------------------------------------------------------------- over HTTP
+
+
+def test_launch_and_relaunch_against_the_local_sagemaker_standin(aws):
+    """A real boto3 client over HTTP to the local emulator's stand-in (which checks requests the
+    way the service does): the request is accepted, and relaunch finds the job through its tags."""
+    from botocore.config import Config
+
+    from gtseg.commands.status import render_status
+    from gtseg.local.sagemaker_standin import SageMakerStandin
+
+    s3, _ = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    with SageMakerStandin(region=REGION) as standin:
+        client = boto3.client(
+            "sagemaker",
+            region_name=REGION,
+            endpoint_url=standin.endpoint_url,
+            config=Config(retries={"max_attempts": 1}),
+        )
+        handler_module.CLIENTS.sagemaker = client
+        first = handler_module.handler(spec(tags={"project": "streets"}), None)
+        second = handler_module.handler(spec(tags={"project": "streets"}), None)
+        with pytest.raises(LaunchConflictError):
+            handler_module.handler(spec(tags={"project": "other"}), None)
+        text = render_status(client.describe_labeling_job(LabelingJobName="street-scenes-1"))
+    assert first["created"] is True and second["created"] is False
+    assert second["jobArn"] == first["jobArn"]
+    assert second["objectCount"] == 1
+    assert [op for op, _ in standin.requests].count("CreateLabelingJob") == 1
+    assert "job:      street-scenes-1" in text
