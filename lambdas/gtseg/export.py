@@ -302,7 +302,8 @@ class DatasetWriter:
         handle.write(text + "\n")
 
     def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
-        preview = self._write(f"previews/{obj.stem}.png", _png(indices_to_rgb(obj.indices, class_map)))
+        # a palette PNG shows the class colours in any viewer and encodes ~3x faster than RGB
+        preview = self._write(f"previews/{obj.stem}.png", encode_index_png(obj.indices, class_map, compress_level=1))
         self._split_line(obj.split, obj.stem)
         return {"preview": preview}
 

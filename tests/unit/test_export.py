@@ -126,7 +126,8 @@ def test_built_in_manifest_exports_index_masks_previews_images_and_splits(tmp_pa
         index_mask = read_png(out / "masks" / f"{stem}.png")
         assert index_mask.ndim == 2 and index_mask.dtype == np.uint8
         np.testing.assert_array_equal(index_mask, mask)
-        preview = read_png(out / "previews" / f"{stem}.png")
+        with Image.open(out / "previews" / f"{stem}.png") as image:
+            preview = np.asarray(image.convert("RGB"))
         np.testing.assert_array_equal(preview, indices_to_rgb(mask, ClassMap.from_internal_color_map(cmap)))
         assert (out / "images" / name).read_bytes() == (tmp_path / "in" / "images" / name).read_bytes()
     train = (out / "splits" / "train.txt").read_text().split()
