@@ -107,8 +107,8 @@ def answers_from_responses(responses: list, element_name: str | None) -> tuple[l
     for response in responses:
         try:
             answer = find_segmentation_answer(response.content, element_name)
-        except ProtocolError as exc:
-            rejected.append((response.worker_id, str(exc)))
+        except (ProtocolError, ValueError, TypeError, OverflowError) as exc:  # e.g. width: Infinity
+            rejected.append((response.worker_id, str(exc) or type(exc).__name__))
             continue
         answers.append(WorkerAnswer(response.worker_id, answer.png_image_data, answer.label_mappings, answer.expected_size))
     return answers, rejected

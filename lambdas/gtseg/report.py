@@ -408,7 +408,7 @@ class _ReportBuilder:
             if decoded.shape != consensus.shape:
                 raise MaskError(f"mask is {decoded.shape[1]}x{decoded.shape[0]}, consensus is "
                                 f"{consensus.shape[1]}x{consensus.shape[0]}")  # fmt: skip
-        except (ProtocolError, MaskError, LabelError) as exc:
+        except (ProtocolError, MaskError, LabelError, ValueError, TypeError, OverflowError) as exc:
             figures = WorkerOnObject(response.worker_id, None, None, response.time_spent_seconds, f"not usable: {exc}")
             return self._Decoded(figures, None, figures.note)
         agreement = pixel_agreement(decoded.indices, consensus)

@@ -15,14 +15,17 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from gtseg.cli import main
-from gtseg.consolidation import consolidate_masks, majority_vote
+from gtseg.consolidation import consolidate_masks, consolidate_worker_answers, majority_vote
 from gtseg.export import ExportError, export_dataset
+from gtseg.jobdata import JobData, WorkerResponse, read_worker_responses
 from gtseg.labels import ClassMap
 from gtseg.masks import encode_index_png, read_class_mask
-from gtseg.reconsolidate import reconsolidate_job
+from gtseg.reconsolidate import answers_from_responses, reconsolidate_job
 from gtseg.simulation import SimulatedCrowd, make_scene, worker_answer
 
 LAN = "seg-job-ref"
@@ -199,3 +202,45 @@ def test_no_worker_responses_is_a_clear_error(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS[:1], no_responses=(0,))
     with pytest.raises(ExportError, match="no worker responses"):
         reconsolidate_job(str(facts["job"]))
+
+
+# --------------------------------------------------------------------------- outside input
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
+answer_like = st.fixed_dictionaries(
+    {
+        "crowd-semantic-segmentation": st.fixed_dictionaries(
+            {
+                "inputImageProperties": json_values | st.fixed_dictionaries({"width": json_values, "height": json_values}),
+                "labelMappings": json_values | st.dictionaries(st.sampled_from(["road", "car", "x"]), json_values),
+                "labeledImage": json_values | st.fixed_dictionaries({"pngImageData": st.text(max_size=12)}),
+            }
+        )
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@example([{"crowd-semantic-segmentation": {"inputImageProperties": {"width": float("inf"), "height": 1},
+                                           "labeledImage": {"pngImageData": "iVBORw0KGgo="}}}])  # fmt: skip
+@given(st.lists(json_values | answer_like | st.text(max_size=20), min_size=1, max_size=3))
+def test_any_worker_answer_content_is_used_or_rejected_with_a_reason(contents):
+    responses = [WorkerResponse(f"w{i}", content, None, None, "test") for i, content in enumerate(contents)]
+    answers, rejected = answers_from_responses(responses, None)
+    assert len(answers) + len(rejected) == len(contents)
+    assert all(reason for _, reason in rejected)
+    outcome = consolidate_worker_answers(answers, ClassMap.from_labels(["road", "car"]))
+    assert outcome.result is not None or outcome.failure_reason
+
+
+@settings(max_examples=80, deadline=None)
+@given(json_values)
+def test_any_worker_response_file_is_read_or_reported(tmp_path_factory, doc):
+    path = tmp_path_factory.mktemp("wr") / "2024-05-01_12:00:00.json"
+    path.write_text(json.dumps(doc))
+    responses, problems = read_worker_responses(JobData(), [str(path)])
+    assert responses or problems or (isinstance(doc, dict) and doc.get("answers") == [])
