@@ -24,6 +24,11 @@ _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 
 # Markers with no length field (RSTn, TEM, and a repeated SOI).
 _STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 _EOI, _SOS = 0xD9, 0xDA
+_APP1 = 0xE1
+_EXIF_HEADER = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
+# Orientations 5..8 swap width and height on display.
+_TRANSPOSING = frozenset({5, 6, 7, 8})
 
 # Magic numbers of formats people put in manifests by mistake, so the reason can name them.
 _OTHER_FORMATS: tuple[tuple[bytes, str], ...] = (
@@ -65,12 +70,19 @@ class TruncatedHeaderError(ImageHeaderError):
 @dataclass(frozen=True)
 class ImageInfo:
     format: ImageFormat
-    width: int
+    width: int  # as stored in the file, before any EXIF rotation
     height: int
+    # EXIF Orientation tag of a JPEG (1 = as stored; 2..8 = mirrored and/or rotated on display).
+    orientation: int = 1
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as a browser that honours EXIF orientation shows the image."""
+        return (self.height, self.width) if self.orientation in _TRANSPOSING else (self.width, self.height)
 
 
 def read_image_info(data: bytes) -> ImageInfo:
@@ -112,6 +124,7 @@ def _png_info(data: bytes) -> ImageInfo:
 def _jpeg_info(data: bytes) -> ImageInfo:
     pos = 2
     end = len(data)
+    orientation = 1
     while True:
         # Each segment starts with 0xFF, optionally padded with more 0xFF fill bytes.
         if pos >= end:
@@ -145,8 +158,37 @@ def _jpeg_info(data: bytes) -> ImageInfo:
                 # height 0 means "defined later by a DNL marker": legal, vanishingly rare, and
                 # not worth a second parser; width 0 is always invalid.
                 raise ImageHeaderError(f"JPEG frame header gives size {width}x{height}")
-            return ImageInfo(ImageFormat.JPEG, width, height)
+            return ImageInfo(ImageFormat.JPEG, width, height, orientation)
+        if marker == _APP1 and pos + length <= end:
+            segment = data[pos + 2 : pos + length]
+            if segment.startswith(_EXIF_HEADER):
+                orientation = exif_orientation(segment[len(_EXIF_HEADER) :])
         pos += length  # skip APPn/COM/DQT/DHT/... and look at the next marker
+
+
+def exif_orientation(tiff: bytes) -> int:
+    """The Orientation tag from the TIFF structure inside an EXIF block; 1 when absent or unreadable.
+
+    Metadata is advisory: a malformed EXIF block never makes the image unusable.
+    """
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+        return 1
+    order = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    for i in range(count):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(tiff):
+            break
+        tag, kind, n = struct.unpack(order + "HHI", tiff[entry : entry + 8])
+        if tag == _ORIENTATION_TAG:
+            if kind != 3 or n != 1:  # SHORT, one value, stored in the entry itself
+                return 1
+            (value,) = struct.unpack(order + "H", tiff[entry + 8 : entry + 10])
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 RangeReader = Callable[[int, int], tuple[bytes, int | None]]

@@ -63,6 +63,7 @@ class InitialValueOutcome(StrEnum):
     PRIOR_REJECTED = "PriorMaskRejected"
     PRELABEL_USED = "PrelabelUsed"
     PRELABEL_FAILED = "PrelabelFailed"
+    PRELABEL_SKIPPED = "PrelabelSkipped"
 
 
 class SkipObject(Exception):
@@ -288,6 +289,22 @@ def prelabel_initial_value(uri: str, labels: Sequence[str]) -> InitialValue:
 
 
 # --------------------------------------------------------------------------- model pre-labels
+
+
+def prelabel_blocker(info: ImageInfo) -> str | None:
+    """Why no model pre-label should be asked for on this image, or ``None``.
+
+    Browsers show a JPEG with its EXIF orientation applied, and Ground Truth's UI appears to do
+    the same (its CORS requirement came with that browser change); the endpoint sees the stored
+    pixels. Whether the worker's canvas is rotated is unconfirmed, so a mask that might be
+    misaligned is not offered at all.
+    """
+    if info.orientation != 1:
+        return (
+            f"EXIF orientation {info.orientation}: the worker may see the image rotated from the "
+            "stored pixels the endpoint sees, so a pre-label could be misaligned"
+        )
+    return None
 
 
 def prelabel_key(job_name: str, source_ref: str) -> str:

@@ -543,6 +543,24 @@ def test_a_failing_endpoint_means_no_prelabel_not_an_error(
     assert any(line["message"] == "model pre-label failed; the task starts empty" for line in logs)
 
 
+def test_no_prelabel_for_a_rotated_jpeg(
+    store: RecordingStore, endpoint_env: None, capsys: pytest.CaptureFixture[str], logs: LogLines
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees: the worker's canvas would be 3x4, not 4x3
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 3)).save(buf, format="JPEG", exif=exif.tobytes())
+    uri = put(store.client, "img/rotated.jpg", buf.getvalue())
+    fake = FakeEndpoint(index_png(PRELABEL))
+    pre.CLIENTS.sagemaker_runtime = fake
+    response = invoke(event({"source-ref": uri, "labels": ["road", "car"]}))
+    assert response["isHumanAnnotationRequired"] is True
+    assert "initialValue" not in response["taskInput"]
+    assert fake.calls == []
+    assert sorted(emitted_metrics(capsys.readouterr().out)) == ["PrelabelSkipped", "TaskCreated"]
+    assert any("EXIF orientation 6" in line.get("reason", "") for line in logs)
+
+
 def test_no_prelabel_without_an_output_bucket(
     store: RecordingStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,6 +17,7 @@ from gtseg.images import (
     ImageInfo,
     TruncatedHeaderError,
     UnsupportedImageError,
+    exif_orientation,
     probe_image,
     read_image_info,
 )
@@ -72,7 +73,8 @@ def test_jpeg_size_matches_pillow_with_metadata_of_any_size(
     data = encode(width, height, "JPEG", **extra)
     with Image.open(io.BytesIO(data)) as pil:
         assert pil.size == (width, height)
-    assert read_image_info(data) == ImageInfo(ImageFormat.JPEG, width, height)
+    info = read_image_info(data)
+    assert (info.format, info.width, info.height) == (ImageFormat.JPEG, width, height)
 
 
 @settings(max_examples=60, deadline=None)
@@ -191,3 +193,37 @@ def test_probe_on_random_bytes_gives_info_or_a_header_error(data: bytes, first_r
         return
     assert info.width > 0 and info.height > 0
     assert total == len(data)
+
+
+# --------------------------------------------------------------------------- EXIF orientation
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_exif_orientation_is_read(orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    info = read_image_info(encode(40, 30, "JPEG", exif=exif.tobytes()))
+    assert info.orientation == orientation
+    assert (info.width, info.height) == (40, 30)  # stored size, whatever the orientation
+    assert info.display_size == ((30, 40) if orientation >= 5 else (40, 30))
+
+
+def test_little_endian_exif_orientation_is_read() -> None:
+    # II*\0, IFD at 8, one entry: tag 0x0112, SHORT, count 1, value 8
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + struct.pack("<HHIH2x", 0x0112, 3, 1, 8)
+    assert exif_orientation(tiff) == 8
+    app1 = b"Exif\x00\x00" + tiff
+    data = encode(20, 10, "JPEG")
+    with_exif = data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
+    assert read_image_info(with_exif) == ImageInfo(ImageFormat.JPEG, 20, 10, orientation=8)
+
+
+def test_no_exif_means_orientation_1() -> None:
+    assert read_image_info(encode(20, 10, "JPEG")).orientation == 1
+    assert read_image_info(encode(20, 10, "PNG")).display_size == (20, 10)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200) | st.binary(max_size=60).map(lambda b: b"MM\x00*\x00\x00\x00\x08" + b))
+def test_malformed_exif_never_fails_and_gives_a_valid_orientation(tiff: bytes) -> None:
+    assert 1 <= exif_orientation(tiff) <= 8

@@ -30,6 +30,7 @@ from gtseg.pre_annotation import (
     find_prior_mask,
     image_source,
     labels_from_manifest_line,
+    prelabel_blocker,
     prelabel_initial_value,
     prelabel_key,
     resolve_labels,
@@ -282,6 +283,13 @@ def test_find_prior_mask_never_raises_on_odd_lines(line: dict) -> None:
 
 
 # --------------------------------------------------------------------------- model pre-labels
+
+
+def test_prelabels_only_for_images_shown_as_stored() -> None:
+    assert prelabel_blocker(ImageInfo(ImageFormat.JPEG, 40, 30)) is None
+    for orientation in range(2, 9):
+        reason = prelabel_blocker(ImageInfo(ImageFormat.JPEG, 40, 30, orientation))
+        assert reason is not None and f"EXIF orientation {orientation}" in reason
 
 
 def test_prelabel_key_is_stable_per_source() -> None:

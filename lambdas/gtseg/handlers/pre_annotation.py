@@ -35,6 +35,7 @@ from gtseg.pre_annotation import (
     encode_prelabel_png,
     find_prior_mask,
     image_source,
+    prelabel_blocker,
     prelabel_initial_value,
     prelabel_key,
     resolve_labels,
@@ -78,6 +79,9 @@ class AwsClients:
     """Created on first use and kept for the container's life; tests assign fakes."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.store: S3Store | None = None
         self.sagemaker: Any = None
         self.sagemaker_runtime: Any = None
@@ -107,7 +111,7 @@ LABEL_CACHE: dict[str, LabelCategoryConfig] = {}
 def reset_state() -> None:
     """Forget cached label files and clients (tests; a new container starts like this)."""
     LABEL_CACHE.clear()
-    CLIENTS.__init__()
+    CLIENTS.reset()
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -269,6 +273,11 @@ def _prelabel(
     source_ref: str, info: ImageInfo, labels: tuple[str, ...], job_arn: str | None, settings: Settings
 ) -> InitialValue | None:
     """Ask the endpoint for a class-index mask; any failure means no pre-label, never an error."""
+    blocker = prelabel_blocker(info)
+    if blocker:
+        logger.info("no model pre-label for this image", extra={"reason": blocker})
+        _count(InitialValueOutcome.PRELABEL_SKIPPED)
+        return None
     if not settings.output_bucket:
         logger.warning("PRELABEL_ENDPOINT_NAME is set but OUTPUT_BUCKET is not; no pre-label")
         _count(InitialValueOutcome.PRELABEL_FAILED)
