@@ -441,6 +441,7 @@ class GroundTruthEmulator:
 
         started = time.monotonic()
         pre_arn = task_config.get("PreHumanTaskLambdaArn")
+        self.progress("pre-annotation", 0, len(report.objects))
         for done, outcome in enumerate(report.objects, start=1):
             self._pre_annotate(outcome, pre_arn, job_arn, role_arn)
             self.progress("pre-annotation", done, len(report.objects))
@@ -450,6 +451,7 @@ class GroundTruthEmulator:
         workers_needed = int(task_config["NumberOfHumanWorkersPerDataObject"])
         answers: dict[str, list[WorkerSubmission]] = {}
         to_label = [o for o in report.objects if o.status == "pending"]
+        self.progress("workers", 0, len(to_label))
         for done, outcome in enumerate(to_label, start=1):
             submissions = self._label(
                 outcome, template, report.labels or None, workers_needed, job_name, report
@@ -465,6 +467,7 @@ class GroundTruthEmulator:
             "AnnotationConsolidationLambdaArn"
         )
         done = 0
+        self.progress("consolidation", 0, len(ready))
         for first in range(0, len(ready), self.batch_size):
             batch = ready[first : first + self.batch_size]
             self._consolidate(batch, answers, acs_arn, job_arn, role_arn, request, report)
