@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gtseg.consolidation import ObjectConsolidation, WorkerAnswer, consolidate_worker_answers
+from gtseg.consolidation import (
+    DEFAULT_NEIGHBOURHOOD_RADIUS,
+    ObjectConsolidation,
+    WorkerAnswer,
+    consolidate_worker_answers,
+)
 from gtseg.labels import GROUND_TRUTH_COLORS, ClassMap, LabelError, normalize_hex
 from gtseg.manifest import failure_content, iso_timestamp, segmentation_content, segmentation_metadata
 from gtseg.masks import encode_index_png
@@ -47,7 +52,7 @@ class Store(Protocol):
 @dataclass(frozen=True)
 class BatchSettings:
     method: str = "gtseg"
-    smoothing: int = 0
+    smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS
     element_name: str | None = None
     threads: int = 2
 

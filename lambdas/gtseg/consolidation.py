@@ -16,8 +16,11 @@ How it works (design.md, "Consolidation"):
    mistakes, each confusion row is shrunk toward that worker's one-coin model (overall accuracy,
    errors spread evenly) by a Dirichlet pseudo-count proportional to the image size: common
    classes are learnt from data, rare ones lean on the worker's overall accuracy.
-5. Optional **neighbourhood smoothing** of the per-pixel class scores (box filter), as the
-   built-in task does, before the arg-max. Ties always go to the lowest class index.
+5. **Neighbourhood for contested pixels**, as the built-in task uses neighbouring pixels: with
+   three or fewer trusted workers, EM may not overrule their strict majority, and pixels with no
+   strict majority (two workers tracing one boundary a few pixels apart) take the class with the
+   larger trusted vote share in a (2r+1)^2 box around them (``smoothing`` = r, default 2), so the
+   two outlines meet in the middle. Remaining ties go to the lowest class index.
 
 Confidence is the fraction of trusted workers that agree with the consolidated label, averaged
 per class and per image; 0.0 when fewer than two trusted workers remain (as Ground Truth reports
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from gtseg.labels import ClassMap
 from gtseg.masks import DecodedMask, MaskError, b64decode_png, decode_worker_mask, open_png
@@ -45,6 +49,10 @@ ABSOLUTE_KAPPA_FLOOR = 0.15
 # as a fraction of the image size.
 SHRINKAGE_FRACTION = 0.01
 EM_MAX_ITERATIONS = 25
+# At or below this many trusted workers EM may not overrule a strict majority of them.
+MAX_WORKERS_FOR_MAJORITY_GUARD = 3
+# Box radius for contested pixels (make bench: r=2 is best on simulated crowds).
+DEFAULT_NEIGHBOURHOOD_RADIUS = 2
 EM_TOLERANCE = 1e-4
 # Above this many (tuple x class) cells a step falls back to np.unique (sorting); real masks never
 # get near it, adversarial noise might.
@@ -93,40 +101,51 @@ def encode_tuples(masks: Sequence[np.ndarray], num_classes: int) -> TupleTable:
 
     Labels are combined in mixed radix (code = code * C + label); when the code space would
     outgrow ``_MAX_DENSE_CODES`` the codes seen so far are compressed to tuple ranks with a
-    ``bincount`` first, so the space stays (distinct tuples) x C.
+    ``bincount`` first, so the space stays (distinct tuples) x C. Codes use the narrowest
+    integer type that holds them (uint16 for 5 workers and 8 classes): the per-pixel passes are
+    memory-bound.
     """
     n = masks[0].size
-    codes = np.zeros(n, dtype=np.intp)
+    dtype = np.uint16 if num_classes ** len(masks) <= 1 << 16 else np.int64
+    codes = np.zeros(n, dtype=dtype)
     tuples = np.zeros((1, 0), dtype=np.uint8)
     space, pending = 1, 0
 
-    def compress() -> tuple[np.ndarray, np.ndarray]:
-        nonlocal codes, tuples, space, pending
-        counts = np.bincount(codes, minlength=space)
-        present = np.flatnonzero(counts)
+    def compress() -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Distinct codes, their pixel counts and (sparse spaces only) each pixel's rank."""
+        nonlocal tuples
+        inverse = None
+        if space <= max(_MAX_DENSE_CODES, n):
+            counts = np.bincount(codes, minlength=space)
+            present = np.flatnonzero(counts)
+            counts = counts[present]
+        else:  # adversarial noise: almost every pixel its own tuple; sorting is the only option
+            present, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+        rest, labels = present.copy(), []
+        for _ in range(pending):
+            labels.append((rest % num_classes).astype(np.uint8))
+            rest //= num_classes
         if pending:
-            rest, labels = present.copy(), []
-            for _ in range(pending):
-                labels.append((rest % num_classes).astype(np.uint8))
-                rest //= num_classes
             tuples = np.concatenate([tuples[rest], np.stack(labels[::-1], axis=1)], axis=1)
-        return present, counts[present]
+        return present, counts, inverse
 
     for mask in masks:
         if space * num_classes > _MAX_DENSE_CODES:
-            present, _ = compress()
-            if len(present) * num_classes > _MAX_DENSE_CODES:  # adversarial noise: sort instead
-                present, codes = np.unique(codes, return_inverse=True)
-            else:
-                rank = np.zeros(space, dtype=np.intp)
+            present, _, inverse = compress()
+            if inverse is None:
+                rank = np.zeros(space, dtype=codes.dtype)
                 rank[present] = np.arange(len(present))
                 np.take(rank, codes, out=codes)
+            else:
+                codes = inverse.astype(codes.dtype, copy=False).ravel()
             space, pending = len(present), 0
         codes *= num_classes
         codes += mask.ravel()
         space *= num_classes
         pending += 1
-    present, counts = compress()
+    present, counts, inverse = compress()
+    if inverse is not None:
+        codes, present, space = inverse.ravel(), np.arange(len(present)), len(present)
     return TupleTable(codes, tuples, counts, present, space)
 
 
@@ -267,39 +286,42 @@ def _dawid_skene(
     return post, log_pi, iterations
 
 
-def _box_sum(plane: np.ndarray, radius: int) -> np.ndarray:
-    """Sum over a (2r+1)^2 window via an integral image (edges use the part inside the image)."""
-    h, w = plane.shape
-    integral = np.zeros((h + 1, w + 1), dtype=np.float64)
-    np.cumsum(np.cumsum(plane, axis=0), axis=1, out=integral[1:, 1:])
-    y0 = np.clip(np.arange(h) - radius, 0, h)
-    y1 = np.clip(np.arange(h) + radius + 1, 0, h)
-    x0 = np.clip(np.arange(w) - radius, 0, w)
-    x1 = np.clip(np.arange(w) + radius + 1, 0, w)
-    return (
-        integral[np.ix_(y1, x1)]
-        - integral[np.ix_(y0, x1)]
-        - integral[np.ix_(y1, x0)]
-        + integral[np.ix_(y0, x0)]
-    )
-
-
-def _smoothed_decision(
-    scores: np.ndarray, table: TupleTable, shape: tuple[int, int], radius: int
-) -> np.ndarray:
-    """Per-pixel arg-max of box-filtered class scores; only classes that win somewhere compete."""
-    candidates = np.unique(_argmax_lowest(scores))
-    contested = np.flatnonzero(scores[:, candidates].max(axis=1) < 1.0 - 1e-9)
-    if len(candidates) == 1 or contested.size == 0:
-        return table.to_pixels(_argmax_lowest(scores).astype(np.uint8)).reshape(shape)
-    best = np.full(shape, -1.0)
-    out = np.zeros(shape, dtype=np.uint8)
-    for c in candidates:  # ascending, and strict '>' keeps ties on the lowest index
-        smoothed = _box_sum(table.to_pixels(scores[:, c]).reshape(shape), radius)
-        better = smoothed > best + 1e-9
-        best[better] = smoothed[better]
-        out[better] = c
-    return out
+def _resolve_contested(
+    decision: np.ndarray,
+    contested: np.ndarray,
+    share: np.ndarray,
+    table: TupleTable,
+    shape: tuple[int, int],
+    radius: int,
+) -> np.ndarray | None:
+    """Relabel pixels whose trusted workers have no strict majority by the trusted vote share
+    around them (box filter of ``radius``, in C via Pillow). Two workers who trace the same
+    boundary a few pixels apart then meet in the middle instead of one of them winning the whole
+    band. Returns the new label image, or ``None`` when nothing is contested."""
+    if radius <= 0 or not contested.any():
+        return None
+    labels = table.to_pixels(decision).reshape(shape)
+    where = np.flatnonzero(table.to_pixels(contested))
+    if where.size == 0:
+        return None
+    candidates = np.flatnonzero(share[contested].max(axis=0) > 0)
+    blur = ImageFilter.BoxBlur(radius)
+    current = labels.ravel()[where]
+    planes = {}
+    for c in candidates:
+        plane = table.to_pixels(np.round(share[:, c] * 250).astype(np.uint8)).reshape(shape)
+        planes[c] = np.asarray(Image.fromarray(plane).filter(blur), dtype=np.int32).ravel()[where]
+    best = np.full(where.size, -1, dtype=np.int32)
+    for c in candidates:  # the current decision keeps equal scores
+        best = np.where(current == c, planes[c], best)
+    chosen = current.copy()
+    for c in candidates:
+        better = planes[c] > best
+        best[better] = planes[c][better]
+        chosen[better] = c
+    out = labels.ravel().copy()
+    out[where] = chosen
+    return out.reshape(shape)
 
 
 def majority_vote(masks: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
@@ -328,7 +350,7 @@ def consolidate_masks(
     num_classes: int,
     *,
     method: str = "gtseg",
-    smoothing: int = 0,
+    smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS,
     worker_ids: Sequence[str] | None = None,
 ) -> ConsolidationResult:
     """Merge K workers' masks of one object into one mask with confidence and worker scores."""
@@ -367,19 +389,32 @@ def consolidate_masks(
         else:  # plain (regularised) Dawid-Skene over everyone, from the majority vote
             included = np.ones(k_workers, dtype=bool)
             init = _argmax_lowest(_votes(tuples, np.ones(k_workers), num_classes))
+        trusted_votes = _votes(tuples, included.astype(float), num_classes)
+        ordered = np.sort(trusted_votes, axis=1)
+        contested = ordered[:, -1] <= ordered[:, -2]
         if included.sum() >= 2:
             scores, _, em_iter = _dawid_skene(
                 tuples, counts, init, included, num_classes, shrinkage=SHRINKAGE_FRACTION * counts.sum()
             )
             iterations += em_iter
+            if included.sum() <= MAX_WORKERS_FOR_MAJORITY_GUARD:
+                # With so few trusted workers the confusion matrices are weakly identified: EM
+                # only decides where the trusted workers have no strict majority.
+                strict = ~contested
+                winners = trusted_votes.argmax(axis=1)
+                scores[strict] = 0.0
+                scores[strict, winners[strict]] = 1.0
         else:
             scores = _votes(tuples, included.astype(float), num_classes)
 
-    if smoothing > 0 and k_workers > 1:
-        labels = _smoothed_decision(scores, table, shape, int(smoothing))
-        decision_per_tuple = None
+    decision_per_tuple = _argmax_lowest(scores).astype(np.uint8)
+    relabelled = None
+    if method == "gtseg" and k_workers > 1 and included.sum() <= MAX_WORKERS_FOR_MAJORITY_GUARD:
+        share = trusted_votes / max(included.sum(), 1)
+        relabelled = _resolve_contested(decision_per_tuple, contested, share, table, shape, int(smoothing))
+    if relabelled is not None:
+        labels, decision_per_tuple = relabelled, None
     else:
-        decision_per_tuple = _argmax_lowest(scores).astype(np.uint8)
         labels = table.to_pixels(decision_per_tuple).reshape(shape)
 
     # Confidence = share of trusted workers agreeing with the final label, computed per tuple
@@ -472,7 +507,7 @@ def consolidate_worker_answers(
     class_map: ClassMap,
     *,
     method: str = "gtseg",
-    smoothing: int = 0,
+    smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS,
 ) -> ObjectConsolidation:
     """Decode each worker's PNG and consolidate; a bad annotation is rejected with a reason,
     never failing the object. No usable annotation -> ``result=None`` and a ``failure_reason``."""

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from gtseg.batch import BatchConsolidator, BatchSettings
-from gtseg.consolidation import METHODS
+from gtseg.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS, METHODS
 from gtseg.labels import LabelCategoryConfig
 from gtseg.observability import MetricUnit, logger, metrics
 from gtseg.protocol import ConsolidationRequest
@@ -24,7 +24,7 @@ class ConsolidationSettings(BaseModel):
     """Optional tuning, parsed once per invocation from the environment."""
 
     method: str = Field(default="gtseg", alias="CONSOLIDATION_METHOD")
-    smoothing: int = Field(default=0, ge=0, le=8, alias="CONSOLIDATION_SMOOTHING")
+    smoothing: int = Field(default=DEFAULT_NEIGHBOURHOOD_RADIUS, ge=0, le=8, alias="CONSOLIDATION_SMOOTHING")
     assume_job_role: bool = Field(default=False, alias="ASSUME_JOB_ROLE")
     kms_key_id: str | None = Field(default=None, alias="OUTPUT_KMS_KEY_ID")
     element_name: str | None = Field(default=None, alias="ELEMENT_NAME")
