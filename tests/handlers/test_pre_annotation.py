@@ -37,6 +37,9 @@ DATA = "gtseg-data"
 OUTPUT = "gtseg-output"
 JOB_NAME = "street-seg-1"
 JOB_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:labeling-job/{JOB_NAME}"
+# One session for the module: botocore loads each service model once per session, which is most of
+# the cost of creating a client.
+SESSION = boto3.session.Session(region_name=REGION)
 ENV_VARS = ("LABEL_CATEGORY_CONFIG_URI", "PRIOR_LABEL_ATTRIBUTE", "PRELABEL_ENDPOINT_NAME", "OUTPUT_BUCKET")
 
 
@@ -56,7 +59,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.delenv(name, raising=False)
     pre.reset_state()
     with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
+        client = SESSION.client("s3")
         client.create_bucket(Bucket=DATA)
         client.create_bucket(Bucket=OUTPUT)
         yield client
@@ -67,7 +70,7 @@ class RecordingStore(S3Store):
     """The real S3Store, noting every ranged and whole-object read."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(client=SESSION.client("s3"))
         self.ranges: list[tuple[str, int, int]] = []
         self.whole_reads: list[str] = []
 
@@ -180,7 +183,7 @@ def describe_response(label_uri: str | None) -> dict[str, Any]:
 
 @pytest.fixture
 def sagemaker(s3: Any) -> Iterator[Stubber]:
-    client = boto3.client("sagemaker", region_name=REGION)
+    client = SESSION.client("sagemaker")
     stubber = Stubber(client)
     pre.CLIENTS.sagemaker = client
     with stubber:
@@ -281,6 +284,7 @@ def test_an_image_over_100_megapixels_is_skipped_from_its_header(
     assert [r[1:] for r in store.ranges] == [(0, 64 * 1024 - 1)]
 
 
+@pytest.mark.slow  # moto takes a few seconds to store 40 MB
 def test_an_image_over_40_mb_is_skipped_without_downloading_it(store: RecordingStore) -> None:
     uri = put(store.client, "img/heavy.png", encoded(10, 10, "PNG") + b"\x00" * 40_000_000)
     response = invoke(event({"source-ref": uri, "labels": ["road"]}))
