@@ -247,7 +247,11 @@ class JobSpec(_Strict):
     @field_validator("job_name")
     @classmethod
     def _job_name(cls, value: str) -> str:
-        return _model_check("LabelingJobName", value)
+        try:
+            return limits.check("LabelingJobName", value)
+        except limits.LimitError as exc:
+            hint = "letters, digits and hyphens only, starting and ending with a letter or digit"
+            raise ValueError(f"{hint}; {exc}") from None
 
     @field_validator("labels")
     @classmethod

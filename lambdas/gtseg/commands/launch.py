@@ -128,7 +128,12 @@ def invoke_launcher(lambda_client: Any, function_name: str, spec: Any) -> dict[s
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except (SpecError, LaunchError, StorageError) as exc:
+    except SpecError as exc:
+        print("gtseg launch: invalid job spec:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except (LaunchError, StorageError) as exc:
         print(f"gtseg launch: {exc}", file=sys.stderr)
         return 1
     except (ClientError, BotoCoreError) as exc:
