@@ -44,14 +44,15 @@ LAMBDA_MIN_MEMORY_MB = 128
 LAMBDA_MAX_MEMORY_MB = 10240
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 
-_STAGE = r"[a-z][a-z0-9-]{0,15}"
-_WORKTEAM_ARN = r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:workteam/.+"
+# pydantic's `pattern` searches (unanchored), so every pattern is anchored here.
+_STAGE = r"^[a-z][a-z0-9-]{0,15}$"
+_WORKTEAM_ARN = r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:workteam/.+$"
 _KMS_KEY_ARN = (
-    r"arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:key/"
-    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"^arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:key/"
+    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
-_ENDPOINT_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
-_LABEL_ATTRIBUTE = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}"
+_ENDPOINT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+_LABEL_ATTRIBUTE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}$"
 
 
 class Retention(StrEnum):
@@ -94,7 +95,7 @@ class GtsegSettings(BaseModel):
     )
     launcher_memory_mb: int = Field(512, ge=LAMBDA_MIN_MEMORY_MB, le=LAMBDA_MAX_MEMORY_MB)
     consolidation_method: Literal["gtseg", "majority"] = "gtseg"
-    consolidation_smoothing: int = Field(0, ge=0, le=32)
+    consolidation_smoothing: int = Field(0, ge=0, le=8)  # the handler accepts radius 0..8
     prelabel_endpoint_name: str | None = Field(None, pattern=_ENDPOINT_NAME)
     prior_label_attribute: str | None = Field(None, pattern=_LABEL_ATTRIBUTE)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

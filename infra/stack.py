@@ -26,7 +26,9 @@ class GtsegStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.settings = settings
         self.storage = Storage(self, "Storage", settings=settings)
-        self.worker_ui = WorkerUiAssets(self, "WorkerUi", assets_bucket=self.storage.assets_bucket)
+        self.worker_ui = WorkerUiAssets(
+            self, "WorkerUi", assets_bucket=self.storage.assets_bucket, settings=settings
+        )
         self.functions = Functions(
             self,
             "Functions",

@@ -7,11 +7,12 @@ offline), so new templates ship without touching the stack.
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-from infra.settings import WORKER_TEMPLATES_DIR
+from infra.settings import WORKER_TEMPLATES_DIR, GtsegSettings
 
 TEMPLATES_PREFIX = "templates/"
 WORKER_TEMPLATE_FILE = "semantic-segmentation.liquid.html"
@@ -19,7 +20,9 @@ LABEL_CATEGORIES_FILE = "label-categories.json"
 
 
 class WorkerUiAssets(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, assets_bucket: s3.IBucket) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, assets_bucket: s3.IBucket, settings: GtsegSettings
+    ) -> None:
         super().__init__(scope, construct_id)
         if not WORKER_TEMPLATES_DIR.is_dir():
             raise FileNotFoundError(f"worker templates directory missing: {WORKER_TEMPLATES_DIR}")
@@ -33,6 +36,13 @@ class WorkerUiAssets(Construct):
             destination_key_prefix=TEMPLATES_PREFIX,
             # Objects under templates/ are ours alone: prune what a previous version deployed.
             prune=True,
+            # The deploy-time handler's own logs, with the stack's retention instead of forever.
+            log_group=logs.LogGroup(
+                self,
+                "DeploymentLogs",
+                retention=settings.log_retention,
+                removal_policy=settings.removal_policy,
+            ),
         )
         self.templates_prefix = TEMPLATES_PREFIX
         self.worker_template_uri = assets_bucket.s3_url_for_object(TEMPLATES_PREFIX + WORKER_TEMPLATE_FILE)

@@ -1,0 +1,210 @@
+"""Every IAM statement of our four roles, exactly: actions x resources x conditions.
+
+Statements are expanded to (action, resource, condition) triples so the assertion does not depend
+on how CDK merges statements; each expected set is the whole truth for that role.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import Synthesized
+
+S3_NAMESPACE = {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+PASSED_TO_SAGEMAKER = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+LABELING_JOBS = "arn:aws:sagemaker:${Region}:${Account}:labeling-job/*"
+OUR_ROLES = ("GroundTruthRole", "PreAnnotationRole", "ConsolidationRole", "LauncherRole")
+
+Triple = tuple[str, str, str | None]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def triples(statements: list[dict[str, Any]]) -> set[Triple]:
+    out: set[Triple] = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow", statement
+        condition = json.dumps(statement["Condition"], sort_keys=True) if "Condition" in statement else None
+        for action in as_list(statement["Action"]):
+            for resource in as_list(statement["Resource"]):
+                out.add((action, resource, condition))
+    return out
+
+
+def role_statements(synth: Synthesized, role_name: str) -> list[dict[str, Any]]:
+    """Inline policies of the role plus every AWS::IAM::Policy attached to it, resolved."""
+    names = synth.names()
+    role_id = next(lid for lid, name in names.items() if name == role_name)
+    role = synth.json["Resources"][role_id]
+    statements: list[dict[str, Any]] = []
+    for policy in role["Properties"].get("Policies", []):
+        statements += synth.resolve(policy["PolicyDocument"]["Statement"])
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += synth.resolve(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def allow(actions: str | list[str], resources: str | list[str], condition: dict | None = None) -> set[Triple]:
+    cond = json.dumps(condition, sort_keys=True) if condition else None
+    return {(a, r, cond) for a in as_list(actions) for r in as_list(resources)}
+
+
+def kms(actions: list[str], synth: Synthesized) -> set[Triple]:
+    if synth.stack.storage.encryption_key is None:
+        return set()
+    key = "Key.Arn" if "Key" in synth.names().values() else synth.stack.settings.kms_key_arn
+    return allow(actions, key)
+
+
+def expected_ground_truth(synth: Synthesized) -> set[Triple]:
+    return (
+        allow(
+            "s3:GetObject",
+            ["DataBucket.Arn/*", "AssetsBucket.Arn/templates/*", "OutputBucket.Arn/prelabels/*"],
+        )
+        | allow(["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], "OutputBucket.Arn/jobs/*")
+        | allow(
+            ["s3:ListBucket", "s3:GetBucketLocation"],
+            ["DataBucket.Arn", "OutputBucket.Arn", "AssetsBucket.Arn"],
+        )
+        | allow("lambda:InvokeFunction", ["PreAnnotation.Arn", "Consolidation.Arn"])
+        | allow(
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            "arn:aws:logs:${Region}:${Account}:log-group:/aws/sagemaker/LabelingJobs:*",
+        )
+        | allow("cloudwatch:PutMetricData", "*", S3_NAMESPACE)
+        | kms(
+            [
+                "kms:Decrypt",
+                "kms:DescribeKey",
+                "kms:Encrypt",
+                "kms:GenerateDataKey",
+                "kms:ReEncryptFrom",
+                "kms:ReEncryptTo",
+            ],
+            synth,
+        )
+    )
+
+
+def expected_pre_annotation(synth: Synthesized) -> set[Triple]:
+    endpoint = synth.stack.settings.prelabel_endpoint_name
+    rights = (
+        allow(["logs:CreateLogStream", "logs:PutLogEvents"], "PreAnnotationLogs.Arn")
+        | allow(
+            "s3:GetObject", ["DataBucket.Arn/*", "AssetsBucket.Arn/templates/*", "OutputBucket.Arn/jobs/*"]
+        )
+        | allow("sagemaker:DescribeLabelingJob", LABELING_JOBS)
+    )
+    if endpoint:
+        rights |= allow(
+            "sagemaker:InvokeEndpoint", f"arn:aws:sagemaker:${{Region}}:${{Account}}:endpoint/{endpoint}"
+        )
+        rights |= allow("s3:PutObject", "OutputBucket.Arn/prelabels/*")
+        return rights | kms(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], synth)
+    return rights | kms(["kms:Decrypt", "kms:DescribeKey"], synth)
+
+
+def expected_consolidation(synth: Synthesized) -> set[Triple]:
+    return (
+        allow(["logs:CreateLogStream", "logs:PutLogEvents"], "ConsolidationLogs.Arn")
+        | allow(["s3:GetObject", "s3:PutObject"], "OutputBucket.Arn/jobs/*")
+        | allow("s3:GetObject", ["DataBucket.Arn/jobs/*", "AssetsBucket.Arn/templates/*"])
+        | allow("sagemaker:DescribeLabelingJob", LABELING_JOBS)
+        | kms(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], synth)
+    )
+
+
+def expected_launcher(synth: Synthesized) -> set[Triple]:
+    return (
+        allow(["logs:CreateLogStream", "logs:PutLogEvents"], "LauncherLogs.Arn")
+        | allow("s3:ListBucket", "DataBucket.Arn")
+        | allow(
+            "s3:GetObject", ["DataBucket.Arn/*", "AssetsBucket.Arn/templates/*", "OutputBucket.Arn/jobs/*"]
+        )
+        | allow("s3:PutObject", "DataBucket.Arn/jobs/*")
+        | allow(
+            ["sagemaker:CreateLabelingJob", "sagemaker:DescribeLabelingJob", "sagemaker:AddTags"],
+            LABELING_JOBS,
+        )
+        | allow("iam:PassRole", "GroundTruthRole.Arn", PASSED_TO_SAGEMAKER)
+        | kms(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], synth)
+    )
+
+
+EXPECTED = {
+    "GroundTruthRole": expected_ground_truth,
+    "PreAnnotationRole": expected_pre_annotation,
+    "ConsolidationRole": expected_consolidation,
+    "LauncherRole": expected_launcher,
+}
+
+
+@pytest.mark.parametrize("role", OUR_ROLES)
+def test_every_statement_of_each_role_is_exactly_the_expected_one(
+    synthesized: Synthesized, role: str
+) -> None:
+    actual = triples(role_statements(synthesized, role))
+    expected = EXPECTED[role](synthesized)
+    assert actual - expected == set(), f"{role} has rights nobody asked for"
+    assert expected - actual == set(), f"{role} lacks rights it needs"
+
+
+def test_no_wildcard_actions_and_no_managed_policies_on_our_roles(synthesized: Synthesized) -> None:
+    names = synthesized.names()
+    for role in OUR_ROLES:
+        actions = {action for action, _, _ in triples(role_statements(synthesized, role))}
+        assert actions, role
+        assert not [a for a in actions if "*" in a], f"{role} has wildcard actions"
+        role_id = next(lid for lid, n in names.items() if n == role)
+        assert "ManagedPolicyArns" not in synthesized.json["Resources"][role_id]["Properties"], role
+
+
+def test_ground_truth_role_invokes_exactly_the_two_labeling_functions(synthesized: Synthesized) -> None:
+    invoked = {
+        resource
+        for action, resource, _ in triples(role_statements(synthesized, "GroundTruthRole"))
+        if action.startswith("lambda:")
+    }
+    assert invoked == {"PreAnnotation.Arn", "Consolidation.Arn"}
+    # The launcher is not invokable by Ground Truth.
+    assert "Launcher.Arn" not in invoked
+
+
+def test_only_the_launcher_may_pass_the_ground_truth_role(synthesized: Synthesized) -> None:
+    for role in OUR_ROLES:
+        passes = {r for a, r, _ in triples(role_statements(synthesized, role)) if a == "iam:PassRole"}
+        assert passes == ({"GroundTruthRole.Arn"} if role == "LauncherRole" else set()), role
+
+
+def test_trust_policies(default: Synthesized) -> None:
+    names = {n: lid for lid, n in default.names().items()}
+    resources = default.json["Resources"]
+    gt_trust = default.resolve(resources[names["GroundTruthRole"]]["Properties"]["AssumeRolePolicyDocument"])
+    assert gt_trust["Statement"] == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Condition": {"StringEquals": {"aws:SourceAccount": "${Account}"}},
+        }
+    ]
+    for role in ("PreAnnotationRole", "ConsolidationRole", "LauncherRole"):
+        trust = resources[names[role]]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}], role
+
+
+def test_kms_settings_grant_the_key_to_every_role(kms: Synthesized) -> None:
+    for role in OUR_ROLES:
+        resources = {r for a, r, _ in triples(role_statements(kms, role)) if a == "kms:Decrypt"}
+        assert resources == {"Key.Arn"}, role
+
+
+def test_without_kms_no_role_has_kms_rights(default: Synthesized) -> None:
+    for role in OUR_ROLES:
+        assert not [a for a, _, _ in triples(role_statements(default, role)) if a.startswith("kms:")], role
