@@ -8,6 +8,7 @@ No environment variable is required; see ``ConsolidationSettings`` for the optio
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -52,14 +53,30 @@ def _describe_labels_factory(session: Any, store: S3Store):
     return describe
 
 
+# Creating a boto3 client costs ~0.2 s (service models, endpoint rules): once per container, and
+# for the opt-in assumed role once per role until its credentials are near expiry.
+_CLIENTS: dict[str | None, tuple[float, Any, Any]] = {}
+_ASSUMED_ROLE_REUSE_SECONDS = 45 * 60
+
+
+def _clients(role_arn: str | None) -> tuple[Any, Any]:
+    import boto3
+
+    cached = _CLIENTS.get(role_arn)
+    if cached and (role_arn is None or time.monotonic() - cached[0] < _ASSUMED_ROLE_REUSE_SECONDS):
+        return cached[1], cached[2]
+    session = assumed_role_session(role_arn) if role_arn else boto3.session.Session()
+    client = s3_client(session)
+    _CLIENTS[role_arn] = (time.monotonic(), session, client)
+    return session, client
+
+
 def _log(level: str, message: str, **fields: Any) -> None:
     getattr(logger, level)(message, extra=fields)
 
 
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
-    import boto3
-
     try:
         request = ConsolidationRequest.model_validate(event)
     except ValidationError as exc:
@@ -69,10 +86,8 @@ def handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     settings = ConsolidationSettings.from_env()
     logger.append_keys(labeling_job_arn=request.labeling_job_arn, payload=request.payload.s3_uri)
 
-    session = boto3.session.Session()
-    if settings.assume_job_role and request.role_arn:
-        session = assumed_role_session(request.role_arn)
-    store = S3Store(client=s3_client(session), kms_key_id=settings.kms_key_id or request.kms_key_id)
+    session, client = _clients(request.role_arn if settings.assume_job_role else None)
+    store = S3Store(client=client, kms_key_id=settings.kms_key_id or request.kms_key_id)
     batch = BatchConsolidator(
         request,
         store,
