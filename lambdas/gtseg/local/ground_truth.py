@@ -645,7 +645,9 @@ class GroundTruthEmulator:
                     },
                 }
             )
-        self.store.put_json(join_uri(directory, f"{self._stamp(directory)}.json"), {"answers": answers})
+        # Not put_json: that sorts keys, and the answers should keep the order workers sent them in.
+        body = json.dumps({"answers": answers}, ensure_ascii=False).encode("utf-8")
+        self.store.put_bytes(join_uri(directory, f"{self._stamp(directory)}.json"), body, "application/json")
         return submissions
 
     # ------------------------------------------------------------------ consolidation

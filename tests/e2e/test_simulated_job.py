@@ -1,0 +1,151 @@
+"""A small simulated labeling job through the same path as `make demo`: gtseg's real launcher,
+pre-annotation and consolidation handlers in awslambdaric sandboxes, moto S3, the SageMaker
+stand-in, the real worker template, simulated workers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gtseg.commands.simulate import format_summary
+from gtseg.labels import BACKGROUND, BACKGROUND_COLOR, ClassMap
+from gtseg.local.simulated_job import SimulationError, SimulationOptions, run_simulation
+from gtseg.manifest import ManifestError, parse_manifest
+from gtseg.simulation import DEFAULT_LABELS
+
+PROFILES = ("careful", "average", "average", "sloppy", "spammer")  # the make demo crowd
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    out = tmp_path_factory.mktemp("simulate")
+    options = SimulationOptions(
+        objects=3, profiles=PROFILES, seed=11, size=(320, 240), out_dir=out, batch_size=2
+    )
+    return run_simulation(options)
+
+
+def test_the_job_completes_with_every_object_labeled(job):
+    report = job.report
+    assert report.status == "Completed", report.failure_reason
+    assert [o.status for o in report.objects] == ["labeled"] * 3
+    assert report.contract_problems == []
+    assert len(report.batches) == 2  # batch size 2 over 3 objects
+    assert all(o.rendered and not o.rendered.problems for o in report.objects)
+    assert job.launch["objectCount"] == 3
+
+
+def test_the_output_manifest_is_complete_and_valid(job):
+    manifest = job.job_dir / "manifests" / "output" / "output.manifest"
+    lines = list(parse_manifest(manifest.read_text().splitlines()))
+    assert not [item for item in lines if isinstance(item, ManifestError)]
+    lan = job.report.label_attribute_name
+    assert lan == "gtseg-demo-ref"
+    sources = [line.data["source-ref"] for line in lines]
+    assert sources == [f"s3://gtseg-demo-data/images/scene-{i:03d}.png" for i in range(3)]
+    expected_map = ClassMap.from_labels(DEFAULT_LABELS)
+    for number, line in enumerate(lines):
+        mask_uri = line.data[lan]
+        assert mask_uri.startswith(
+            "s3://gtseg-demo-output/jobs/gtseg-demo/annotations/consolidated-annotation/output/"
+        )
+        metadata = line.data[f"{lan}-metadata"]
+        assert metadata["type"] == "groundtruth/semantic-segmentation"
+        assert metadata["job-name"] == "labeling-job/gtseg-demo"
+        assert metadata["human-annotated"] == "yes"
+        color_map = metadata["internal-color-map"]
+        assert color_map["0"]["class-name"] == BACKGROUND and color_map["0"]["hex-color"] == BACKGROUND_COLOR
+        assert ClassMap.from_internal_color_map(color_map) == expected_map
+        assert all(0.0 <= entry["confidence"] <= 1.0 for entry in color_map.values())
+        # The mask it points to was downloaded: an 8-bit palette PNG of the image's size.
+        local_png = job.job_dir / mask_uri.removeprefix("s3://gtseg-demo-output/jobs/gtseg-demo/")
+        with Image.open(local_png) as png:
+            assert png.mode == "P" and png.size == (320, 240)
+            assert int(np.asarray(png).max()) < len(expected_map)
+        sidecar = json.loads(local_png.with_suffix(".json").read_text())
+        assert sidecar["datasetObjectId"] == str(number)
+        assert len(sidecar["workers"]) == len(PROFILES)
+
+
+def test_worker_responses_are_stored_as_ground_truth_does(job):
+    base = job.job_dir / "annotations" / "worker-response" / "iteration-1"
+    assert sorted(p.name for p in base.iterdir()) == ["0", "1", "2"]
+    (response,) = list((base / "1").iterdir())
+    answers = json.loads(response.read_text())["answers"]
+    assert [a["workerId"].rsplit("-", 1)[1] for a in answers] == list(PROFILES)
+    seg = answers[0]["answerContent"]["crowd-semantic-segmentation"]
+    assert seg["inputImageProperties"] == {"height": 240, "width": 320}
+    assert list(seg["labelMappings"]) == list(DEFAULT_LABELS)
+
+
+def test_consolidation_beats_the_sloppiest_worker(job):
+    by_profile = {row["profile"]: row["mean_iou"] for row in job.profile_summary()}
+    consolidated = job.to_dict()["meanIoU"]["consolidated"]
+    assert consolidated > by_profile["sloppy"]
+    for score in job.scores:
+        sloppy = [iou for _, profile, iou in score.worker_iou if profile == "sloppy"]
+        assert score.consolidated_iou > max(sloppy)
+
+
+def test_a_spammer_does_not_drag_consolidation_below_majority_vote(job):
+    # Majority vote of the very same worker masks is the floor (design.md: "the floor, not the goal").
+    means = job.to_dict()["meanIoU"]
+    assert means["consolidated"] >= means["majorityVote"]
+    assert all(score.majority_iou is not None for score in job.scores)
+    spammer_quality = [
+        row["estimated_quality"] for row in job.profile_summary() if row["profile"] == "spammer"
+    ]
+    careful_quality = [
+        row["estimated_quality"] for row in job.profile_summary() if row["profile"] == "careful"
+    ]
+    assert spammer_quality[0] < careful_quality[0]
+
+
+def test_summary_tells_the_user_where_results_are_and_what_next(job):
+    text = format_summary(job)
+    assert "Completed" in text and "3 labeled, 0 failed" in text
+    assert str(job.job_dir / "manifests" / "output" / "output.manifest") in text
+    assert "gtseg report" in text and "gtseg export" in text
+    saved = json.loads((job.job_dir / "local-emulator" / "summary.json").read_text())
+    assert (
+        saved["labeled"] == 3 and saved["meanIoU"]["consolidated"] == job.to_dict()["meanIoU"]["consolidated"]
+    )
+    assert {"pre-annotation", "workers", "consolidation", "total"} <= set(saved["seconds"])
+
+
+def test_lambda_logs_are_kept_per_function(job):
+    logs = job.job_dir / "local-emulator" / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == [
+        "consolidation.log",
+        "launcher.log",
+        "pre-annotation.log",
+    ]
+    assert "gtseg-demo" in (logs / "consolidation.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"profiles": ("careful", "genius")}, "unknown worker profile(s) genius"),
+        ({"workers": 10}, "--workers must be 1..9"),
+        ({"objects": 0}, "--objects must be at least 1"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_starts(tmp_path, options, message):
+    with pytest.raises(
+        SimulationError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")
+    ):
+        run_simulation(SimulationOptions(out_dir=tmp_path, **options))
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_earlier_folder_not_written_by_simulate_is_left_alone(tmp_path):
+    precious = tmp_path / "gtseg-demo"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    with pytest.raises(SimulationError, match="not written by gtseg simulate"):
+        run_simulation(SimulationOptions(objects=1, out_dir=tmp_path))
+    assert (precious / "keep.txt").read_text() == "mine"
