@@ -1,0 +1,199 @@
+"""Consolidation algorithms: known answers, robustness to bad workers, ties, degenerate crowds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gtseg.consolidation import (
+    METHODS,
+    WorkerAnswer,
+    consolidate_masks,
+    consolidate_worker_answers,
+    encode_tuples,
+    majority_vote,
+)
+from gtseg.labels import ClassMap
+from gtseg.simulation import PROFILES, SimulatedCrowd, make_scene, mean_iou, paint, worker_answer
+
+
+def test_majority_vote_known_answer_and_ties_go_to_lowest_index():
+    a = np.array([[1, 2, 0, 3]], dtype=np.uint8)
+    b = np.array([[1, 2, 2, 1]], dtype=np.uint8)
+    c = np.array([[1, 0, 1, 2]], dtype=np.uint8)
+    assert majority_vote([a, b, c], 4).tolist() == [[1, 2, 0, 1]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.integers(1, 9),
+    classes=st.integers(2, 40),
+    h=st.integers(1, 30),
+    w=st.integers(1, 30),
+    seed=st.integers(0, 2**31),
+)
+def test_tuple_encoding_is_exact(k, classes, h, w, seed):
+    rng = np.random.default_rng(seed)
+    masks = [rng.integers(0, classes, (h, w)).astype(np.uint8) for _ in range(k)]
+    table = encode_tuples(masks, classes)
+    stack = np.stack([m.ravel() for m in masks], axis=1)
+    per_pixel = table.tuples[table.to_pixels(np.arange(len(table.tuples)))]
+    np.testing.assert_array_equal(per_pixel, stack)
+    assert table.counts.sum() == h * w
+    assert len(np.unique(table.tuples, axis=0)) == len(table.tuples)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_single_worker_is_copied_with_zero_confidence(method):
+    mask = make_scene(1, 80, 60).truth
+    result = consolidate_masks([mask], 8, method=method)
+    np.testing.assert_array_equal(result.labels, mask)
+    assert result.image_confidence == 0.0 and set(result.class_confidence) == {0.0}
+    assert result.workers[0].excluded is False
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_unanimous_workers_give_their_mask_and_full_confidence(method):
+    mask = make_scene(2, 80, 60).truth
+    result = consolidate_masks([mask, mask.copy(), mask.copy()], 8, method=method)
+    np.testing.assert_array_equal(result.labels, mask)
+    assert result.image_confidence == 1.0
+    assert result.unanimous_fraction == 1.0
+    present = np.unique(mask)
+    assert all(result.class_confidence[c] == 1.0 for c in present)
+
+
+def test_confidence_falls_as_agreement_falls():
+    scene = make_scene(3, 160, 120)
+    careful = SimulatedCrowd(["careful"] * 5, seed=1).paint(scene)
+    sloppy = SimulatedCrowd(["sloppy"] * 5, seed=1).paint(scene)
+    high = consolidate_masks(careful, 8)
+    low = consolidate_masks(sloppy, 8)
+    assert 0.0 <= low.image_confidence < high.image_confidence <= 1.0
+    for c in high.class_confidence + low.class_confidence:
+        assert 0.0 <= c <= 1.0
+
+
+def test_spammer_painting_one_class_is_excluded_with_quality_zero():
+    scene = make_scene(4, 160, 120)
+    masks = SimulatedCrowd(["careful", "average", "average", "sloppy"], seed=2).paint(scene)
+    spam = np.full_like(masks[0], 3)
+    result = consolidate_masks([*masks, spam], 8, worker_ids=["a", "b", "c", "d", "spam"])
+    by_id = {w.worker_id: w for w in result.workers}
+    assert by_id["spam"].excluded and by_id["spam"].quality == 0.0 and by_id["spam"].weight == 0.0
+    assert not any(by_id[w].excluded for w in "abcd")
+    assert mean_iou(result.labels, scene.truth, 8) >= mean_iou(
+        majority_vote([*masks, spam], 8), scene.truth, 8
+    )
+
+
+def test_two_spammers_out_of_three_leave_the_real_worker():
+    scene = make_scene(5, 160, 120)
+    rng = np.random.default_rng(0)
+    real = paint(scene, PROFILES["average"], rng)
+    result = consolidate_masks([real, np.full_like(real, 1), np.full_like(real, 4)], 8)
+    np.testing.assert_array_equal(result.labels, real)
+    assert [w.excluded for w in result.workers] == [False, True, True]
+    assert result.image_confidence == 0.0  # nobody corroborates the one trusted worker
+
+
+def test_workers_agreeing_on_an_empty_image_are_a_consensus_not_spam():
+    empty = np.zeros((20, 20), dtype=np.uint8)
+    blob = empty.copy()
+    blob[5:10, 5:10] = 2
+    result = consolidate_masks([empty, empty.copy(), blob], 4)
+    np.testing.assert_array_equal(result.labels, empty)
+
+
+def test_random_blob_worker_is_excluded_from_a_good_crowd():
+    scene = make_scene(6, 160, 120)
+    masks = SimulatedCrowd(["careful", "average", "average", "blobs"], seed=3).paint(scene)
+    result = consolidate_masks(masks, 8)
+    assert [w.excluded for w in result.workers] == [False, False, False, True]
+
+
+@pytest.mark.parametrize(
+    "profiles",
+    [
+        ["careful", "average", "sloppy"],
+        ["careful", "average", "average", "sloppy", "sloppy"],
+        ["careful", "average", "average", "sloppy", "spammer"],
+        ["average", "average", "sloppy", "blobs", "spammer"],
+    ],
+)
+def test_gtseg_is_at_least_as_good_as_majority_vote_on_average(profiles):
+    gains = []
+    for seed in range(4):
+        scene = make_scene(100 + seed, 200, 150)
+        masks = SimulatedCrowd(profiles, seed=seed).paint(scene)
+        ours = mean_iou(consolidate_masks(masks, 8).labels, scene.truth, 8)
+        vote = mean_iou(majority_vote(masks, 8), scene.truth, 8)
+        gains.append(ours - vote)
+    assert np.mean(gains) >= 0.0
+    if any(PROFILES[p].bad for p in profiles):
+        assert np.mean(gains) > 0.01
+
+
+def test_two_workers_tracing_one_boundary_meet_in_the_middle():
+    left = np.zeros((10, 20), dtype=np.uint8)
+    right = left.copy()
+    left[:, :8] = 1  # worker A: boundary at column 8
+    right[:, :12] = 1  # worker B: boundary at column 12
+    result = consolidate_masks([left, right], 3)
+    boundary = [int(np.argmin(row)) for row in result.labels]
+    assert all(9 <= b <= 11 for b in boundary), boundary
+
+
+def test_no_consensus_falls_back_to_the_plain_vote():
+    rng = np.random.default_rng(1)
+    masks = [rng.integers(0, 5, (30, 30)).astype(np.uint8) for _ in range(3)]
+    result = consolidate_masks(masks, 5)
+    np.testing.assert_array_equal(result.labels, majority_vote(masks, 5))
+    assert "no-consensus" in result.method
+
+
+@pytest.mark.parametrize(
+    ("masks", "classes", "message"),
+    [
+        ([], 3, "at least one"),
+        ([np.zeros((2, 2), np.uint8), np.zeros((3, 2), np.uint8)], 3, "expected"),
+        ([np.zeros((2, 2), np.int32)], 3, "uint8"),
+        ([np.full((2, 2), 5, np.uint8)], 3, ">= num_classes"),
+    ],
+)
+def test_invalid_masks_are_rejected_clearly(masks, classes, message):
+    with pytest.raises(ValueError, match=message):
+        consolidate_masks(masks, classes)
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(ValueError, match="unknown method"):
+        consolidate_masks([np.zeros((2, 2), np.uint8)], 2, method="vote")
+
+
+def test_worker_answers_reject_bad_annotations_without_failing_the_object():
+    scene = make_scene(7, 64, 48)
+    good = SimulatedCrowd(["careful", "average"], seed=1).paint(scene)
+    answers = []
+    for i, mask in enumerate(good):
+        body = worker_answer(mask, scene.class_map)["crowd-semantic-segmentation"]
+        answers.append(
+            WorkerAnswer(f"w{i}", body["labeledImage"]["pngImageData"], body["labelMappings"], (64, 48))
+        )
+    answers.append(WorkerAnswer("corrupt", "aGVsbG8=", {}, (64, 48)))
+    odd = worker_answer(np.zeros((10, 10), np.uint8), scene.class_map)["crowd-semantic-segmentation"]
+    answers.append(WorkerAnswer("odd-size", odd["labeledImage"]["pngImageData"], odd["labelMappings"], None))
+    outcome = consolidate_worker_answers(answers, scene.class_map)
+    assert outcome.result is not None and outcome.failure_reason is None
+    assert {w for w, _ in outcome.rejected} == {"corrupt", "odd-size"}
+    assert [w.worker_id for w in outcome.result.workers] == ["w0", "w1"]
+
+
+def test_worker_answers_with_nothing_usable_report_a_failure():
+    cmap = ClassMap.from_labels(["a"])
+    none = consolidate_worker_answers([], cmap)
+    assert none.result is None and "no worker annotated" in none.failure_reason
+    bad = consolidate_worker_answers([WorkerAnswer("x", "!!!", {}, None)], cmap)
+    assert bad.result is None and "x:" in bad.failure_reason
