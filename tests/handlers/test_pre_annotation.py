@@ -356,12 +356,16 @@ def test_environment_labels_when_the_job_cannot_be_described(
 
 
 def test_environment_labels_when_the_job_has_no_label_file(
-    store: RecordingStore, sagemaker: Stubber, monkeypatch: pytest.MonkeyPatch
+    store: RecordingStore, sagemaker: Stubber, monkeypatch: pytest.MonkeyPatch, logs: LogLines
 ) -> None:
     monkeypatch.setenv("LABEL_CATEGORY_CONFIG_URI", put_labels(store.client, "config/env.json", ["sky"]))
     sagemaker.add_response("describe_labeling_job", describe_response(None))
     uri = put(store.client, "img/1.jpg", encoded(16, 16))
     assert invoke(event({"source-ref": uri}))["taskInput"]["labels"] == ["sky"]
+    # "this job has no label file" is remembered too: a second describe would find the stubber
+    # empty and log that the job could not be described
+    assert invoke(event({"source-ref": uri}))["taskInput"]["labels"] == ["sky"]
+    assert not any(line["message"] == "cannot describe the labeling job" for line in logs)
 
 
 def test_environment_labels_without_a_job_arn(store: RecordingStore, monkeypatch: pytest.MonkeyPatch) -> None:

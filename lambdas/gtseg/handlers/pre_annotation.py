@@ -106,11 +106,14 @@ CLIENTS = AwsClients()
 # Label-category files for the life of the container: "job:<arn>" and "uri:<s3 uri>" keys.
 # Ground Truth calls once per object, so without this every object would describe the job again.
 LABEL_CACHE: dict[str, LabelCategoryConfig] = {}
+# Jobs whose description has no label-category file: a job's configuration never changes.
+JOBS_WITHOUT_LABEL_FILE: set[str] = set()
 
 
 def reset_state() -> None:
     """Forget cached label files and clients (tests; a new container starts like this)."""
     LABEL_CACHE.clear()
+    JOBS_WITHOUT_LABEL_FILE.clear()
     CLIENTS.reset()
 
 
@@ -231,7 +234,7 @@ def _job_label_config(job_arn: str | None) -> LabelCategoryConfig | None:
     if not job_arn or ":labeling-job/" not in job_arn:
         return None
     cached = LABEL_CACHE.get(f"job:{job_arn}")
-    if cached is not None:
+    if cached is not None or job_arn in JOBS_WITHOUT_LABEL_FILE:
         return cached
     try:
         described = CLIENTS.get_sagemaker().describe_labeling_job(LabelingJobName=job_name_from_arn(job_arn))
@@ -240,6 +243,7 @@ def _job_label_config(job_arn: str | None) -> LabelCategoryConfig | None:
         return None
     uri = described.get("LabelCategoryConfigS3Uri")
     if not isinstance(uri, str) or not uri:
+        JOBS_WITHOUT_LABEL_FILE.add(job_arn)
         return None
     config = _read_label_config(uri)
     LABEL_CACHE[f"job:{job_arn}"] = config
