@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gtseg.manifest import safe_filename
 from gtseg.storage import S3Store, StorageError, join_uri, parse_s3_prefix, parse_s3_uri
 
 OUTPUT_MANIFEST = "manifests/output/output.manifest"
@@ -96,7 +97,13 @@ class JobData:
         if is_s3(ref):
             for prefix, local in self.mappings:
                 if ref.startswith(prefix):
-                    return str(local.joinpath(*ref[len(prefix) :].split("/")))
+                    parts = ref[len(prefix) :].split("/")
+                    path = local.joinpath(*parts)
+                    if not path.exists():
+                        # copies made file-safe (':' -> '_', as gtseg simulate and Windows tools do)
+                        safe = local.joinpath(*[safe_filename(p) for p in parts if p])
+                        path = safe if safe.exists() else path
+                    return str(path)
             return ref
         if base is not None and not os.path.isabs(ref):
             return join_ref(base, ref)

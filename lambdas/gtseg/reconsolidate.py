@@ -9,7 +9,8 @@ old and new masks (per-object pixel agreement and the mean). Nothing of the old 
     <job>/manifests/output/<run>.comparison.json
     <job>/annotations/consolidated-annotation/<run>/<datasetObjectId>.png (+ .json sidecar)
 
-``<run>`` defaults to ``reconsolidated-<method>``. The manifest is streamed twice: once to build
+``<run>`` defaults to ``reconsolidated-<method>`` (plus ``-smooth<r>`` for a neighbourhood radius other
+than the consolidation Lambda's default, so runs can sit side by side). The manifest is streamed twice: once to build
 the class map (by class name, as ``gtseg export`` does), once to consolidate object by object.
 """
 
@@ -25,7 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from gtseg.consolidation import METHODS, ObjectConsolidation, WorkerAnswer, consolidate_worker_answers
+from gtseg.consolidation import (
+    DEFAULT_NEIGHBOURHOOD_RADIUS,
+    METHODS,
+    ObjectConsolidation,
+    WorkerAnswer,
+    consolidate_worker_answers,
+)
 from gtseg.export import (
     AttributeChooser,
     ClassReconciler,
@@ -151,7 +158,7 @@ def reconsolidate_job(
     job_prefix: str,
     *,
     method: str = "gtseg",
-    smoothing: int = 0,
+    smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS,  # the consolidation Lambda's default
     label_attribute: str | None = None,
     manifest: str | None = None,
     run_name: str | None = None,
@@ -164,7 +171,10 @@ def reconsolidate_job(
     data = data or JobData()
     job_prefix = job_prefix.rstrip("/") if is_s3(job_prefix) else str(Path(job_prefix))
     old_manifest = manifest or join_ref(job_prefix, OUTPUT_MANIFEST)
-    run = run_name or f"reconsolidated-{method}" + (f"-smooth{smoothing}" if smoothing else "")
+    if smoothing < 0:
+        raise ExportError(f"smoothing must be >= 0, got {smoothing}")
+    suffix = f"-smooth{smoothing}" if smoothing != DEFAULT_NEIGHBOURHOOD_RADIUS else ""
+    run = run_name or f"reconsolidated-{method}{suffix}"
     base = parent_ref(old_manifest)
 
     # Pass 1: the class map, by name, from every object's colour map (lines only, no pixels).

@@ -412,6 +412,21 @@ def test_synced_job_folder_maps_s3_mask_uris_to_local_files(tmp_path):
     np.testing.assert_array_equal(read_png(tmp_path / "out" / "masks" / "a.png"), mask)
 
 
+def test_mapped_copy_with_file_safe_names_is_found(tmp_path):
+    """A copy whose ':' became '_' (Windows tools, gtseg simulate's download) still resolves."""
+    job = BuiltInJob(tmp_path / "in")
+    mask = scene_mask(1, 1)
+    local_mask = Path(job.add("a.png", mask, color_map(("cat", "#2ca02c"))))
+    assert ":" in local_mask.name
+    local_mask.rename(local_mask.with_name(local_mask.name.replace(":", "_")))
+    line = json.loads(job.lines[0])
+    line[LAN] = f"s3://gt-output/prefix/seg-job/{local_mask.relative_to(tmp_path / 'in' / 'seg-job').as_posix()}"
+    job.lines[0] = json.dumps(line)
+    summary = export_dataset(str(job.write()), tmp_path / "out")
+    assert summary.exported == 1, summary.errors
+    np.testing.assert_array_equal(read_png(tmp_path / "out" / "masks" / "a.png"), mask)
+
+
 # --------------------------------------------------------------------------- CLI
 
 

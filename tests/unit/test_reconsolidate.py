@@ -80,8 +80,18 @@ def read_lines(path: Path) -> list[dict]:
     return [json.loads(t) for t in path.read_text().splitlines()]
 
 
-def expected_new(facts: dict, object_id: str) -> np.ndarray:
-    return consolidate_masks(facts["masks"][object_id], len(facts["cmap"]), method="gtseg").labels
+def expected_new(facts: dict, object_id: str, order: ClassMap, workers: slice = slice(None)) -> np.ndarray:
+    """gtseg's consolidation of the object's worker masks, computed directly, in ``order``'s class
+    indices (the run's class order: tie-breaking depends on it), returned in the job's indices."""
+    cmap = facts["cmap"]
+    to_order = np.array([order.names.index(n) for n in cmap.names], dtype=np.uint8)
+    back = np.array([cmap.names.index(n) for n in order.names], dtype=np.uint8)
+    masks = [to_order[m] for m in facts["masks"][object_id][workers]]
+    return back[consolidate_masks(masks, len(order), method="gtseg").labels]
+
+
+def run_map(line: dict) -> ClassMap:
+    return ClassMap.from_internal_color_map(line[f"{LAN}-metadata"]["internal-color-map"])
 
 
 CROWDS = [("careful", "average", "sloppy"), ("careful", "spammer", "spammer"), ("average", "blobs", "careful")]
@@ -109,7 +119,7 @@ def test_built_in_job_is_reconsolidated_beside_the_old_manifest(tmp_path):
         to_truth = np.array([facts["cmap"].names.index(n) for n in new_map.names], dtype=np.uint8)
         local = job / new[LAN][len(REMOTE_JOB) + 1 :]
         new_mask = to_truth[read_class_mask(local.read_bytes(), new_map)]
-        np.testing.assert_array_equal(new_mask, expected_new(facts, str(object_id)))
+        np.testing.assert_array_equal(new_mask, expected_new(facts, str(object_id), new_map))
         sidecar = json.loads(local.with_suffix(".json").read_text())
         assert sidecar["schema"] == "gtseg/consolidation-sidecar@1" and sidecar["datasetObjectId"] == str(object_id)
         assert len(sidecar["workers"]) == 3
@@ -119,8 +129,10 @@ def test_comparison_reports_old_vs_new_agreement_per_object_and_mean(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS)
     summary = reconsolidate_job(str(facts["job"]))
     doc = json.loads((facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text())
+    order = run_map(read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")[0])
     expected = {
-        object_id: float(np.mean(facts["old"][object_id] == expected_new(facts, object_id))) for object_id in facts["old"]
+        object_id: float(np.mean(facts["old"][object_id] == expected_new(facts, object_id, order)))
+        for object_id in facts["old"]
     }
     got = {row["datasetObjectId"]: row["agreement"] for row in doc["objects-compared"]}
     assert got == pytest.approx(expected, abs=1e-6)  # old maps had drifted indices: compared by name
@@ -154,8 +166,8 @@ def test_a_broken_worker_answer_is_rejected_and_the_object_still_consolidated(tm
     comparison = json.loads((facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text())
     [row] = comparison["objects-compared"]
     assert [r["workerId"] for r in row["rejected"]] == ["private.us-east-1.w2"]
-    expected = consolidate_masks(facts["masks"]["0"][:2], len(facts["cmap"])).labels
     new = read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")[0]
+    expected = expected_new(facts, "0", run_map(new), workers=slice(0, 2))
     local = facts["job"] / new[LAN][len(REMOTE_JOB) + 1 :]
     np.testing.assert_array_equal(read_class_mask(local.read_bytes(), facts["cmap"]), expected)
 
@@ -184,7 +196,7 @@ def test_job_in_s3(tmp_path):
     lines = [json.loads(t) for t in body.decode().splitlines()]
     assert len(lines) == 2
     png = s3.get_object(Bucket="gt-out", Key=lines[0][LAN][len("s3://gt-out/") :])["Body"].read()
-    np.testing.assert_array_equal(read_class_mask(png, facts["cmap"]), expected_new(facts, "0"))
+    np.testing.assert_array_equal(read_class_mask(png, facts["cmap"]), expected_new(facts, "0", run_map(lines[0])))
     s3.head_object(Bucket="gt-out", Key="jobs/seg-job/manifests/output/reconsolidated-gtseg.comparison.json")
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 
 from gtseg.commands.export import StderrProgress, add_map_option, job_data_from_args
-from gtseg.consolidation import METHODS
+from gtseg.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS, METHODS
 from gtseg.export import ExportError
 from gtseg.jobdata import JobDataError
 from gtseg.reconsolidate import reconsolidate_job
@@ -25,7 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "job", metavar="JOB_OUTPUT_PREFIX", help="the job's output folder: s3://bucket/prefix/<job> or a local copy"
     )
     parser.add_argument("--method", choices=METHODS, default="gtseg", help="consolidation method (default gtseg)")
-    parser.add_argument("--smoothing", type=int, default=0, help="neighbourhood smoothing radius in pixels (0 = off)")
+    parser.add_argument(
+        "--smoothing",
+        type=int,
+        default=DEFAULT_NEIGHBOURHOOD_RADIUS,
+        help="neighbourhood radius in pixels for contested pixels, 0 = off "
+        f"(default {DEFAULT_NEIGHBOURHOOD_RADIUS}, as the consolidation Lambda)",
+    )
     parser.add_argument("--label-attribute", help="the label attribute (default: the only one present)")
     parser.add_argument("--manifest", help="the old output manifest (default <job>/manifests/output/output.manifest)")
     parser.add_argument("--run-name", help="name of the new manifest/mask folder (default reconsolidated-<method>)")
