@@ -5,6 +5,7 @@ stand-in, the real worker template, simulated workers."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -149,3 +150,34 @@ def test_an_earlier_folder_not_written_by_simulate_is_left_alone(tmp_path):
     with pytest.raises(SimulationError, match="not written by gtseg simulate"):
         run_simulation(SimulationOptions(objects=1, out_dir=tmp_path))
     assert (precious / "keep.txt").read_text() == "mine"
+
+
+def test_your_own_images_go_through_the_same_job(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    picture = np.zeros((48, 64, 3), dtype=np.uint8)
+    picture[:24] = (200, 40, 40)
+    picture[24:, :32] = (40, 200, 40)
+    Image.fromarray(picture).save(images / "street.jpg")
+    (images / "notes.txt").write_text("not an image: ignored")
+    result = run_simulation(
+        SimulationOptions(
+            images_dir=images, profiles=("careful", "average", "spammer"), out_dir=tmp_path / "out"
+        )
+    )
+    assert result.truth_kind == "quantised"
+    assert result.report.status == "Completed" and result.report.count("labeled") == 1
+    (line,) = [
+        item.data
+        for item in parse_manifest(
+            (result.job_dir / "manifests/output/output.manifest").read_text().splitlines()
+        )
+    ]
+    assert line["source-ref"] == "s3://gtseg-demo-data/images/street.jpg"
+    assert (result.input_dir / "images" / "street.jpg").read_bytes() == (images / "street.jpg").read_bytes()
+    assert "colour-quantised stand-in" in format_summary(result)
+
+
+def test_an_images_folder_without_images_is_refused(tmp_path):
+    with pytest.raises(SimulationError, match=re.escape("no .jpg, .jpeg or .png files")):
+        run_simulation(SimulationOptions(images_dir=tmp_path, out_dir=tmp_path / "out"))

@@ -9,6 +9,7 @@ truth is known. ``make demo`` runs it with the defaults. See docs/local-run.md.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -172,14 +173,26 @@ def format_summary(result: Any) -> str:
         f"--map s3://{result.report.job_prefix.removeprefix('s3://')}={job_dir} "
         f"--map s3://{_data_bucket()}={result.input_dir}"
     )
+    gtseg = _gtseg_command()
     lines.append("\nNext:")
-    lines.append(f"  gtseg report {manifest} --out {job_dir.parent}/report.html {mapping}")
-    lines.append(f"  gtseg export {manifest} --out {job_dir.parent}/dataset {mapping}")
-    lines.append("  gtseg simulate --profiles careful,spammer,spammer   # see how consolidation copes")
+    lines.append(f"  {gtseg} report {manifest} --out {job_dir.parent}/report.html {mapping}")
+    lines.append(f"  {gtseg} export {manifest} --out {job_dir.parent}/dataset {mapping}")
+    lines.append(f"  {gtseg} simulate --profiles careful,spammer,spammer   # see how consolidation copes")
     lines.append(
         "  docs/local-run.md explains every step; deploy for real with `make synth` and `cdk deploy`."
     )
     return "\n".join(lines)
+
+
+def _gtseg_command() -> str:
+    """How the user can run gtseg from here: ``gtseg`` if on PATH, else the venv's script."""
+    script = Path(sys.executable).parent / "gtseg"
+    if shutil.which("gtseg") == str(script) or not script.exists():
+        return "gtseg"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _data_bucket() -> str:

@@ -265,10 +265,11 @@ def paint_from_truth(
             (max(1, width // block), max(1, height // block)), Image.Resampling.NEAREST
         )
         out = np.asarray(small.resize((width, height), Image.Resampling.NEAREST), dtype=np.uint8).copy()
+    # Whole regions mislabelled or left out, at the rates paint() uses for large regions.
     for cls in range(1, n_classes):
-        if rng.random() < profile.confusion_rate:
+        if rng.random() < profile.confusion_rate / 5:
             out[out == cls] = rng.integers(1, n_classes)
-        elif rng.random() < profile.miss_rate:
+        elif rng.random() < profile.miss_rate / 5:
             out[out == cls] = 0
     return out
 
@@ -368,7 +369,7 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
             samples.append(sample)
             progress("scenes", i, count)
         truth_kind = "synthetic"
-    seconds["scenes"] = time.monotonic() - started
+    seconds["samples"] = time.monotonic() - started
 
     out_dir = Path(options.out_dir)
     job_dir = out_dir / options.job_name
