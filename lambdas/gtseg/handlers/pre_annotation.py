@@ -143,7 +143,7 @@ def _answer(event: Any) -> PreAnnotationResponse:
             f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors()[:3]
         )
         return _skip(Outcome.INVALID_EVENT, f"not a pre-annotation request ({problems})")
-    job_arn = request.labeling_job_arn if isinstance(request.labeling_job_arn, str) else None
+    job_arn = request.labeling_job_arn
     source = request.data_object.get("source-ref")
     logger.append_keys(labeling_job_arn=job_arn, source_ref=source if isinstance(source, str) else None)
     settings = Settings.from_env()
@@ -181,6 +181,7 @@ def _task_for(data_object: dict[str, Any], job_arn: str | None, settings: Settin
         "task created",
         extra={
             "labels_from": resolved.source,
+            "labels_not_from": list(resolved.skipped),
             "label_count": len(resolved.labels),
             "image": f"{info.format.value} {info.width}x{info.height}",
             "initial_value": initial_value.origin if initial_value else None,
