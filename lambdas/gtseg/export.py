@@ -23,6 +23,7 @@ Formats (every format also writes ``labels.json``, ``previews/`` and ``splits/{t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -364,7 +365,7 @@ class CityscapesWriter(DatasetWriter):
         image = obj
         if obj.image_bytes is not None and obj.image_ext != ".png":
             # Cityscapes tooling expects *_leftImg8bit.png: re-encode (lossless from here on)
-            image = ExportedObject(**{**obj.__dict__, "image_bytes": _to_png(obj.image_bytes), "image_ext": ".png"})
+            image = dataclasses.replace(obj, image_bytes=_to_png(obj.image_bytes), image_ext=".png")
         files["image"] = self.image_entry(image, f"leftImg8bit/{base}_leftImg8bit.png")
         files["mask"] = self._write(f"gtFine/{base}_gtFine_labelIds.png", _png(obj.indices))
         files["color"] = self._write(f"gtFine/{base}_gtFine_color.png", _png(indices_to_rgb(obj.indices, class_map)))
@@ -477,7 +478,8 @@ def mask_attributes(line: Mapping[str, Any]) -> list[str]:
 
 
 def object_color_map(data: JobData, line: Mapping[str, Any], attribute: str, mask_ref: str) -> Mapping[str, Any]:
-    """The object's internal-color-map: from its metadata, else from gtseg's sidecar."""
+    """The object's internal-color-map: from its metadata, else from gtseg's sidecar next to
+    ``mask_ref`` (the mask's resolved location)."""
     meta = line.get(metadata_key(attribute))
     if isinstance(meta, Mapping) and isinstance(meta.get("internal-color-map"), Mapping):
         return meta["internal-color-map"]
@@ -659,8 +661,9 @@ def _export_line(
     mask_ref = line.data[attribute]
     try:
         auto_map_local_job(data, manifest, mask_ref)
-        planned = reconciler.plan(parse_color_map(object_color_map(data, line.data, attribute, mask_ref)))
-        object_indices = read_class_mask(data.read_bytes(data.resolve(mask_ref, base)), planned.class_map)
+        mask_where = data.resolve(mask_ref, base)
+        planned = reconciler.plan(parse_color_map(object_color_map(data, line.data, attribute, mask_where)))
+        object_indices = read_class_mask(data.read_bytes(mask_where), planned.class_map)
         image_bytes = None
         if copy_images:
             if source_ref is None:

@@ -189,7 +189,8 @@ def reconsolidate_job(
         mask_ref = item.data[attribute]
         auto_map_local_job(data, old_manifest, mask_ref)
         try:
-            reconciler.add(parse_color_map(object_color_map(data, item.data, attribute, mask_ref)))
+            where = data.resolve(mask_ref, base)
+            reconciler.add(parse_color_map(object_color_map(data, item.data, attribute, where)))
         except (LabelError, JobDataError):
             continue  # reported in pass 2
 
@@ -309,9 +310,10 @@ def _old_new_agreement(data: JobData, base: str, line: ManifestLine, attribute: 
                        reconciler: ClassReconciler, new_labels: np.ndarray, row: dict[str, Any]) -> float | None:  # fmt: skip
     """Pixel agreement between the job's mask and the new one, both in the reconciled class map."""
     try:
-        old_map = parse_color_map(object_color_map(data, line.data, attribute, old_mask))
+        old_where = data.resolve(old_mask, base)
+        old_map = parse_color_map(object_color_map(data, line.data, attribute, old_where))
         planned = reconciler.plan(old_map)
-        old = planned.to_global[read_class_mask(data.read_bytes(data.resolve(old_mask, base)), old_map)]
+        old = planned.to_global[read_class_mask(data.read_bytes(old_where), old_map)]
         return round(pixel_agreement(old, new_labels), 6)
     except (JobDataError, LabelError, MaskError, ValueError) as exc:
         row["comparison-note"] = f"old mask not compared: {exc}"

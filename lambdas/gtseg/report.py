@@ -166,6 +166,15 @@ class WorkerOnObject:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class DecodedWorker:
+    """One worker's answer on one object: its figures, and its mask when usable."""
+
+    figures: WorkerOnObject
+    mask: np.ndarray | None
+    note: str = ""
+
+
 @dataclass
 class ObjectFigures:
     line: int
@@ -284,13 +293,14 @@ class _ReportBuilder:
         mask_ref = line.data[attribute]
         try:
             auto_map_local_job(self.data, self.manifest, mask_ref)
-            object_map = parse_color_map(object_color_map(self.data, line.data, attribute, mask_ref))
-            consensus = read_class_mask(self.data.read_bytes(self.data.resolve(mask_ref, self.base)), object_map)
+            mask_where = self.data.resolve(mask_ref, self.base)
+            object_map = parse_color_map(object_color_map(self.data, line.data, attribute, mask_where))
+            consensus = read_class_mask(self.data.read_bytes(mask_where), object_map)
         except (JobDataError, LabelError, MaskError, ValueError) as exc:
             summary.errors.append(LineProblem(line.number, line.source_ref, str(exc)))
             return
         planned = self.reconciler.add(object_map)
-        sidecar = read_sidecar(self.data, self.data.resolve(mask_ref, self.base))
+        sidecar = read_sidecar(self.data, mask_where)
         object_id = (
             dataset_object_id_from_mask(mask_ref)
             or (str(sidecar["datasetObjectId"]) if sidecar and sidecar.get("datasetObjectId") is not None else None)
@@ -391,14 +401,8 @@ class _ReportBuilder:
         heat = disagreement_map(masks, consensus) if masks else None
         return out, heat
 
-    @dataclass
-    class _Decoded:
-        figures: WorkerOnObject
-        mask: np.ndarray | None
-        note: str = ""
-
     def _worker_on_object(self, response: WorkerResponse, consensus: np.ndarray, object_map: ClassMap,
-                          side: Mapping[str, Any] | None) -> _ReportBuilder._Decoded:  # fmt: skip
+                          side: Mapping[str, Any] | None) -> DecodedWorker:  # fmt: skip
         try:
             answer = find_segmentation_answer(response.content)
             decoded = decode_worker_mask(
@@ -410,13 +414,13 @@ class _ReportBuilder:
                                 f"{consensus.shape[1]}x{consensus.shape[0]}")  # fmt: skip
         except (ProtocolError, MaskError, LabelError, ValueError, TypeError, OverflowError) as exc:
             figures = WorkerOnObject(response.worker_id, None, None, response.time_spent_seconds, f"not usable: {exc}")
-            return self._Decoded(figures, None, figures.note)
+            return DecodedWorker(figures, None, figures.note)
         agreement = pixel_agreement(decoded.indices, consensus)
         quality = side.get("quality") if side and isinstance(side.get("quality"), int | float) else None
         if quality is None:
             quality = cohen_kappa(decoded.indices, consensus, len(object_map))
         figures = WorkerOnObject(response.worker_id, agreement, float(quality), response.time_spent_seconds)
-        return self._Decoded(figures, decoded.indices)
+        return DecodedWorker(figures, decoded.indices)
 
     @staticmethod
     def _confidences(meta: Any, sidecar: Mapping[str, Any] | None, object_map: ClassMap):

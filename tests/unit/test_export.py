@@ -412,6 +412,19 @@ def test_synced_job_folder_maps_s3_mask_uris_to_local_files(tmp_path):
     np.testing.assert_array_equal(read_png(tmp_path / "out" / "masks" / "a.png"), mask)
 
 
+def test_relative_paths_are_taken_from_the_manifest_folder(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    mask = scene_mask(4, 1)
+    mask_path = Path(job.add("rel.png", mask, color_map(("cat", "#2ca02c"))))
+    line = json.loads(job.lines[0])
+    line[LAN] = "../../" + mask_path.relative_to(tmp_path / "in" / "seg-job").as_posix()
+    line["source-ref"] = "../../../images/rel.png"
+    job.lines[0] = json.dumps(line)
+    summary = export_dataset(str(job.write()), tmp_path / "out")
+    assert summary.exported == 1, summary.errors
+    np.testing.assert_array_equal(read_png(tmp_path / "out" / "masks" / "rel.png"), mask)
+
+
 def test_mapped_copy_with_file_safe_names_is_found(tmp_path):
     """A copy whose ':' became '_' (Windows tools, gtseg simulate's download) still resolves."""
     job = BuiltInJob(tmp_path / "in")
