@@ -23,8 +23,9 @@ How it works (design.md, "Consolidation"):
    two outlines meet in the middle. Remaining ties go to the lowest class index.
 
 Confidence is the fraction of trusted workers that agree with the consolidated label, averaged
-per class and per image; 0.0 when fewer than two trusted workers remain (as Ground Truth reports
-0.00 for a single worker).
+over each class's pixels; the image confidence is the mean over the classes present (class-
+balanced, like mean IoU); 0.0 when fewer than two trusted workers remain (as Ground Truth
+reports 0.00 for a single worker).
 """
 
 from __future__ import annotations
@@ -436,7 +437,9 @@ def consolidate_masks(
     if n_trusted >= 2:
         sums = np.bincount(pair_label, weights=pair_count * support, minlength=num_classes)
         class_conf = np.where(class_pixels > 0, sums / np.maximum(class_pixels, 1), 0.0)
-        image_conf = float((pair_count * support).sum() / max(n_pixels, 1))
+        # Class-balanced like mean IoU: a large unanimous background must not hide a disputed
+        # small object (make bench / demo: correlates better with actual IoU than a pixel mean).
+        image_conf = float(class_conf[class_pixels > 0].mean())
     else:
         class_conf = np.zeros(num_classes)
         image_conf = 0.0
