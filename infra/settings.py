@@ -34,7 +34,7 @@ WHEELHOUSE_DIR = REPO_ROOT / "build" / "wheelhouse"
 
 # Consolidation is the one memory/CPU-heavy function: it decodes K worker PNGs per object and runs
 # the EM on the vote counts, several objects of a batch in parallel threads. Lambda CPU scales with
-# memory (one full vCPU at 1769 MB, ~2 at 3008 MB), so memory buys decode/encode speed too.
+# memory (one full vCPU at 1769 MB, ~1.7 at 3008 MB), so memory buys decode/encode speed too.
 # Sized from make bench: placeholder 3008 MB / 600 s until the lead's benchmark figures are in.
 CONSOLIDATION_MEMORY_MB = 3008
 CONSOLIDATION_TIMEOUT_SECONDS = 600
