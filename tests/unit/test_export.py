@@ -19,6 +19,7 @@ from moto import mock_aws
 from PIL import Image
 
 from gtseg.cli import main
+from gtseg.commands.export import StderrProgress
 from gtseg.export import (
     ClassReconciler,
     ExportError,
@@ -505,3 +506,17 @@ def test_parse_color_map_accepts_or_rejects_clearly(raw):
     reconciler = ClassReconciler()
     planned = reconciler.add(class_map)
     assert [reconciler.names[planned.to_global[i]] for i in range(len(class_map))] == list(class_map.names)
+
+
+def test_progress_bar_draws_on_a_terminal_and_summarises_elsewhere():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    live, log = Terminal(), io.StringIO()
+    for stream in (live, log):
+        bar = StderrProgress("export", stream=stream, width=10)
+        bar(10, 10)
+        bar.close()
+    assert "\r" in live.getvalue() and "[##########] 10/10" in live.getvalue()
+    assert log.getvalue().count("\n") == 1 and "10/10" in log.getvalue() and "\r" not in log.getvalue()

@@ -22,7 +22,13 @@ from moto import mock_aws
 from gtseg.cli import main
 from gtseg.consolidation import consolidate_masks, consolidate_worker_answers, majority_vote
 from gtseg.export import ExportError, export_dataset
-from gtseg.jobdata import JobData, WorkerResponse, read_worker_responses
+from gtseg.jobdata import (
+    JobData,
+    WorkerResponse,
+    dataset_object_id_from_mask,
+    read_worker_responses,
+    worker_response_files,
+)
 from gtseg.labels import ClassMap
 from gtseg.masks import encode_index_png, read_class_mask
 from gtseg.reconsolidate import answers_from_responses, reconsolidate_job
@@ -256,3 +262,26 @@ def test_any_worker_response_file_is_read_or_reported(tmp_path_factory, doc):
     path.write_text(json.dumps(doc))
     responses, problems = read_worker_responses(JobData(), [str(path)])
     assert responses or problems or (isinstance(doc, dict) and doc.get("answers") == [])
+
+
+def test_worker_responses_of_the_latest_iteration_are_used(tmp_path):
+    root = tmp_path / "job" / "annotations" / "worker-response"
+    for rel in ("iteration-1/0/a.json", "iteration-2/0/b.json", "iteration-2/0/c.json", "iteration-1/1/d.json",
+                "iteration-1/1/notes.txt", "stray.json"):  # fmt: skip
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("{}")
+    files = worker_response_files(JobData(), str(tmp_path / "job"))
+    assert {k: [Path(f).name for f in v] for k, v in files.items()} == {"0": ["b.json", "c.json"], "1": ["d.json"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("s3://b/p/job/annotations/consolidated-annotation/output/12_2024-05-01T12:00:05.123456.png", "12"),
+        ("s3://b/p/job/annotations/consolidated-annotation/output/iteration-1/7.png", "7"),
+        ("/local/job/annotations/consolidated-annotation/output/3_2024-05-01T12_00_05.png", "3"),
+        ("s3://b/masks/cat.png", None),
+    ],
+)
+def test_dataset_object_id_from_mask_names(name, expected):
+    assert dataset_object_id_from_mask(name) == expected
