@@ -602,6 +602,8 @@ def export_dataset(
     if not 0.0 <= val_fraction <= 1.0:
         raise ExportError(f"--val-fraction must be within 0..1, got {val_fraction}")
     data = data or JobData()
+    if not data.exists(manifest):  # before anything is written for a mistyped path
+        raise ExportError(f"no manifest at {manifest}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     writer = WRITERS[fmt](out, copy_images)

@@ -457,6 +457,8 @@ def test_cli_export_exit_codes_and_summary(tmp_path, capsys):
     job.write()
     assert main(["export", str(manifest), "--out", str(tmp_path / "out2"), "--quiet"]) == 1
     assert "line 2" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "typo.manifest"), "--out", str(tmp_path / "out3"), "--quiet"]) == 2
+    assert "typo.manifest" in capsys.readouterr().err and not (tmp_path / "out3").exists()
 
 
 # --------------------------------------------------------------------------- pieces
