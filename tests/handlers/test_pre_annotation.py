@@ -628,7 +628,14 @@ def test_every_log_line_names_the_job_and_the_image_and_nothing_leaks_to_the_nex
     assert "labeling_job_arn" not in third and "source_ref" not in third
 
 
-json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40)
+# Events arrive as JSON: no NaN or infinity.
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
 json_any = st.recursive(
     json_leaf,
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=12), c, max_size=4),
