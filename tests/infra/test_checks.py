@@ -9,7 +9,7 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_s3 as s3
-from conftest import REPO_ROOT, SETTINGS_CASES, Synthesized, new_app
+from infra_testkit import REPO_ROOT, SETTINGS_CASES, Synthesized, new_app
 
 from app import build_app
 
@@ -55,7 +55,7 @@ def test_every_acknowledgement_has_a_specific_reason(synthesized: Synthesized) -
 
 @pytest.mark.parametrize("case", list(SETTINGS_CASES))
 def test_cfn_lint_has_no_errors(case: str, tmp_path: Path) -> None:
-    from conftest import synthesize
+    from infra_testkit import synthesize
 
     template = tmp_path / "template.json"
     template.write_text(json.dumps(synthesize(case).json))

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Synthesized
+from infra_testkit import Synthesized
 
 S3_NAMESPACE = {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
 PASSED_TO_SAGEMAKER = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}

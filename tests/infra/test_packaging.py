@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SETTINGS_CASES, Synthesized, new_app
+from infra_testkit import SETTINGS_CASES, Synthesized, new_app
 
 from app import build_app
 from infra.functions import WheelhouseLayerBundler, layer_asset_hash

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
-from conftest import SETTINGS_CASES, WORKTEAM_ARN, Synthesized
+from infra_testkit import SETTINGS_CASES, WORKTEAM_ARN, Synthesized
 
 from gtseg.consolidation import METHODS
 from gtseg.handlers.consolidation import ConsolidationSettings
@@ -298,7 +298,7 @@ def test_stack_outputs(default: Synthesized) -> None:
 
 @pytest.mark.parametrize("case", ["default", "dev"])
 def test_stack_name_follows_stage(case: str) -> None:
-    from conftest import synthesize
+    from infra_testkit import synthesize
 
     synth = synthesize(case)
     assert synth.stack.stack_name == ("Gtseg-dev" if case == "dev" else "Gtseg-main")
