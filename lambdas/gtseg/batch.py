@@ -291,6 +291,18 @@ class BatchConsolidator:
                 )
         response = []
         for p, outcome in zip(parsed, outcomes, strict=True):
+            result = outcome.consolidation.result if outcome.consolidation else None
+            self.log(
+                "info",
+                "object consolidated" if result else "object failed",
+                dataset_object_id=outcome.dataset_object_id,
+                mask=outcome.mask_uri,
+                method=result.method if result else None,
+                confidence=result.image_confidence if result else None,
+                excluded_workers=[w.worker_id for w in result.workers if w.excluded] if result else [],
+                rejected=len(outcome.consolidation.rejected) if outcome.consolidation else len(p.rejected),
+                failure_reason=outcome.failure_reason,
+            )
             if p.raw_id is None:
                 # Without an id Ground Truth cannot match an answer to anything; say so loudly.
                 self.log("error", "data object without datasetObjectId skipped", error=outcome.failure_reason)

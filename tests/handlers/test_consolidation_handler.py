@@ -304,3 +304,42 @@ def test_base64_of_mask_is_not_inlined_in_response(s3):
     response = handler_module.handler(event(), None)
     assert len(json.dumps(response)) < 4000
     assert base64.b64encode(b"\x89PNG").decode()[:5] not in json.dumps(response)
+
+
+def test_opt_in_assume_job_role_reads_and_writes_with_the_job_role(s3, monkeypatch):
+    monkeypatch.setenv("ASSUME_JOB_ROLE", "true")
+    calls = []
+    real_client = boto3.session.Session.client
+
+    def client(self, name, *args, **kwargs):
+        made = real_client(self, name, *args, **kwargs)
+        if name == "sts":
+            original = made.assume_role
+
+            def assume_role(**kw):
+                calls.append(kw["RoleArn"])
+                return original(**kw)
+
+            made.assume_role = assume_role
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    monkeypatch.setattr(boto3, "client", lambda name, **kw: boto3.session.Session().client(name, **kw))
+    handler_module._CLIENTS.clear()
+    item, _, _ = crowd_item("0", seed=15, profiles=("careful",))
+    put_json(s3, PAYLOAD_URI, [item])
+    role = "arn:aws:iam::111122223333:role/GroundTruthExecutionRole"
+    response = handler_module.handler(event(roleArn=role), None)
+    assert calls == [role]
+    assert get_bytes(s3, response[0]["consolidatedAnnotation"]["content"][LAN])[:4] == b"\x89PNG"
+    handler_module._CLIENTS.clear()
+
+
+def test_every_object_is_logged_with_its_id(s3, caplog):
+    item, _, _ = crowd_item("42", seed=16, profiles=("careful", "average"))
+    put_json(s3, PAYLOAD_URI, [item])
+    with caplog.at_level("INFO"):
+        handler_module.handler(event(), None)
+    per_object = [r for r in caplog.records if r.getMessage() == "object consolidated"]
+    assert [r.dataset_object_id for r in per_object] == ["42"]
+    assert per_object[0].method == "gtseg" and 0 < per_object[0].confidence <= 1

@@ -112,6 +112,17 @@ def handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     metrics.add_metric(name="ObjectsConsolidated", unit=MetricUnit.Count, value=len(outcomes) - failed)
     metrics.add_metric(name="ObjectsFailed", unit=MetricUnit.Count, value=failed)
     metrics.add_metric(name="AnnotationsRejected", unit=MetricUnit.Count, value=rejected)
+    agreements = [
+        w.agreement
+        for o in outcomes
+        if o.consolidation and o.consolidation.result
+        for w in o.consolidation.result.workers
+        if not w.excluded
+    ]
+    if agreements:
+        metrics.add_metric(
+            name="MeanWorkerAgreement", unit=MetricUnit.NoUnit, value=sum(agreements) / len(agreements)
+        )
     if confidences:
         metrics.add_metric(
             name="MeanConfidence", unit=MetricUnit.NoUnit, value=sum(confidences) / len(confidences)
