@@ -37,6 +37,10 @@ def test_the_job_completes_with_every_object_labeled(job):
     assert len(report.batches) == 2  # batch size 2 over 3 objects
     assert all(o.rendered and not o.rendered.problems for o in report.objects)
     assert job.launch["objectCount"] == 3
+    # boto3 in the sandboxes reached the stand-in: the launcher created the job, and the
+    # pre-annotation handler described it to find the label-category file.
+    assert job.sagemaker_calls.count("CreateLabelingJob") == 1
+    assert "DescribeLabelingJob" in job.sagemaker_calls[job.sagemaker_calls.index("CreateLabelingJob") :]
 
 
 def test_the_output_manifest_is_complete_and_valid(job):

@@ -133,6 +133,7 @@ class SimulationResult:
     truth_kind: str  # "synthetic" | "quantised"
     seconds: dict[str, float]
     launch: dict[str, Any]
+    sagemaker_calls: list[str] = field(default_factory=list)  # operations the stand-in received, in order
 
     def profile_summary(self) -> list[dict[str, Any]]:
         """Per profile: workers, mean IoU vs truth, mean quality the consolidation estimated."""
@@ -462,9 +463,10 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
         t0 = time.monotonic()
         scores = score_job(report, workforce, samples_by_uri, store, progress)
         seconds["scoring"] = time.monotonic() - t0
+        calls = [operation for operation, _ in sagemaker.requests]
     seconds["total"] = time.monotonic() - started
     result = SimulationResult(
-        report, job_dir, input_dir, scores, profiles, truth_kind, seconds, launched.payload
+        report, job_dir, input_dir, scores, profiles, truth_kind, seconds, launched.payload, calls
     )
     (job_dir / "local-emulator" / "summary.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     return result
