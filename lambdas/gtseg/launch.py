@@ -34,6 +34,7 @@ from gtseg import sagemaker_limits as limits
 from gtseg.job_spec import JobSpec, SpecError, parse_job_spec
 from gtseg.labels import ClassMap, LabelCategoryConfig, LabelError
 from gtseg.manifest import (
+    PRIOR_LABEL_ATTRIBUTE_KEY,
     ManifestError,
     ManifestLine,
     dump_manifest_line,
@@ -48,7 +49,6 @@ OBJECT_COUNT_TAG = "gtseg:object-count"
 # Added to every line of an adjustment job's manifest: the pre-annotation Lambda receives the
 # manifest line (dataObject) but no job-level parameters, so this is how it learns which
 # attribute holds the prior mask.
-PRIOR_LABEL_ATTRIBUTE_KEY = "gtseg-prior-label-attribute"
 JOBS_PREFIX = "jobs"
 MANIFEST_NAME = "manifest.jsonl"
 LABEL_CATEGORIES_NAME = "label-categories.json"

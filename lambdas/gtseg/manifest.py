@@ -19,6 +19,9 @@ from gtseg.labels import ClassMap
 SEGMENTATION_TYPE = "groundtruth/semantic-segmentation"
 CUSTOM_TYPE = "groundtruth/custom"
 METADATA_SUFFIX = "-metadata"
+# Manifest key the launcher adds to adjustment-job lines: which earlier attribute holds the prior
+# mask (the pre-annotation Lambda receives only the line, no job-level parameters).
+PRIOR_LABEL_ATTRIBUTE_KEY = "gtseg-prior-label-attribute"
 
 
 class ManifestError(ValueError):

@@ -66,7 +66,7 @@ def _label_strings(value: Any) -> list[str] | None:
 class PreAnnotationRequest(_Lenient):
     """``{"version", "labelingJobArn", "dataObject": <the whole manifest line>}`` (protocol §1.2)."""
 
-    version: str | None = None
+    version: Any = None  # an internal constant: opaque, never validated
     labeling_job_arn: str | None = Field(default=None, alias="labelingJobArn")
     data_object: dict[str, Any] = Field(alias="dataObject")
 
@@ -241,7 +241,7 @@ def find_segmentation_answer(content: Any, element_name: str | None = None) -> S
         try:
             width = int(props["width"]) if props.get("width") is not None else None
             height = int(props["height"]) if props.get("height") is not None else None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(f"inputImageProperties is not numeric: {exc}") from exc
     return SegmentationAnswer(
         element_name=name,

@@ -715,3 +715,16 @@ def test_no_input_makes_the_handler_raise(
         assert response["taskInput"]["labels"]
     else:
         assert response["taskInput"]["skipReason"]
+
+
+def test_the_prior_attribute_named_on_the_line_by_the_launcher_wins(store: RecordingStore) -> None:
+    from gtseg.manifest import PRIOR_LABEL_ATTRIBUTE_KEY
+
+    uri = put(store.client, "img/1.jpg", encoded(16, 16))
+    line = with_prior(uri, ["road"]) | with_prior(uri, ["road"], attribute="second-ref")
+    line["second-ref"] = f"s3://{OUTPUT}/second.png"
+    # two candidate priors: ambiguous on their own, resolved by the launcher's marker
+    line[PRIOR_LABEL_ATTRIBUTE_KEY] = "second-ref"
+    assert invoke(event(line))["taskInput"]["initialValue"]["src"] == f"s3://{OUTPUT}/second.png"
+    line[PRIOR_LABEL_ATTRIBUTE_KEY] = "first-pass-ref"
+    assert invoke(event(line))["taskInput"]["initialValue"]["src"] == line["first-pass-ref"]

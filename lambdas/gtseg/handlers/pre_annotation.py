@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from gtseg.images import ImageHeaderError, ImageInfo, UnsupportedImageError, probe_image
 from gtseg.labels import LabelCategoryConfig, LabelError
-from gtseg.manifest import job_name_from_arn
+from gtseg.manifest import PRIOR_LABEL_ATTRIBUTE_KEY, job_name_from_arn
 from gtseg.observability import MetricUnit, logger, metrics
 from gtseg.pre_annotation import (
     InitialValue,
@@ -163,7 +163,11 @@ def _task_for(data_object: dict[str, Any], job_arn: str | None, settings: Settin
             ("LABEL_CATEGORY_CONFIG_URI", lambda: _env_label_config(settings.label_category_config_uri)),
         ],
     )
-    prior = find_prior_mask(data_object, resolved.labels, settings.prior_label_attribute)
+    line_prior = data_object.get(PRIOR_LABEL_ATTRIBUTE_KEY)  # set by the launcher for adjustment jobs
+    prior_attribute = (
+        line_prior if isinstance(line_prior, str) and line_prior else settings.prior_label_attribute
+    )
+    prior = find_prior_mask(data_object, resolved.labels, prior_attribute)
     for note in prior.notes:
         logger.info(note)
     initial_value = prior.initial_value
