@@ -14,9 +14,12 @@ Prefixes inside the buckets (the handlers' constants are imported, so they canno
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from gtseg.launch import JOBS_PREFIX
@@ -50,12 +53,58 @@ KMS_GROUND_TRUTH = (
 )
 
 
+OBJECT_ARNS = "S3 object ARNs need a key wildcard; this one is limited to"
+LABELING_JOB_ARNS = (
+    "job names are chosen per job at launch; limited to this account's and region's labeling jobs"
+)
+
+
 def objects(bucket_arn: str, prefix: str = "") -> str:
     return f"{bucket_arn}/{prefix}*"
 
 
-def acknowledge(scope: Construct, finding: str, reason: str) -> None:
-    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=finding, reason=reason))
+def nag_resource(stack: cdk.Stack, resource: str) -> str:
+    """A resource as cdk-nag spells it in a finding id: ``<LogicalId.Arn>/*``, ``<AWS::Region>``."""
+
+    def render(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            return f"<{value['Ref']}>"
+        if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+            return "<{}.{}>".format(*value["Fn::GetAtt"])
+        if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+            separator, parts = value["Fn::Join"]
+            return separator.join(render(part) for part in parts)
+        raise ValueError(f"cannot render {value!r} as a cdk-nag resource")
+
+    return render(stack.resolve(resource))
+
+
+def allow(
+    role: iam.IRole,
+    *,
+    sid: str,
+    actions: list[str],
+    resources: list[str],
+    wildcard_reason: str | None = None,
+    conditions: dict[str, Any] | None = None,
+) -> None:
+    """Add one statement to ``role``; a resource with a wildcard needs a reason, which is recorded
+    as the cdk-nag acknowledgement of exactly that resource on exactly this role."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(sid=sid, actions=actions, resources=resources, conditions=conditions)
+    )
+    stack = cdk.Stack.of(role)
+    wildcards = [nag_resource(stack, r) for r in resources if "*" in nag_resource(stack, r)]
+    if wildcards and not wildcard_reason:
+        raise ValueError(f"statement {sid} has wildcard resources {wildcards} but no reason")
+    for resource in wildcards:
+        cdk.Validations.of(role).acknowledge(
+            cdk.Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{resource}]", reason=f"{sid}: {wildcard_reason}"
+            )
+        )
 
 
 class GroundTruthAccess(Construct):
@@ -73,12 +122,14 @@ class GroundTruthAccess(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
-        self._storage = storage
-        data = storage.data_bucket.bucket_arn
-        output = storage.output_bucket.bucket_arn
-        assets = storage.assets_bucket.bucket_arn
-        templates = objects(assets, worker_ui.templates_prefix)
-        labeling_jobs = stack.format_arn(service="sagemaker", resource="labeling-job", resource_name="*")
+        self._key: kms.IKey | None = storage.encryption_key
+        self._data = storage.data_bucket.bucket_arn
+        self._output = storage.output_bucket.bucket_arn
+        self._assets = storage.assets_bucket.bucket_arn
+        self._templates = objects(self._assets, worker_ui.templates_prefix)
+        self._labeling_jobs = stack.format_arn(
+            service="sagemaker", resource="labeling-job", resource_name="*"
+        )
         self.ground_truth_role = iam.Role(
             self,
             "GroundTruthExecutionRole",
@@ -89,228 +140,178 @@ class GroundTruthAccess(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
             ),
         )
-        gt = self.ground_truth_role
-        gt.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadLabelingInput",
-                # Images, manifests and label files; worker template; model pre-labels shown to workers.
-                actions=["s3:GetObject"],
-                resources=[objects(data), templates, objects(output, PRELABELS)],
-            )
+        self._ground_truth_rights(self.ground_truth_role, functions)
+        self._pre_annotation_rights(_role(functions.pre_annotation), settings)
+        self._consolidation_rights(_role(functions.consolidation))
+        self._launcher_rights(_role(functions.launcher))
+
+    def _ground_truth_rights(self, gt: iam.IRole, functions: Functions) -> None:
+        stack = cdk.Stack.of(self)
+        allow(
+            gt,
+            sid="ReadLabelingInput",
+            # Images, manifests and label files; worker template; model pre-labels shown to workers.
+            actions=["s3:GetObject"],
+            resources=[objects(self._data), self._templates, objects(self._output, PRELABELS)],
+            wildcard_reason=f"{OBJECT_ARNS} the data bucket (labeling input only), templates/ and prelabels/",
         )
-        gt.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadWriteJobOutput",
-                actions=["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
-                resources=[objects(output, JOBS)],
-            )
+        allow(
+            gt,
+            sid="ReadWriteJobOutput",
+            actions=["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+            resources=[objects(self._output, JOBS)],
+            wildcard_reason=f"{OBJECT_ARNS} jobs/, the S3OutputPath of every gtseg labeling job",
         )
-        gt.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="LocateBuckets",
-                actions=["s3:GetBucketLocation", "s3:ListBucket"],
-                resources=[data, output, assets],
-            )
+        allow(
+            gt,
+            sid="LocateBuckets",
+            actions=["s3:GetBucketLocation", "s3:ListBucket"],
+            resources=[self._data, self._output, self._assets],
         )
-        gt.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="InvokeLabelingLambdas",
-                # Explicit: our function names do not match the managed policy's name patterns.
-                actions=["lambda:InvokeFunction"],
-                resources=[functions.pre_annotation.function_arn, functions.consolidation.function_arn],
-            )
+        allow(
+            gt,
+            sid="InvokeLabelingLambdas",
+            # Explicit: our function names do not match the managed policy's name patterns.
+            actions=["lambda:InvokeFunction"],
+            resources=[functions.pre_annotation.function_arn, functions.consolidation.function_arn],
         )
-        gt.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="LabelingJobLogs",
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:DescribeLogStreams",
-                    "logs:PutLogEvents",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name=f"{LABELING_JOB_LOG_GROUP}:*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
+        allow(
+            gt,
+            sid="LabelingJobLogs",
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:DescribeLogStreams",
+                "logs:PutLogEvents",
+            ],
+            resources=[
+                stack.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=f"{LABELING_JOB_LOG_GROUP}:*",
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            wildcard_reason=f"Ground Truth writes one log stream per labeling job into {LABELING_JOB_LOG_GROUP}",
         )
-        gt.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="LabelingJobMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": LABELING_METRIC_NAMESPACE_PATTERN}},
-            )
+        allow(
+            gt,
+            sid="LabelingJobMetrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": LABELING_METRIC_NAMESPACE_PATTERN}},
+            wildcard_reason="PutMetricData has no resource-level permissions; fenced by a cloudwatch:namespace "
+            "condition",
         )
         self._grant_key(gt, KMS_GROUND_TRUTH)
 
-        self._lambda_rights(
-            functions=functions,
-            settings=settings,
-            data=data,
-            output=output,
-            templates=templates,
-            labeling_jobs=labeling_jobs,
+    def _pre_annotation_rights(self, pre: iam.IRole, settings: GtsegSettings) -> None:
+        allow(
+            pre,
+            sid="ReadImagesLabelsAndPriorMasks",
+            actions=["s3:GetObject"],
+            resources=[objects(self._data), self._templates, objects(self._output, JOBS)],
+            wildcard_reason=f"{OBJECT_ARNS} the data bucket, templates/ and the jobs' output (prior masks)",
         )
-        self._acknowledge_findings(functions)
-
-    def _grant_key(self, role: iam.IRole, actions: tuple[str, ...]) -> None:
-        key: kms.IKey | None = self._storage.encryption_key
-        if key is not None:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(sid="UseDataKey", actions=list(actions), resources=[key.key_arn])
-            )
-
-    def _lambda_rights(
-        self,
-        *,
-        functions: Functions,
-        settings: GtsegSettings,
-        data: str,
-        output: str,
-        templates: str,
-        labeling_jobs: str,
-    ) -> None:
-        describe_job = iam.PolicyStatement(
-            sid="DescribeLabelingJobs",
-            # The job's label-category file when an event does not carry the labels.
-            actions=["sagemaker:DescribeLabelingJob"],
-            resources=[labeling_jobs],
-        )
-
-        pre = functions.pre_annotation.role
-        assert pre is not None
-        pre.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadImagesLabelsAndPriorMasks",
-                actions=["s3:GetObject"],
-                resources=[objects(data), templates, objects(output, JOBS)],
-            )
-        )
-        pre.add_to_principal_policy(describe_job)
-        if settings.prelabel_endpoint_name:
-            pre.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="InvokePrelabelEndpoint",
-                    actions=["sagemaker:InvokeEndpoint"],
-                    resources=[
-                        cdk.Stack.of(self).format_arn(
-                            service="sagemaker",
-                            resource="endpoint",
-                            resource_name=settings.prelabel_endpoint_name.lower(),
-                        )
-                    ],
-                )
-            )
-            pre.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="WritePrelabels",
-                    actions=["s3:PutObject"],
-                    resources=[objects(output, PRELABELS)],
-                )
-            )
-            self._grant_key(pre, KMS_READ_WRITE)
-        else:
+        self._describe_labeling_jobs(pre)
+        if not settings.prelabel_endpoint_name:
             self._grant_key(pre, KMS_READ)
+            return
+        allow(
+            pre,
+            sid="InvokePrelabelEndpoint",
+            actions=["sagemaker:InvokeEndpoint"],
+            resources=[
+                cdk.Stack.of(self).format_arn(
+                    service="sagemaker",
+                    resource="endpoint",
+                    resource_name=settings.prelabel_endpoint_name.lower(),
+                )
+            ],
+        )
+        allow(
+            pre,
+            sid="WritePrelabels",
+            actions=["s3:PutObject"],
+            resources=[objects(self._output, PRELABELS)],
+            wildcard_reason=f"{OBJECT_ARNS} prelabels/ (one mask per image)",
+        )
+        self._grant_key(pre, KMS_READ_WRITE)
 
-        consolidation = functions.consolidation.role
-        assert consolidation is not None
-        consolidation.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadPayloadsWriteMasks",
-                actions=["s3:GetObject", "s3:PutObject"],
-                resources=[objects(output, JOBS)],
-            )
+    def _consolidation_rights(self, consolidation: iam.IRole) -> None:
+        allow(
+            consolidation,
+            sid="ReadPayloadsWriteMasks",
+            actions=["s3:GetObject", "s3:PutObject"],
+            resources=[objects(self._output, JOBS)],
+            wildcard_reason=f"{OBJECT_ARNS} jobs/ (payloads in, consolidated masks and sidecars out)",
         )
-        consolidation.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadLabelCategoryFiles",
-                actions=["s3:GetObject"],
-                resources=[objects(data, JOBS), templates],
-            )
+        allow(
+            consolidation,
+            sid="ReadLabelCategoryFiles",
+            # The job's label-category file, when an event carries no labels.
+            actions=["s3:GetObject"],
+            resources=[objects(self._data, JOBS), self._templates],
+            wildcard_reason=f"{OBJECT_ARNS} the launcher's jobs/ files and templates/",
         )
-        consolidation.add_to_principal_policy(describe_job)
+        self._describe_labeling_jobs(consolidation)
         self._grant_key(consolidation, KMS_READ_WRITE)
 
-        launcher = functions.launcher.role
-        assert launcher is not None
-        launcher.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ListImagePrefixes",
-                actions=["s3:ListBucket"],
-                resources=[self._storage.data_bucket.bucket_arn],
-            )
+    def _launcher_rights(self, launcher: iam.IRole) -> None:
+        allow(
+            launcher,
+            sid="ListImagePrefixes",
+            actions=["s3:ListBucket"],
+            resources=[self._data],
         )
-        launcher.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadManifestsAndLabelFiles",
-                # User manifests and label files; prior jobs' output manifests for adjustment jobs.
-                actions=["s3:GetObject"],
-                resources=[objects(data), templates, objects(output, JOBS)],
-            )
+        allow(
+            launcher,
+            sid="ReadManifestsAndLabelFiles",
+            # User manifests and label files; prior jobs' output manifests for adjustment jobs.
+            actions=["s3:GetObject"],
+            resources=[objects(self._data), self._templates, objects(self._output, JOBS)],
+            wildcard_reason=f"{OBJECT_ARNS} the data bucket, templates/ and the jobs' output (prior manifests)",
         )
-        launcher.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="WriteJobFiles",
-                actions=["s3:PutObject"],
-                resources=[objects(data, JOBS)],
-            )
+        allow(
+            launcher,
+            sid="WriteJobFiles",
+            actions=["s3:PutObject"],
+            resources=[objects(self._data, JOBS)],
+            wildcard_reason=f"{OBJECT_ARNS} jobs/ (one manifest and label-category file per job)",
         )
-        launcher.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="StartAndFollowLabelingJobs",
-                # AddTags: CreateLabelingJob with Tags is authorised as a tagging call too.
-                actions=[
-                    "sagemaker:AddTags",
-                    "sagemaker:CreateLabelingJob",
-                    "sagemaker:DescribeLabelingJob",
-                ],
-                resources=[labeling_jobs],
-            )
+        allow(
+            launcher,
+            sid="StartAndFollowLabelingJobs",
+            # AddTags: CreateLabelingJob with Tags is authorised as a tagging call too.
+            actions=["sagemaker:AddTags", "sagemaker:CreateLabelingJob", "sagemaker:DescribeLabelingJob"],
+            resources=[self._labeling_jobs],
+            wildcard_reason=LABELING_JOB_ARNS,
         )
-        launcher.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PassGroundTruthRole",
-                actions=["iam:PassRole"],
-                resources=[self.ground_truth_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
+        allow(
+            launcher,
+            sid="PassGroundTruthRole",
+            actions=["iam:PassRole"],
+            resources=[self.ground_truth_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         )
         self._grant_key(launcher, KMS_READ_WRITE)
 
-    def _acknowledge_findings(self, functions: Functions) -> None:
-        stack = cdk.Stack.of(self)
+    def _describe_labeling_jobs(self, role: iam.IRole) -> None:
+        allow(
+            role,
+            sid="DescribeLabelingJobs",
+            # The job's label-category file when an event does not carry the labels.
+            actions=["sagemaker:DescribeLabelingJob"],
+            resources=[self._labeling_jobs],
+            wildcard_reason=LABELING_JOB_ARNS,
+        )
 
-        def arn_ref(resource: cdk.IResource) -> str:
-            cfn = resource.node.default_child
-            assert isinstance(cfn, cdk.CfnElement)
-            return f"<{stack.resolve(cfn.logical_id)}.Arn>"
+    def _grant_key(self, role: iam.IRole, actions: tuple[str, ...]) -> None:
+        if self._key is not None:
+            allow(role, sid="UseDataKey", actions=list(actions), resources=[self._key.key_arn])
 
-        data = arn_ref(self._storage.data_bucket)
-        output = arn_ref(self._storage.output_bucket)
-        assets = arn_ref(self._storage.assets_bucket)
-        templates = f"Resource::{assets}/templates/*"
-        jobs = "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:labeling-job/*"
-        object_reason = "S3 object ARNs need a key wildcard; scoped to one gtseg bucket or prefix"
-        why = {
-            f"Resource::{data}/*": f"{object_reason}: the data bucket holds only labeling input",
-            f"Resource::{output}/{JOBS}*": f"{object_reason}: labeling jobs' output",
-            templates: f"{object_reason}: worker templates and label-category files",
-            f"Resource::{data}/{JOBS}*": f"{object_reason}: launcher-written job files",
-            f"Resource::{output}/{PRELABELS}*": f"{object_reason}: model pre-label masks",
-            jobs: "labeling job names are chosen per job at launch; scoped to this account and region",
-            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
-            f"{LABELING_JOB_LOG_GROUP}:*": "Ground Truth creates one log stream per labeling job in this group",
-            "Resource::*": "cloudwatch:PutMetricData has no resource-level permissions; "
-            "limited by a cloudwatch:namespace condition",
-        }
-        # Acknowledged on each role (the subtree holding the policy), never stack-wide.
-        roles = [self.ground_truth_role, *(fn.role for fn in functions.all if fn.role is not None)]
-        for role in roles:
-            for finding, reason in why.items():
-                acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+
+def _role(function: lambda_.Function) -> iam.IRole:
+    if function.role is None:
+        raise ValueError(f"{function.node.path} has no role")
+    return function.role

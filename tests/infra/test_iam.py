@@ -208,3 +208,46 @@ def test_kms_settings_grant_the_key_to_every_role(kms: Synthesized) -> None:
 def test_without_kms_no_role_has_kms_rights(default: Synthesized) -> None:
     for role in OUR_ROLES:
         assert not [a for a, _, _ in triples(role_statements(default, role)) if a.startswith("kms:")], role
+
+
+def nag_spelling(value: Any) -> str:
+    """How cdk-nag writes a template resource in a finding id (written independently of infra/)."""
+    if isinstance(value, str):
+        return value
+    if set(value) == {"Ref"}:
+        return f"<{value['Ref']}>"
+    if set(value) == {"Fn::GetAtt"}:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
+    separator, parts = value["Fn::Join"]
+    return separator.join(nag_spelling(p) for p in parts)
+
+
+@pytest.mark.parametrize("role", OUR_ROLES)
+def test_acknowledgements_cover_exactly_the_wildcards_each_role_has(
+    synthesized: Synthesized, role: str
+) -> None:
+    """No blanket acknowledgements: a wildcard added to a role later must surface as a nag finding."""
+    import aws_cdk as cdk
+
+    names = synthesized.names()
+    role_id = next(lid for lid, n in names.items() if n == role)
+    construct = next(
+        c
+        for c in synthesized.stack.node.find_all()
+        if isinstance(c, cdk.CfnElement) and synthesized.stack.resolve(c.logical_id) == role_id
+    ).node.scope
+    acknowledged = set()
+    for entry in construct.node.metadata:
+        if entry.type == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+            for finding, reason in entry.data.items():
+                rule = finding[finding.index("AwsSolutions-") :]
+                assert rule.startswith("AwsSolutions-IAM5[Resource::"), rule
+                assert len(reason) > 40, reason
+                acknowledged.add(rule.removeprefix("AwsSolutions-IAM5[Resource::").removesuffix("]"))
+    raw: list[dict[str, Any]] = []
+    for policy in synthesized.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            raw += policy["Properties"]["PolicyDocument"]["Statement"]
+    wildcards = {nag_spelling(r) for s in raw for r in as_list(s["Resource"]) if "*" in nag_spelling(r)}
+    assert wildcards, role
+    assert acknowledged == wildcards
