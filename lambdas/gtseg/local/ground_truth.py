@@ -722,64 +722,7 @@ class GroundTruthEmulator:
         )
         self.store.put_bytes(response_uri, json.dumps(invocation.payload).encode("utf-8"), "application/json")
         report.batches.append(BatchOutcome(request_uri, response_uri, ids, seconds))
-        self._apply_response(batch, invocation.payload, lan, report)
-
-    def _apply_response(
-        self, batch: Sequence[ObjectOutcome], response: Any, lan: str, report: JobReport
-    ) -> None:
-        """Check the response against the contract (protocol §2.4) and take each object's content."""
-        by_id = {o.dataset_object_id: o for o in batch}
-        if not isinstance(response, list):
-            raise JobFailed(
-                f"ClientError: the consolidation Lambda must return a list of "
-                f"{{datasetObjectId, consolidatedAnnotation}}, got {type(response).__name__}"
-            )
-        returned: list[str] = []
-        for position, entry in enumerate(response):
-            where = f"response[{position}]"
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("datasetObjectId"), str | int):
-                report.contract_problems.append(f"{where}: no datasetObjectId")
-                continue
-            object_id = str(entry["datasetObjectId"])
-            outcome = by_id.get(object_id)
-            if outcome is None:
-                report.contract_problems.append(
-                    f"{where}: datasetObjectId {object_id!r} is not in this batch"
-                )
-                continue
-            if object_id in returned:
-                report.contract_problems.append(f"{where}: datasetObjectId {object_id!r} appears twice")
-                continue
-            returned.append(object_id)
-            consolidated = entry.get("consolidatedAnnotation")
-            content = consolidated.get("content") if isinstance(consolidated, Mapping) else None
-            if not isinstance(content, Mapping):
-                report.contract_problems.append(f"{where}: no consolidatedAnnotation.content object")
-                outcome.status, outcome.failure_reason = "failed", "the consolidation response has no content"
-                continue
-            outcome.content = dict(content)
-            failure = (content.get(f"{lan}-metadata") or {}).get("failure-reason")
-            if lan in content:
-                outcome.status = "labeled"
-            elif failure:
-                outcome.status, outcome.failure_reason = "failed", str(failure)
-            else:
-                report.contract_problems.append(
-                    f"{where}: content has no {lan!r} key (the labelAttributeName), so nothing would show up "
-                    "under the label in output.manifest"
-                )
-                outcome.status = "failed"
-                outcome.failure_reason = f"the consolidation response has no {lan!r} value"
-        expected = [o.dataset_object_id for o in batch]
-        if returned != [i for i in expected if i in returned]:
-            report.contract_problems.append("the response is not in payload order (design.md contract)")
-        for outcome in batch:
-            if outcome.dataset_object_id not in returned:
-                report.contract_problems.append(
-                    f"datasetObjectId {outcome.dataset_object_id!r} is missing from the consolidation response"
-                )
-                outcome.status = "failed"
-                outcome.failure_reason = "left out of the consolidation response"
+        report.contract_problems.extend(apply_consolidation_response(batch, invocation.payload, lan))
 
     # ------------------------------------------------------------------ output
 
@@ -824,6 +767,68 @@ class GroundTruthEmulator:
             json.dumps(report.to_dict(), indent=1) + "\n"
         )
         return target
+
+
+def apply_consolidation_response(batch: Sequence[ObjectOutcome], response: Any, lan: str) -> list[str]:
+    """Check a consolidation response against the contract (protocol §2.4) and take each object's content.
+
+    Every object of ``batch`` ends ``labeled`` or ``failed`` (with a reason); the returned list
+    names each departure from the contract. A response that is not a list fails the job.
+    """
+    by_id = {o.dataset_object_id: o for o in batch}
+    if not isinstance(response, list):
+        raise JobFailed(
+            "ClientError: the consolidation Lambda must return a list of "
+            f"{{datasetObjectId, consolidatedAnnotation}}, got {type(response).__name__}"
+        )
+    problems: list[str] = []
+    returned: list[str] = []
+    for position, entry in enumerate(response):
+        where = f"response[{position}]"
+        object_id = entry.get("datasetObjectId") if isinstance(entry, Mapping) else None
+        if isinstance(object_id, bool) or not isinstance(object_id, str | int):
+            problems.append(f"{where}: no datasetObjectId")
+            continue
+        object_id = str(object_id)
+        outcome = by_id.get(object_id)
+        if outcome is None:
+            problems.append(f"{where}: datasetObjectId {object_id!r} is not in this batch")
+            continue
+        if object_id in returned:
+            problems.append(f"{where}: datasetObjectId {object_id!r} appears twice")
+            continue
+        returned.append(object_id)
+        consolidated = entry.get("consolidatedAnnotation")
+        content = consolidated.get("content") if isinstance(consolidated, Mapping) else None
+        if not isinstance(content, Mapping):
+            problems.append(f"{where}: no consolidatedAnnotation.content object")
+            outcome.status, outcome.failure_reason = "failed", "the consolidation response has no content"
+            continue
+        outcome.content = dict(content)
+        metadata = content.get(f"{lan}-metadata")
+        failure = metadata.get("failure-reason") if isinstance(metadata, Mapping) else None
+        if lan in content:
+            outcome.status = "labeled"
+        elif failure:
+            outcome.status, outcome.failure_reason = "failed", str(failure)
+        else:
+            problems.append(
+                f"{where}: content has no {lan!r} key (the labelAttributeName), so nothing would show up "
+                "under the label in output.manifest"
+            )
+            outcome.status = "failed"
+            outcome.failure_reason = f"the consolidation response has no {lan!r} value"
+    expected = [o.dataset_object_id for o in batch]
+    if returned != [i for i in expected if i in returned]:
+        problems.append("the response is not in payload order (design.md contract)")
+    for outcome in batch:
+        if outcome.dataset_object_id not in returned:
+            problems.append(
+                f"datasetObjectId {outcome.dataset_object_id!r} is missing from the consolidation response"
+            )
+            outcome.status = "failed"
+            outcome.failure_reason = "left out of the consolidation response"
+    return problems
 
 
 def _iso_z(moment: datetime) -> str:
