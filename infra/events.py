@@ -48,12 +48,13 @@ class LabelingJobEvents(Construct):
         # Not targets.CloudWatchLogGroup: that installs a custom-resource Lambda (with a '*' policy)
         # just to write the log group's resource policy, which CloudFormation can do directly.
         self.rule.add_target(LogGroupTarget(self.log_group))
+        # The same grant aws-cdk-lib's CloudWatchLogGroup target writes (EventBridge only delivers
+        # to log groups in the rule's own account), scoped to this one log group.
         self.log_group.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                 resources=[self.log_group.log_group_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": self.rule.rule_arn}},
             )
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -271,9 +272,17 @@ def test_labeling_job_state_changes_go_to_a_log_group(synthesized: Synthesized) 
     log_group = props(synthesized, events.log_group)
     assert log_group["LogGroupName"].startswith("/aws/events/")
     (policy,) = synthesized.resources("AWS::Logs::ResourcePolicy").values()
-    document = policy["Properties"]["PolicyDocument"]
-    assert "events.amazonaws.com" in str(document)
-    assert "aws:SourceArn" in str(document)
+    document = synthesized.resolve(policy["Properties"]["PolicyDocument"])
+    if isinstance(document, str):  # CloudFormation wants the policy as a JSON string
+        document = json.loads(document)
+    assert document["Statement"] == [
+        {
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Resource": "EventsLogGroup.Arn",
+        }
+    ]
 
 
 # ----------------------------------------------------------------------------------- outputs
