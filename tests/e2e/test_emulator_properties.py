@@ -50,6 +50,33 @@ def test_gtsegs_template_carries_any_labels_to_the_page_intact(labels):
     assert rendered.element_name == "crowd-semantic-segmentation"
 
 
+def test_a_prior_mask_reaches_the_page_as_a_loadable_initial_value():
+    initial = {"labelMappings": {"road": {"color": "#2ca02c"}}, "src": "s3://bucket/prior/0.png"}
+    page = GTSEG_TEMPLATE.render(
+        {"taskObject": "s3://bucket/a.png", "labels": ["road"], "initialValue": initial}
+    )
+    rendered = inspect_rendered_task(page, ["road"])
+    assert rendered.problems == ()
+    assert json.loads(rendered.initial_value) == {**initial, "src": _presign("s3://bucket/prior/0.png")}
+
+
+@pytest.mark.parametrize(
+    ("initial_value", "problem"),
+    [
+        ("{'src': 'x'}", "initial-value is not JSON"),
+        ('{"labelMappings": {}, "src": "s3://b/p.png"}', "is not a URL a browser can load"),
+        ('{"src": "https://h/p.png"}', "no labelMappings object"),
+    ],
+)
+def test_broken_initial_values_are_named(initial_value, problem):
+    page = (
+        '<crowd-semantic-segmentation name="x" src="http://h/i.png" labels=\'["road"]\' '
+        f"initial-value='{initial_value}'></crowd-semantic-segmentation>"
+    )
+    (found,) = inspect_rendered_task(page, ["road"]).problems
+    assert problem in found
+
+
 @settings(max_examples=100, deadline=None)
 @given(page=st.text(max_size=300))
 def test_inspecting_any_page_never_raises(page):

@@ -279,10 +279,32 @@ def inspect_rendered_task(html: str, expected_labels: Sequence[str] | None) -> R
                     problems.append(
                         f"the page offers labels {list(labels)} but the job's label categories are {list(expected_labels)}"
                     )
+    initial_value = attrs.get("initial-value")
+    if initial_value is not None:
+        problems.extend(_initial_value_problems(initial_value))
     return RenderedTask(
-        html, element_name=name or None, src=src, labels=labels, initial_value=attrs.get("initial-value"),
+        html, element_name=name or None, src=src, labels=labels, initial_value=initial_value,
         problems=tuple(problems),
     )  # fmt: skip
+
+
+def _initial_value_problems(raw: str) -> list[str]:
+    """``initial-value`` (adjustment / pre-label): JSON {labelMappings: {...}, src: <loadable URL>}."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        return [f"initial-value is not JSON ({exc}): {raw[:80]!r}"]
+    if not isinstance(value, Mapping):
+        return [f"initial-value must be a JSON object, got {raw[:80]!r}"]
+    problems = []
+    if not isinstance(value.get("labelMappings"), Mapping):
+        problems.append("initial-value has no labelMappings object")
+    src = value.get("src")
+    if not isinstance(src, str) or not src.startswith(("http://", "https://")):
+        problems.append(
+            f"initial-value src {str(src)[:80]!r} is not a URL a browser can load (missing | grant_read_access?)"
+        )
+    return problems
 
 
 def fetch_like_a_browser(url: str, timeout: float = 30.0) -> tuple[int, bytes, Mapping[str, str]]:
