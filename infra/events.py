@@ -25,11 +25,20 @@ class LabelingJobEvents(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: GtsegSettings) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
-        # EventBridge can only deliver to log groups named /aws/events/...
+        # /aws/events/... is EventBridge's naming convention for event log groups. The suffix is the
+        # first block of the stack's GUID: a retained group from a deleted stack never blocks a
+        # redeploy of the same stage with a name conflict.
+        stack_guid = cdk.Fn.select(2, cdk.Fn.split("/", stack.stack_id))
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=f"/aws/events/gtseg-{settings.stage}/labeling-jobs",
+            log_group_name=cdk.Fn.join(
+                "",
+                [
+                    f"/aws/events/gtseg-{settings.stage}/labeling-jobs-",
+                    cdk.Fn.select(0, cdk.Fn.split("-", stack_guid)),
+                ],
+            ),
             retention=settings.log_retention,
             removal_policy=settings.removal_policy,
         )

@@ -270,7 +270,9 @@ def test_labeling_job_state_changes_go_to_a_log_group(synthesized: Synthesized) 
         {"Arn": "arn:aws:logs:${Region}:${Account}:log-group:EventsLogGroup", "Id": "Target0"}
     ]
     log_group = props(synthesized, events.log_group)
-    assert log_group["LogGroupName"].startswith("/aws/events/")
+    stage = synthesized.stack.settings.stage
+    assert log_group["LogGroupName"].startswith(f"/aws/events/gtseg-{stage}/labeling-jobs-")
+    assert "AWS::StackId" in str(log_group["LogGroupName"])  # unique per stack instance
     (policy,) = synthesized.resources("AWS::Logs::ResourcePolicy").values()
     document = synthesized.resolve(policy["Properties"]["PolicyDocument"])
     if isinstance(document, str):  # CloudFormation wants the policy as a JSON string
