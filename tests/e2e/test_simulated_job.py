@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gtseg.cli import main
 from gtseg.commands.simulate import format_summary
 from gtseg.labels import BACKGROUND, BACKGROUND_COLOR, ClassMap
 from gtseg.local.simulated_job import SimulationError, SimulationOptions, run_simulation
@@ -183,3 +184,25 @@ def test_your_own_images_go_through_the_same_job(tmp_path):
 def test_an_images_folder_without_images_is_refused(tmp_path):
     with pytest.raises(SimulationError, match=re.escape("no .jpg, .jpeg or .png files")):
         run_simulation(SimulationOptions(images_dir=tmp_path, out_dir=tmp_path / "out"))
+
+
+def test_the_cli_runs_a_job_and_exits_0(tmp_path, capsys):
+    code = main(
+        ["simulate", "--objects", "1", "--size", "96x64", "--workers", "3", "--out", str(tmp_path), "--quiet"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Job gtseg-demo: Completed - 1 objects, 3 workers each (careful, average, average)" in out
+    assert (tmp_path / "gtseg-demo" / "manifests" / "output" / "output.manifest").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--size", "640"], "--size wants WIDTHxHEIGHT"),
+        (["--profiles", "lazy"], "unknown worker profile(s) lazy"),
+    ],
+)
+def test_the_cli_explains_bad_options_and_exits_2(tmp_path, capsys, argv, message):
+    assert main(["simulate", "--out", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err
