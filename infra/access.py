@@ -213,6 +213,14 @@ class GroundTruthAccess(Construct):
             resources=[objects(self._data), self._templates, objects(self._output, JOBS)],
             wildcard_reason=f"{OBJECT_ARNS} the data bucket, templates/ and the jobs' output (prior masks)",
         )
+        allow(
+            pre,
+            sid="TellMissingImagesApart",
+            # Without ListBucket, S3 answers 403 for a missing key; with it, 404, so a missing
+            # image is reported as missing rather than as an access problem.
+            actions=["s3:ListBucket"],
+            resources=[self._data],
+        )
         self._describe_labeling_jobs(pre)
         if not settings.prelabel_endpoint_name:
             self._grant_key(pre, KMS_READ)

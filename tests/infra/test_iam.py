@@ -99,6 +99,7 @@ def expected_pre_annotation(synth: Synthesized) -> set[Triple]:
         | allow(
             "s3:GetObject", ["DataBucket.Arn/*", "AssetsBucket.Arn/templates/*", "OutputBucket.Arn/jobs/*"]
         )
+        | allow("s3:ListBucket", "DataBucket.Arn")
         | allow("sagemaker:DescribeLabelingJob", LABELING_JOBS)
     )
     if endpoint:
