@@ -113,6 +113,7 @@ class WheelhouseLayerBundler:
             "--python-version", self.platform.python_version,
             *platform_flags,
             "--target", str(target),
+            # No .pyc: the host's Python (3.11) would write bytecode the Lambda's Python cannot use.
             "--no-compile", "--disable-pip-version-check", "--quiet",
             "-r", str(self.requirements),
         ]  # fmt: skip
