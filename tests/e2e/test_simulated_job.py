@@ -115,6 +115,7 @@ def test_summary_tells_the_user_where_results_are_and_what_next(job):
     assert "Completed" in text and "3 labeled, 0 failed" in text
     assert str(job.job_dir / "manifests" / "output" / "output.manifest") in text
     assert "gtseg report" in text and "gtseg export" in text
+    assert "Time: samples " in text and "consolidation " in text
     saved = json.loads((job.job_dir / "local-emulator" / "summary.json").read_text())
     assert (
         saved["labeled"] == 3 and saved["meanIoU"]["consolidated"] == job.to_dict()["meanIoU"]["consolidated"]

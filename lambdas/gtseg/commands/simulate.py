@@ -146,7 +146,7 @@ def format_summary(result: Any) -> str:
             lines.append(f"  ... and {len(problems) - 10} more in local-emulator/summary.json")
     sec = summary["seconds"]
     phases = (
-        "scenes",
+        "samples",
         "upload",
         "launch",
         "pre-annotation",
