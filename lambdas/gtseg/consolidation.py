@@ -371,6 +371,7 @@ def consolidate_masks(
     table = encode_tuples(masks, num_classes)
     tuples, counts = table.tuples, table.counts.astype(np.float64)
     iterations = 0
+    confidence_scale = 1.0
 
     if k_workers == 1 or method == "majority":
         included = np.ones(k_workers, dtype=bool)
@@ -381,6 +382,11 @@ def consolidate_masks(
         method = f"{method}:no-consensus-vote"
         included = np.ones(k_workers, dtype=bool)
         scores = _votes(tuples, included.astype(float), num_classes) / k_workers
+        # Agreement here is no better than chance (e.g. two spammers painting the same class):
+        # the confidence says so, so the object stands out for review.
+        pair = pairwise_kappas(tuples, counts, num_classes)
+        np.fill_diagonal(pair, 0.0)
+        confidence_scale = float(np.clip(pair.max(), 0.0, 1.0))
     elif method == "simple":
         _, included, iterations = filtered
         scores = _votes(tuples, included.astype(float), num_classes) / included.sum()
@@ -436,7 +442,7 @@ def consolidate_masks(
     class_pixels = np.bincount(pair_label, weights=pair_count, minlength=num_classes)
     if n_trusted >= 2:
         sums = np.bincount(pair_label, weights=pair_count * support, minlength=num_classes)
-        class_conf = np.where(class_pixels > 0, sums / np.maximum(class_pixels, 1), 0.0)
+        class_conf = confidence_scale * np.where(class_pixels > 0, sums / np.maximum(class_pixels, 1), 0.0)
         # Class-balanced like mean IoU: a large unanimous background must not hide a disputed
         # small object (make bench / demo: correlates better with actual IoU than a pixel mean).
         image_conf = float(class_conf[class_pixels > 0].mean())

@@ -152,6 +152,15 @@ def test_no_consensus_falls_back_to_the_plain_vote():
     result = consolidate_masks(masks, 5)
     np.testing.assert_array_equal(result.labels, majority_vote(masks, 5))
     assert "no-consensus" in result.method
+    assert result.image_confidence < 0.1  # chance-level agreement is not confidence
+
+
+def test_two_spammers_agreeing_on_one_class_get_no_confidence():
+    scene = make_scene(8, 160, 120)
+    real = paint(scene, PROFILES["careful"], np.random.default_rng(0))
+    result = consolidate_masks([real, np.full_like(real, 2), np.full_like(real, 2)], 8)
+    assert "no-consensus" in result.method
+    assert result.image_confidence == 0.0 and max(result.class_confidence) == 0.0
 
 
 @pytest.mark.parametrize(
