@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -90,3 +91,27 @@ def test_settings_reach_the_app_through_cdk_context() -> None:
     _, stack = build_app(new_app({"stage": "qa", "consolidationMemoryMb": "5120"}))
     assert stack.stack_name == "Gtseg-qa"
     assert stack.settings.consolidation_memory_mb == 5120
+
+
+@pytest.mark.slow
+def test_the_real_cdk_cli_synthesizes_offline_without_credentials(tmp_path: Path) -> None:
+    """`npx cdk synth` as `make synth` runs it: cdk.json's app command, nag on, bundling on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # toolchain P10: no STS
+    env.update(
+        PATH=f"{REPO_ROOT / 'node_modules' / '.bin'}:{REPO_ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}",
+        CDK_DISABLE_VERSION_CHECK="1",
+        CDK_DISABLE_CLI_TELEMETRY="true",
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+    )
+    result = subprocess.run(
+        ["npx", "cdk", "synth", "-q", "--output", str(tmp_path / "cdk.out")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "cdk.out" / "Gtseg-main.template.json").is_file()
+    assert "feature flags are not configured" not in result.stderr  # cdk.json sets them all
