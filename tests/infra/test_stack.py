@@ -313,3 +313,10 @@ def test_stack_name_follows_stage(case: str) -> None:
 
     synth = synthesize(case)
     assert synth.stack.stack_name == ("Gtseg-dev" if case == "dev" else "Gtseg-main")
+
+
+def test_the_cli_finds_the_launcher_through_a_real_output(default: Synthesized) -> None:
+    from gtseg.commands.launch import STACK_OUTPUT_KEY
+
+    outputs = default.resolve(default.json["Outputs"])
+    assert outputs[STACK_OUTPUT_KEY]["Value"] == "Launcher"  # the function name, what Invoke takes
