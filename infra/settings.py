@@ -35,7 +35,11 @@ WHEELHOUSE_DIR = REPO_ROOT / "build" / "wheelhouse"
 # Consolidation is the one memory/CPU-heavy function: it decodes K worker PNGs per object and runs
 # the EM on the vote counts, several objects of a batch in parallel threads. Lambda CPU scales with
 # memory (one full vCPU at 1769 MB, ~1.7 at 3008 MB), so memory buys decode/encode speed too.
-# Sized from make bench: placeholder 3008 MB / 600 s until the lead's benchmark figures are in.
+# Sized from make bench (1920x1080, K=5): peak ~15-18 bytes per pixel per worker for one object,
+# ~0.13 s per object on one core. With 2 objects in flight (CONSOLIDATION_THREADS) and ~300 MB for
+# the runtime and the payload, 3008 MB holds objects up to ~90 M pixel-workers each (12 MP x 7
+# workers); 600 s covers thousands of 2 MP objects or ~700 objects of 12 MP per batch. For images
+# near Ground Truth's 100 MP limit set CONSOLIDATION_THREADS=1 and raise the memory (10240 MB).
 CONSOLIDATION_MEMORY_MB = 3008
 CONSOLIDATION_TIMEOUT_SECONDS = 600
 
