@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from gtseg.launch import LauncherSettings
 from infra.settings import (
     LAMBDA_REQUIREMENTS,
     LAMBDAS_DIR,
@@ -169,35 +169,6 @@ def function_code() -> lambda_.Code:
     return lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=list(FUNCTION_CODE_EXCLUDES))
 
 
-@dataclass(frozen=True)
-class LauncherEnvironment:
-    """Everything the launcher needs, under the environment names of the design contract."""
-
-    ground_truth_role_arn: str
-    pre_annotation_function_arn: str
-    consolidation_function_arn: str
-    worker_template_uri: str
-    data_bucket: str
-    output_bucket: str
-    default_workteam_arn: str | None = None
-    output_kms_key_id: str | None = None
-
-    def as_env(self) -> dict[str, str]:
-        env = {
-            "GROUND_TRUTH_ROLE_ARN": self.ground_truth_role_arn,
-            "PRE_ANNOTATION_FUNCTION_ARN": self.pre_annotation_function_arn,
-            "CONSOLIDATION_FUNCTION_ARN": self.consolidation_function_arn,
-            "WORKER_TEMPLATE_URI": self.worker_template_uri,
-            "DATA_BUCKET": self.data_bucket,
-            "OUTPUT_BUCKET": self.output_bucket,
-        }
-        if self.default_workteam_arn:
-            env["DEFAULT_WORKTEAM_ARN"] = self.default_workteam_arn
-        if self.output_kms_key_id:
-            env["OUTPUT_KMS_KEY_ID"] = self.output_kms_key_id
-        return env
-
-
 class Functions(Construct):
     """Three functions sharing one code asset and one dependency layer; each has its own role and
     log group. The roles only get log access here; ``access.LambdaAccess`` adds the data rights."""
@@ -275,7 +246,7 @@ class Functions(Construct):
     def all(self) -> tuple[lambda_.Function, ...]:
         return (self.pre_annotation, self.consolidation, self.launcher)
 
-    def configure_launcher(self, environment: LauncherEnvironment) -> None:
+    def configure_launcher(self, environment: LauncherSettings) -> None:
         for name, value in environment.as_env().items():
             self.launcher.add_environment(name, value)
 

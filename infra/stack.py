@@ -5,9 +5,10 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
+from gtseg.launch import LauncherSettings
 from infra.access import GroundTruthAccess
 from infra.events import LabelingJobEvents
-from infra.functions import Functions, LauncherEnvironment
+from infra.functions import Functions
 from infra.settings import GtsegSettings, LambdaPlatform
 from infra.storage import Storage
 from infra.worker_ui import WorkerUiAssets
@@ -47,7 +48,7 @@ class GtsegStack(cdk.Stack):
         )
         key = self.storage.encryption_key
         self.functions.configure_launcher(
-            LauncherEnvironment(
+            LauncherSettings(
                 ground_truth_role_arn=self.access.ground_truth_role.role_arn,
                 pre_annotation_function_arn=self.functions.pre_annotation.function_arn,
                 consolidation_function_arn=self.functions.consolidation.function_arn,

@@ -129,6 +129,10 @@ class LauncherSettings(BaseModel):
             raise LaunchConfigError("invalid launcher settings: " + "; ".join(problems))
         return settings
 
+    def as_env(self) -> dict[str, str]:
+        """The launcher Lambda's environment for these settings (the stack sets it)."""
+        return {var: value for attr, var in ENVIRONMENT.items() if (value := getattr(self, attr)) is not None}
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherSettings:
         return cls.from_mapping(os.environ if environ is None else environ)

@@ -150,3 +150,33 @@ class S3Store:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             out.extend(f"s3://{bucket}/{obj['Key']}" for obj in page.get("Contents", []))
         return out
+
+
+class AwsClients:
+    """Clients created on first use and kept for the container's life (creating one costs ~0.2 s);
+    tests assign fakes to the attributes, ``reset()`` forgets them."""
+
+    def __init__(self, *, sagemaker_runtime_config: Config | None = None) -> None:
+        self._runtime_config = sagemaker_runtime_config or BOTO_CONFIG
+        self.reset()
+
+    def reset(self) -> None:
+        self.store: S3Store | None = None
+        self.sagemaker: Any = None
+        self.sagemaker_runtime: Any = None
+
+    def get_store(self) -> S3Store:
+        if self.store is None:
+            self.store = S3Store()
+        return self.store
+
+    def get_sagemaker(self) -> Any:
+        if self.sagemaker is None:
+            # honours AWS_ENDPOINT_URL_SAGEMAKER, so the local emulator can stand in
+            self.sagemaker = boto3.client("sagemaker", config=BOTO_CONFIG)
+        return self.sagemaker
+
+    def get_sagemaker_runtime(self) -> Any:
+        if self.sagemaker_runtime is None:
+            self.sagemaker_runtime = boto3.client("sagemaker-runtime", config=self._runtime_config)
+        return self.sagemaker_runtime

@@ -14,32 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-
 from gtseg.job_spec import SpecError
 from gtseg.launch import LaunchConfigError, LaunchConflictError, LauncherSettings, launch
 from gtseg.observability import MetricUnit, logger, metrics
-from gtseg.storage import BOTO_CONFIG, S3Store
-
-
-class AwsClients:
-    """Created on first use and kept for the container's life; tests assign fakes."""
-
-    def __init__(self) -> None:
-        self.store: S3Store | None = None
-        self.sagemaker: Any = None
-
-    def get_store(self) -> S3Store:
-        if self.store is None:
-            self.store = S3Store()
-        return self.store
-
-    def get_sagemaker(self) -> Any:
-        if self.sagemaker is None:
-            # honours AWS_ENDPOINT_URL_SAGEMAKER, so the local emulator can stand in
-            self.sagemaker = boto3.client("sagemaker", config=BOTO_CONFIG)
-        return self.sagemaker
-
+from gtseg.storage import AwsClients
 
 CLIENTS = AwsClients()
 

@@ -15,7 +15,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
@@ -42,7 +41,7 @@ from gtseg.pre_annotation import (
     skipped_task_input,
 )
 from gtseg.protocol import PreAnnotationRequest, PreAnnotationResponse
-from gtseg.storage import BOTO_CONFIG, S3Store, StorageError
+from gtseg.storage import AwsClients, StorageError
 
 # The endpoint must answer well inside the Lambda's own timeout; a slow model is skipped, not
 # waited for (no retries: a retry doubles the wait for the same likely failure).
@@ -75,34 +74,7 @@ class Settings:
         )
 
 
-class AwsClients:
-    """Created on first use and kept for the container's life; tests assign fakes."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.store: S3Store | None = None
-        self.sagemaker: Any = None
-        self.sagemaker_runtime: Any = None
-
-    def get_store(self) -> S3Store:
-        if self.store is None:
-            self.store = S3Store()
-        return self.store
-
-    def get_sagemaker(self) -> Any:
-        if self.sagemaker is None:
-            self.sagemaker = boto3.client("sagemaker", config=BOTO_CONFIG)
-        return self.sagemaker
-
-    def get_sagemaker_runtime(self) -> Any:
-        if self.sagemaker_runtime is None:
-            self.sagemaker_runtime = boto3.client("sagemaker-runtime", config=PRELABEL_CLIENT_CONFIG)
-        return self.sagemaker_runtime
-
-
-CLIENTS = AwsClients()
+CLIENTS = AwsClients(sagemaker_runtime_config=PRELABEL_CLIENT_CONFIG)
 # Label-category files for the life of the container: "job:<arn>" and "uri:<s3 uri>" keys.
 # Ground Truth calls once per object, so without this every object would describe the job again.
 LABEL_CACHE: dict[str, LabelCategoryConfig] = {}
