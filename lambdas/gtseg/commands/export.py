@@ -9,11 +9,14 @@ import argparse
 import json
 import sys
 import time
-from typing import IO
+from collections.abc import Callable
+from typing import IO, TypeVar
 
 from gtseg.export import DEFAULT_VAL_FRACTION, FORMATS, ExportError, export_dataset, load_class_map_file
 from gtseg.jobdata import JobData, JobDataError
 from gtseg.labels import LabelError
+
+T = TypeVar("T")
 
 
 class StderrProgress:
@@ -76,6 +79,20 @@ def job_data_from_args(args: argparse.Namespace) -> JobData:
     return data
 
 
+def run_with_progress(command: str, quiet: bool, work: Callable[[StderrProgress | None], T]) -> T | None:
+    """Run ``work`` with a progress bar on stderr; a job-data problem is one line on stderr and
+    ``None`` (the caller exits 2). Shared by export, report and reconsolidate."""
+    progress = None if quiet else StderrProgress(command)
+    try:
+        return work(progress)
+    except (ExportError, JobDataError) as exc:
+        print(f"gtseg {command}: {exc}", file=sys.stderr)
+        return None
+    finally:
+        if progress:
+            progress.close()
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
@@ -87,9 +104,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("manifest", metavar="OUTPUT_MANIFEST", help="output.manifest (path or s3:// URI)")
     parser.add_argument("--out", required=True, help="output folder (created if needed)")
     parser.add_argument("--format", choices=FORMATS, default="index", help="dataset layout (default: index)")
-    parser.add_argument("--label-attribute", help="the label attribute to export (default: the only one present)")
     parser.add_argument(
-        "--no-copy-images", dest="copy_images", action="store_false", help="reference images instead of copying"
+        "--label-attribute", help="the label attribute to export (default: the only one present)"
+    )
+    parser.add_argument(
+        "--no-copy-images",
+        dest="copy_images",
+        action="store_false",
+        help="reference images instead of copying",
     )
     parser.add_argument(
         "--val-fraction",
@@ -117,9 +139,10 @@ def run(args: argparse.Namespace) -> int:
         except (JobDataError, LabelError) as exc:
             print(f"gtseg export: --class-map: {exc}", file=sys.stderr)
             return 2
-    progress = None if args.quiet else StderrProgress("export")
-    try:
-        summary = export_dataset(
+    summary = run_with_progress(
+        "export",
+        args.quiet,
+        lambda progress: export_dataset(
             args.manifest,
             args.out,
             fmt=args.format,
@@ -129,13 +152,10 @@ def run(args: argparse.Namespace) -> int:
             class_map=seed,
             data=data,
             progress=progress,
-        )
-    except (ExportError, JobDataError) as exc:
-        print(f"gtseg export: {exc}", file=sys.stderr)
+        ),
+    )
+    if summary is None:
         return 2
-    finally:
-        if progress:
-            progress.close()
     for problem in summary.errors:
         print(f"error: {problem}", file=sys.stderr)
     for problem in summary.skipped:

@@ -6,10 +6,8 @@ import argparse
 import json
 import sys
 
-from gtseg.commands.export import StderrProgress, add_map_option, job_data_from_args
+from gtseg.commands.export import add_map_option, job_data_from_args, run_with_progress
 from gtseg.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS, METHODS
-from gtseg.export import ExportError
-from gtseg.jobdata import JobDataError
 from gtseg.reconsolidate import reconsolidate_job
 
 
@@ -22,9 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "masks and a comparison of old and new masks.",
     )
     parser.add_argument(
-        "job", metavar="JOB_OUTPUT_PREFIX", help="the job's output folder: s3://bucket/prefix/<job> or a local copy"
+        "job",
+        metavar="JOB_OUTPUT_PREFIX",
+        help="the job's output folder: s3://bucket/prefix/<job> or a local copy",
     )
-    parser.add_argument("--method", choices=METHODS, default="gtseg", help="consolidation method (default gtseg)")
+    parser.add_argument(
+        "--method", choices=METHODS, default="gtseg", help="consolidation method (default gtseg)"
+    )
     parser.add_argument(
         "--smoothing",
         type=int,
@@ -33,9 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default {DEFAULT_NEIGHBOURHOOD_RADIUS}, as the consolidation Lambda)",
     )
     parser.add_argument("--label-attribute", help="the label attribute (default: the only one present)")
-    parser.add_argument("--manifest", help="the old output manifest (default <job>/manifests/output/output.manifest)")
-    parser.add_argument("--run-name", help="name of the new manifest/mask folder (default reconsolidated-<method>)")
-    parser.add_argument("--element-name", help="the crowd element's name in the worker answers (default: found)")
+    parser.add_argument(
+        "--manifest", help="the old output manifest (default <job>/manifests/output/output.manifest)"
+    )
+    parser.add_argument(
+        "--run-name", help="name of the new manifest/mask folder (default reconsolidated-<method>)"
+    )
+    parser.add_argument(
+        "--element-name", help="the crowd element's name in the worker answers (default: found)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_map_option(parser)
     parser.set_defaults(func=run)
@@ -46,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
         print("gtseg reconsolidate: --smoothing must be >= 0", file=sys.stderr)
         return 2
     data = job_data_from_args(args)
-    progress = None if args.quiet else StderrProgress("reconsolidate")
-    try:
-        summary = reconsolidate_job(
+    summary = run_with_progress(
+        "reconsolidate",
+        args.quiet,
+        lambda progress: reconsolidate_job(
             args.job,
             method=args.method,
             smoothing=args.smoothing,
@@ -58,13 +67,10 @@ def run(args: argparse.Namespace) -> int:
             element_name=args.element_name,
             data=data,
             progress=progress,
-        )
-    except (ExportError, JobDataError) as exc:
-        print(f"gtseg reconsolidate: {exc}", file=sys.stderr)
+        ),
+    )
+    if summary is None:
         return 2
-    finally:
-        if progress:
-            progress.close()
     for problem in summary.errors:
         print(f"error: {problem}", file=sys.stderr)
     for problem in summary.kept:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gtseg.commands.export import StderrProgress, add_map_option, job_data_from_args
-from gtseg.export import ExportError
-from gtseg.jobdata import JobDataError
+from gtseg.commands.export import add_map_option, job_data_from_args, run_with_progress
 from gtseg.report import DEFAULT_LOWEST, DEFAULT_MAX_SIDE, build_report, summary_json
 
 
@@ -29,10 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "manifest location or the mask URIs)",
     )
     parser.add_argument(
-        "--lowest", type=int, default=DEFAULT_LOWEST, help=f"how many lowest-agreement objects to list ({DEFAULT_LOWEST})"
+        "--lowest",
+        type=int,
+        default=DEFAULT_LOWEST,
+        help=f"how many lowest-agreement objects to list ({DEFAULT_LOWEST})",
     )
     parser.add_argument(
-        "--max-side", type=int, default=DEFAULT_MAX_SIDE, help=f"report image size, long side ({DEFAULT_MAX_SIDE})"
+        "--max-side",
+        type=int,
+        default=DEFAULT_MAX_SIDE,
+        help=f"report image size, long side ({DEFAULT_MAX_SIDE})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_map_option(parser)
@@ -41,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data = job_data_from_args(args)
-    progress = None if args.quiet else StderrProgress("report")
-    try:
-        summary = build_report(
+    summary = run_with_progress(
+        "report",
+        args.quiet,
+        lambda progress: build_report(
             args.manifest,
             args.out,
             label_attribute=args.label_attribute,
@@ -52,13 +57,10 @@ def run(args: argparse.Namespace) -> int:
             max_side=args.max_side,
             data=data,
             progress=progress,
-        )
-    except (ExportError, JobDataError) as exc:
-        print(f"gtseg report: {exc}", file=sys.stderr)
+        ),
+    )
+    if summary is None:
         return 2
-    finally:
-        if progress:
-            progress.close()
     for problem in summary.errors:
         print(f"error: {problem}", file=sys.stderr)
     print(summary_json(summary))
