@@ -11,7 +11,7 @@ import hashlib
 import json
 import posixpath
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -199,7 +199,13 @@ class BatchConsolidator:
         return ClassMap.from_labels(labels)
 
     # ----------------------------------------------------------------------------- per object
-    def consolidate_item(self, parsed: ParsedItem, class_map: ClassMap, creation_date: str) -> ObjectOutcome:
+    def consolidate_item(
+        self,
+        parsed: ParsedItem,
+        class_map: ClassMap,
+        creation_date: str,
+        trusted_prior: Mapping[str, float] | None = None,
+    ) -> ObjectOutcome:
         lan = self.request.label_attribute_name
         job = self.request.job_name
         object_id = parsed.raw_id or "?"
@@ -217,7 +223,11 @@ class BatchConsolidator:
             for wid, a in parsed.answers
         ]
         outcome = consolidate_worker_answers(
-            answers, class_map, method=self.settings.method, smoothing=self.settings.smoothing
+            answers,
+            class_map,
+            method=self.settings.method,
+            smoothing=self.settings.smoothing,
+            trusted_prior=trusted_prior,
         )
         rejected = [*parsed.rejected, *outcome.rejected]
         base = join_uri(self.prefix, _safe_key(object_id))
@@ -266,9 +276,15 @@ class BatchConsolidator:
             object_id, segmentation_content(lan, mask_uri, metadata), outcome, None, mask_uri
         )
 
-    def _safe_consolidate(self, parsed: ParsedItem, class_map: ClassMap, creation_date: str) -> ObjectOutcome:
+    def _safe_consolidate(
+        self,
+        parsed: ParsedItem,
+        class_map: ClassMap,
+        creation_date: str,
+        trusted_prior: Mapping[str, float] | None = None,
+    ) -> ObjectOutcome:
         try:
-            return self.consolidate_item(parsed, class_map, creation_date)
+            return self.consolidate_item(parsed, class_map, creation_date, trusted_prior)
         except Exception as exc:
             reason = f"internal error: {_short(exc)}"
             self.log("exception", "object failed", dataset_object_id=parsed.raw_id, error=reason)
@@ -289,6 +305,18 @@ class BatchConsolidator:
                 outcomes = list(
                     pool.map(lambda p: self._safe_consolidate(p, class_map, creation_date), parsed)
                 )
+        # Objects with no consensus of their own get a second pass that trusts the workers who
+        # agreed with their crowds on the batch's other objects (written over the first pass;
+        # the batch fixes both passes, so a retry still writes the same bytes).
+        prior = batch_worker_quality(outcomes)
+        for i, outcome in enumerate(outcomes):
+            result = outcome.consolidation.result if outcome.consolidation else None
+            if (
+                result
+                and "no-consensus" in result.method
+                and any(w.worker_id in prior for w in result.workers)
+            ):
+                outcomes[i] = self._safe_consolidate(parsed[i], class_map, creation_date, prior)
         response = []
         for p, outcome in zip(parsed, outcomes, strict=True):
             result = outcome.consolidation.result if outcome.consolidation else None
@@ -309,6 +337,18 @@ class BatchConsolidator:
                 continue
             response.append(consolidation_entry(p.raw_id, outcome.content))
         return response, outcomes
+
+
+def batch_worker_quality(outcomes: Sequence[ObjectOutcome]) -> dict[str, float]:
+    """Each worker's mean quality over the batch's objects that had a consensus of their own."""
+    scores: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        result = outcome.consolidation.result if outcome.consolidation else None
+        if result is None or "no-consensus" in result.method or len(result.workers) < 2:
+            continue
+        for worker in result.workers:
+            scores.setdefault(worker.worker_id, []).append(worker.quality)
+    return {worker: sum(values) / len(values) for worker, values in scores.items()}
 
 
 def _worker_entry(worker: Any, outcome: ObjectConsolidation) -> dict[str, Any]:

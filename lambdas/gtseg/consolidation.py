@@ -52,6 +52,9 @@ SHRINKAGE_FRACTION = 0.01
 EM_MAX_ITERATIONS = 25
 # At or below this many trusted workers EM may not overrule a strict majority of them.
 MAX_WORKERS_FOR_MAJORITY_GUARD = 3
+# Batch prior: a worker whose mean quality on the batch's other objects reaches this is trusted
+# on an object that has no consensus of its own.
+PRIOR_TRUST_MIN = 0.5
 # Box radius for contested pixels (make bench: r=2 is best on simulated crowds).
 DEFAULT_NEIGHBOURHOOD_RADIUS = 2
 EM_TOLERANCE = 1e-4
@@ -325,6 +328,13 @@ def _resolve_contested(
     return out.reshape(shape)
 
 
+def _prior_trusted(ids: Sequence[str], prior: Mapping[str, float] | None) -> np.ndarray | None:
+    if not prior:
+        return None
+    trusted = np.array([prior.get(worker_id, 0.0) >= PRIOR_TRUST_MIN for worker_id in ids])
+    return trusted if trusted.any() else None
+
+
 def majority_vote(masks: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
     """Plain per-pixel majority vote (ties to the lowest class index): the baseline."""
     _check_masks(masks, num_classes)
@@ -353,8 +363,13 @@ def consolidate_masks(
     method: str = "gtseg",
     smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS,
     worker_ids: Sequence[str] | None = None,
+    trusted_prior: Mapping[str, float] | None = None,
 ) -> ConsolidationResult:
-    """Merge K workers' masks of one object into one mask with confidence and worker scores."""
+    """Merge K workers' masks of one object into one mask with confidence and worker scores.
+
+    ``trusted_prior`` (worker id -> quality on other objects of the same batch) is used only when
+    this object alone has no consensus: workers at or above ``PRIOR_TRUST_MIN`` are trusted.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     _check_masks(masks, num_classes)
@@ -376,7 +391,20 @@ def consolidate_masks(
     if k_workers == 1 or method == "majority":
         included = np.ones(k_workers, dtype=bool)
         scores = _votes(tuples, np.ones(k_workers), num_classes) / k_workers
-    elif method in ("simple", "gtseg") and (filtered := _simple_filter(tuples, counts, num_classes)) is None:
+    elif (
+        method in ("simple", "gtseg")
+        and (filtered := _simple_filter(tuples, counts, num_classes)) is None
+        and (prior_trusted := _prior_trusted(ids, trusted_prior)) is not None
+    ):
+        # No consensus inside this object, but the same workers were scored on other objects of
+        # the batch: trust the ones who agreed with their crowds there.
+        method = f"{method}:batch-prior"
+        included = prior_trusted
+        trusted_votes = _votes(tuples, included.astype(float), num_classes)
+        ordered = np.sort(trusted_votes, axis=1)
+        contested = ordered[:, -1] <= ordered[:, -2]
+        scores = trusted_votes / included.sum()
+    elif method in ("simple", "gtseg") and filtered is None:
         # No two workers agree beyond chance: nothing to estimate reliability from, so the plain
         # vote (the floor) is the honest answer.
         method = f"{method}:no-consensus-vote"
@@ -416,7 +444,11 @@ def consolidate_masks(
 
     decision_per_tuple = _argmax_lowest(scores).astype(np.uint8)
     relabelled = None
-    if method == "gtseg" and k_workers > 1 and included.sum() <= MAX_WORKERS_FOR_MAJORITY_GUARD:
+    if (
+        method in ("gtseg", "gtseg:batch-prior")
+        and k_workers > 1
+        and included.sum() <= MAX_WORKERS_FOR_MAJORITY_GUARD
+    ):
         share = trusted_votes / max(included.sum(), 1)
         relabelled = _resolve_contested(decision_per_tuple, contested, share, table, shape, int(smoothing))
     if relabelled is not None:
@@ -517,6 +549,7 @@ def consolidate_worker_answers(
     *,
     method: str = "gtseg",
     smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS,
+    trusted_prior: Mapping[str, float] | None = None,
 ) -> ObjectConsolidation:
     """Decode each worker's PNG and consolidate; a bad annotation is rejected with a reason,
     never failing the object. No usable annotation -> ``result=None`` and a ``failure_reason``."""
@@ -565,5 +598,6 @@ def consolidate_worker_answers(
         method=method,
         smoothing=smoothing,
         worker_ids=[wid for wid, _ in decoded],
+        trusted_prior=trusted_prior,
     )
     return ObjectConsolidation(result, tuple(rejected), stats, None)

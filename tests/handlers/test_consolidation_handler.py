@@ -343,3 +343,40 @@ def test_every_object_is_logged_with_its_id(s3, caplog):
     per_object = [r for r in caplog.records if r.getMessage() == "object consolidated"]
     assert [r.dataset_object_id for r in per_object] == ["42"]
     assert per_object[0].method == "gtseg" and 0 < per_object[0].confidence <= 1
+
+
+def test_workers_trusted_on_other_objects_of_the_batch_decide_an_object_without_consensus(s3):
+    items = []
+    for i in range(4):
+        scene = make_scene(40 + i, 160, 120)
+        masks = SimulatedCrowd(["careful", "average", "blobs"], seed=i).paint(scene)
+        ids = ["good-1", "good-2", "blob-painter"]
+        items.append(
+            {
+                "datasetObjectId": str(i),
+                "annotations": [
+                    annotation(w, worker_answer(m, scene.class_map)) for w, m in zip(ids, masks, strict=True)
+                ],
+            }
+        )
+    scene = make_scene(50, 160, 120)
+    masks = SimulatedCrowd(["careful", "blobs", "spammer"], seed=9).paint(scene)
+    ids = ["good-1", "blob-painter", "spammer"]
+    items.append(
+        {
+            "datasetObjectId": "4",
+            "annotations": [
+                annotation(w, worker_answer(m, scene.class_map)) for w, m in zip(ids, masks, strict=True)
+            ],
+        }
+    )
+    put_json(s3, PAYLOAD_URI, items)
+    response = handler_module.handler(event(), None)
+    uri = response[4]["consolidatedAnnotation"]["content"][LAN]
+    sidecar = json.loads(get_bytes(s3, uri[:-4] + ".json"))
+    assert sidecar["method"] == "gtseg:batch-prior"
+    assert [w["workerId"] for w in sidecar["workers"] if not w["excluded"]] == ["good-1"]
+    np.testing.assert_array_equal(read_class_mask(get_bytes(s3, uri), scene.class_map), masks[0])
+    # and the retry writes the same bytes
+    png = get_bytes(s3, uri)
+    assert handler_module.handler(event(), None) == response and get_bytes(s3, uri) == png

@@ -206,3 +206,21 @@ def test_worker_answers_with_nothing_usable_report_a_failure():
     assert none.result is None and "no worker annotated" in none.failure_reason
     bad = consolidate_worker_answers([WorkerAnswer("x", "!!!", {}, None)], cmap)
     assert bad.result is None and "x:" in bad.failure_reason
+
+
+def test_batch_prior_decides_an_object_without_consensus_of_its_own():
+    scene = make_scene(9, 160, 120)
+    rng = np.random.default_rng(3)
+    good = paint(scene, PROFILES["average"], rng)
+    blobs = paint(scene, PROFILES["blobs"], rng)
+    spam = np.full_like(good, 5)
+    masks, ids = [good, blobs, spam], ["good", "blobs", "spam"]
+    alone = consolidate_masks(masks, 8, worker_ids=ids)
+    assert "no-consensus" in alone.method
+    helped = consolidate_masks(masks, 8, worker_ids=ids, trusted_prior={"good": 0.9, "blobs": 0.05})
+    assert helped.method == "gtseg:batch-prior"
+    np.testing.assert_array_equal(helped.labels, good)
+    assert [w.excluded for w in helped.workers] == [False, True, True]
+    # a prior that trusts nobody here changes nothing
+    unhelped = consolidate_masks(masks, 8, worker_ids=ids, trusted_prior={"blobs": 0.1, "other": 0.9})
+    np.testing.assert_array_equal(unhelped.labels, alone.labels)
