@@ -7,10 +7,13 @@ How it works (design.md, "Consolidation"):
    (progressively, one worker at a time, with ``bincount`` -- no sorting), the models iterate on
    the tuple table weighted by tuple counts, and the decision is mapped back with one lookup.
 2. **Majority vote** is the floor and the starting point.
-3. **Robust worker filtering** in the spirit of SIMPLE (Langerak et al. 2010): each worker is
-   scored by Cohen's kappa against the current consensus; workers far below the best are dropped
-   and the consensus is recomputed. Kappa is chance-corrected, so a spammer who paints one class
-   everywhere scores exactly 0 whatever the consensus is, and a random-blob worker scores near 0.
+3. **Robust worker filtering** in the spirit of SIMPLE (Langerak et al. 2010): a mask of one
+   class everywhere carries no information; the first consensus comes from workers who agree
+   with at least one other worker beyond chance (pairwise Cohen's kappa), because when bad
+   workers are the majority the raw vote already favours them; then each worker is scored by
+   kappa against the consensus, workers far below the best are dropped and the consensus is
+   recomputed. Kappa is chance-corrected, so a spammer scores 0 whatever the consensus is and a
+   random-blob worker near 0. No pair above chance: the plain vote, with confidence near 0.
 4. **Dawid-Skene EM** over the remaining workers (per-worker confusion matrices, class prior),
    initialised from the filtered vote. To keep it from inventing classes from a few object-level
    mistakes, each confusion row is shrunk toward that worker's one-coin model (overall accuracy,
@@ -21,6 +24,8 @@ How it works (design.md, "Consolidation"):
    strict majority (two workers tracing one boundary a few pixels apart) take the class with the
    larger trusted vote share in a (2r+1)^2 box around them (``smoothing`` = r, default 2), so the
    two outlines meet in the middle. Remaining ties go to the lowest class index.
+6. **Batch prior** (``trusted_prior``): an object with no consensus of its own may trust the
+   workers who agreed with their crowds on the other objects of the same batch.
 
 Confidence is the fraction of trusted workers that agree with the consolidated label, averaged
 over each class's pixels; the image confidence is the mean over the classes present (class-
@@ -464,7 +469,9 @@ def consolidate_masks(
         pair_label = decision_per_tuple.astype(np.intp)
         pair_count = counts
     else:
-        joint = np.bincount(table.codes * num_classes + labels.ravel(), minlength=table.space * num_classes)
+        # int64: the codes may be uint16, and code * C would wrap around
+        joint_codes = table.codes.astype(np.int64) * num_classes + labels.ravel()
+        joint = np.bincount(joint_codes, minlength=table.space * num_classes)
         flat_pairs = np.flatnonzero(joint)
         code_of_pair, pair_label = np.divmod(flat_pairs, num_classes)
         pair_tuple = np.searchsorted(table.present, code_of_pair)

@@ -224,3 +224,22 @@ def test_batch_prior_decides_an_object_without_consensus_of_its_own():
     # a prior that trusts nobody here changes nothing
     unhelped = consolidate_masks(masks, 8, worker_ids=ids, trusted_prior={"blobs": 0.1, "other": 0.9})
     np.testing.assert_array_equal(unhelped.labels, alone.labels)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_confidence_after_neighbourhood_relabelling_matches_a_per_pixel_count(k):
+    # Five workers and eight classes make the tuple codes large (8**5); two spammers leave
+    # k <= 3 trusted workers, so contested pixels are relabelled from their neighbourhood. The
+    # per-pixel definition of confidence (share of trusted workers agreeing) must still hold.
+    rng = np.random.default_rng(11)
+    scene = make_scene(12, 200, 150)
+    masks = [paint(scene, PROFILES["average"], rng) for _ in range(k)]
+    masks += [np.full_like(masks[0], 7 - i) for i in range(5 - k)]
+    result = consolidate_masks(masks, 8, smoothing=2)
+    assert sum(not w.excluded for w in result.workers) == k
+    trusted = [m for m, w in zip(masks, result.workers, strict=True) if not w.excluded]
+    agree = np.mean([m == result.labels for m in trusted], axis=0)
+    for c in range(8):
+        where = result.labels == c
+        expected = float(agree[where].mean()) if where.any() else 0.0
+        assert result.class_confidence[c] == pytest.approx(expected, abs=1e-3)
