@@ -296,7 +296,29 @@ class BatchConsolidator:
     def run(self) -> tuple[list[dict[str, Any]], list[ObjectOutcome]]:
         items, creation_date = self.load_payload()
         parsed = [self.parse_item(raw) for raw in items]
-        class_map = self.class_map(parsed)
+        try:
+            class_map = self.class_map(parsed)
+        except (ProtocolError, LabelError) as exc:
+            # Without a class map no object can be consolidated: each gets the reason, the
+            # batch still answers for every object.
+            reason = f"no usable label list: {exc}"
+            self.log("error", "batch cannot be consolidated", error=reason)
+            lan, job = self.request.label_attribute_name, self.request.job_name
+            failed = [
+                ObjectOutcome(
+                    p.raw_id or "?",
+                    failure_content(lan, job_name=job, reason=reason, creation_date=creation_date),
+                    None,
+                    reason,
+                    None,
+                )
+                for p in parsed
+            ]
+            return [
+                consolidation_entry(p.raw_id, o.content)
+                for p, o in zip(parsed, failed, strict=True)
+                if p.raw_id
+            ], failed
         threads = max(1, min(self.settings.threads, len(parsed) or 1))
         if threads == 1:
             outcomes = [self._safe_consolidate(p, class_map, creation_date) for p in parsed]

@@ -380,3 +380,19 @@ def test_workers_trusted_on_other_objects_of_the_batch_decide_an_object_without_
     # and the retry writes the same bytes
     png = get_bytes(s3, uri)
     assert handler_module.handler(event(), None) == response and get_bytes(s3, uri) == png
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [(None, "no usable label list"), (["road", "road"], "duplicate label"), (["BACKGROUND"], "reserved")],
+)
+def test_a_batch_without_a_usable_label_list_answers_every_object_with_the_reason(s3, labels, why):
+    items = [
+        {"datasetObjectId": "0", "annotations": []},
+        {"datasetObjectId": "1", "annotations": [{"workerId": "w", "annotationData": {"content": "{}"}}]},
+    ]
+    put_json(s3, PAYLOAD_URI, items)
+    response = handler_module.handler(event(labels=labels), None)
+    assert [r["datasetObjectId"] for r in response] == ["0", "1"]
+    for entry in response:
+        assert why in entry["consolidatedAnnotation"]["content"][f"{LAN}-metadata"]["failure-reason"]
