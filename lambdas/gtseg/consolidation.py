@@ -27,10 +27,10 @@ How it works (design.md, "Consolidation"):
 6. **Batch prior** (``trusted_prior``): an object with no consensus of its own may trust the
    workers who agreed with their crowds on the other objects of the same batch.
 
-Confidence is the fraction of trusted workers that agree with the consolidated label, averaged
-over each class's pixels; the image confidence is the mean over the classes present (class-
-balanced, like mean IoU); 0.0 when fewer than two trusted workers remain (as Ground Truth
-reports 0.00 for a single worker).
+Confidence per class is the mean IoU between each trusted worker's extent of the class and the
+consolidated extent (a class workers painted but the result lost scores 0); the image confidence
+is the mean over those classes, like a mean IoU; 0.0 when fewer than two trusted workers remain
+(as Ground Truth reports 0.00 for a single worker).
 """
 
 from __future__ import annotations
@@ -476,15 +476,28 @@ def consolidate_masks(
         code_of_pair, pair_label = np.divmod(flat_pairs, num_classes)
         pair_tuple = np.searchsorted(table.present, code_of_pair)
         pair_count = joint[flat_pairs].astype(np.float64)
-    support = (tuples[pair_tuple][:, included] == pair_label[:, None]).sum(axis=1) / max(n_trusted, 1)
     n_pixels = float(pair_count.sum())
     class_pixels = np.bincount(pair_label, weights=pair_count, minlength=num_classes)
     if n_trusted >= 2:
-        sums = np.bincount(pair_label, weights=pair_count * support, minlength=num_classes)
-        class_conf = confidence_scale * np.where(class_pixels > 0, sums / np.maximum(class_pixels, 1), 0.0)
-        # Class-balanced like mean IoU: a large unanimous background must not hide a disputed
-        # small object (make bench / demo: correlates better with actual IoU than a pixel mean).
-        image_conf = float(class_conf[class_pixels > 0].mean())
+        # Per class: mean IoU of each trusted worker's extent of the class with the consolidated
+        # extent. A class the workers painted but the result lost scores 0 rather than vanishing,
+        # so the image value (mean over classes) tracks the mean IoU a reviewer would measure
+        # (make bench: r = 0.58 with actual IoU over random crowds, 0.19 for a pixel-agreement mean).
+        iou_sum = np.zeros(num_classes)
+        iou_n = np.zeros(num_classes)
+        for k in np.flatnonzero(included):
+            worker_labels = tuples[pair_tuple, k]
+            inter = np.bincount(
+                pair_label, weights=pair_count * (worker_labels == pair_label), minlength=num_classes
+            )
+            area = np.bincount(tuples[:, k], weights=counts, minlength=num_classes)
+            union = area + class_pixels - inter
+            seen = union > 0
+            iou_sum[seen] += inter[seen] / union[seen]
+            iou_n[seen] += 1
+        painted = iou_n > 0
+        class_conf = confidence_scale * np.where(painted, iou_sum / np.maximum(iou_n, 1), 0.0)
+        image_conf = float(class_conf[painted].mean()) if painted.any() else 0.0
     else:
         class_conf = np.zeros(num_classes)
         image_conf = 0.0

@@ -238,8 +238,14 @@ def test_confidence_after_neighbourhood_relabelling_matches_a_per_pixel_count(k)
     result = consolidate_masks(masks, 8, smoothing=2)
     assert sum(not w.excluded for w in result.workers) == k
     trusted = [m for m, w in zip(masks, result.workers, strict=True) if not w.excluded]
-    agree = np.mean([m == result.labels for m in trusted], axis=0)
     for c in range(8):
-        where = result.labels == c
-        expected = float(agree[where].mean()) if where.any() else 0.0
+        ious = [
+            ((m == c) & (result.labels == c)).sum() / ((m == c) | (result.labels == c)).sum()
+            for m in trusted
+            if ((m == c) | (result.labels == c)).any()
+        ]
+        expected = float(np.mean(ious)) if ious else 0.0
         assert result.class_confidence[c] == pytest.approx(expected, abs=1e-3)
+    assert result.image_confidence == pytest.approx(
+        np.mean([v for v in result.class_confidence if v > 0]), abs=1e-3
+    )
