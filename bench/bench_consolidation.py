@@ -80,6 +80,7 @@ def accuracy(scenes: int, size: tuple[int, int]) -> tuple[list[dict], bool, bool
     )
     print(header)
     never_below, beats_with_bad = True, True
+    calibration: list[tuple[float, float]] = []
     for k, bad, kinds in configs:
         profiles = crowd(k, bad, kinds)
         scores = {m: [] for m in METHODS}
@@ -88,7 +89,10 @@ def accuracy(scenes: int, size: tuple[int, int]) -> tuple[list[dict], bool, bool
             masks = SimulatedCrowd(profiles, seed=seed).paint(scene)
             for method, smoothing in METHODS:
                 result = consolidate_masks(masks, len(scene.class_map), method=method, smoothing=smoothing)
-                scores[(method, smoothing)].append(mean_iou(result.labels, scene.truth, len(scene.class_map)))
+                iou = mean_iou(result.labels, scene.truth, len(scene.class_map))
+                scores[(method, smoothing)].append(iou)
+                if (method, smoothing) == GTSEG and result.image_confidence > 0:
+                    calibration.append((result.image_confidence, iou))
         means = {m: float(np.mean(v)) for m, v in scores.items()}
         delta = means[GTSEG] - means[("majority", 0)]
         label = f"K={k} bad={bad} ({' '.join(SHORT[p] for p in profiles)})"
@@ -100,6 +104,11 @@ def accuracy(scenes: int, size: tuple[int, int]) -> tuple[list[dict], bool, bool
         rows.append(
             {"k": k, "bad": bad, "profiles": profiles, **{f"{m}+s{s}": v for (m, s), v in means.items()}}
         )
+    conf, iou = np.array(calibration).T
+    print(
+        f"confidence vs actual IoU (gtseg, {len(calibration)} objects with confidence > 0): "
+        f"Pearson r = {np.corrcoef(conf, iou)[0, 1]:.2f}"
+    )
     return rows, never_below, beats_with_bad
 
 
