@@ -355,6 +355,32 @@ def test_environment_labels_when_the_job_cannot_be_described(
     assert any(line["message"] == "cannot describe the labeling job" for line in logs)
 
 
+@pytest.mark.parametrize(
+    ("code", "status"), [("ThrottlingException", 400), ("InternalFailure", 500), ("ServiceUnavailable", 503)]
+)
+def test_a_throttled_describe_skips_the_object_instead_of_using_the_default_labels(
+    store: RecordingStore,
+    sagemaker: Stubber,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    code: str,
+    status: int,
+) -> None:
+    # The stack always sets LABEL_CATEGORY_CONFIG_URI (the default street-scene file); a job whose
+    # own file was merely unreachable must not be shown that list.
+    monkeypatch.setenv("LABEL_CATEGORY_CONFIG_URI", put_labels(store.client, "config/env.json", ["sky"]))
+    sagemaker.add_client_error("describe_labeling_job", service_error_code=code, http_status_code=status)
+    labels_uri = put_labels(store.client, "config/labels.json", ["road", "car"])
+    sagemaker.add_response("describe_labeling_job", describe_response(labels_uri))
+    uri = put(store.client, "img/1.jpg", encoded(16, 16))
+    reason = skipped_reason(invoke(event({"source-ref": uri})))
+    assert "cannot describe the labeling job" in reason and code in reason
+    assert emitted_metrics(capsys.readouterr().out) == ["SkippedNoLabels"]
+    # not remembered: the next object describes the job again and gets the job's labels
+    assert invoke(event({"source-ref": uri}))["taskInput"]["labels"] == ["road", "car"]
+    sagemaker.assert_no_pending_responses()
+
+
 def test_environment_labels_when_the_job_has_no_label_file(
     store: RecordingStore, sagemaker: Stubber, monkeypatch: pytest.MonkeyPatch, logs: LogLines
 ) -> None:

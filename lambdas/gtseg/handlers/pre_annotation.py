@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import ValidationError
 
 from gtseg.images import ImageHeaderError, ImageInfo, UnsupportedImageError, probe_image
@@ -49,6 +50,28 @@ PRELABEL_CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"to
 PRELABEL_ACCEPT = "image/png, application/json"
 
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+# What botocore's standard retry mode retries (throttling and transient errors), seen here once its
+# retries ran out; plus HTTP 429 and 5xx (see _is_transient).
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -215,8 +238,15 @@ def _job_label_config(job_arn: str | None) -> LabelCategoryConfig | None:
         return cached
     try:
         described = CLIENTS.get_sagemaker().describe_labeling_job(LabelingJobName=job_name_from_arn(job_arn))
-    except Exception as exc:  # permissions, throttling, an emulator without the API: try the next source
-        logger.warning("cannot describe the labeling job", extra={"reason": f"{type(exc).__name__}: {exc}"})
+    except Exception as exc:  # permissions, an emulator without the API: try the next source
+        reason = f"{type(exc).__name__}: {exc}"
+        if _is_transient(exc):
+            # The job has its own labels; they just could not be read this time. The next source
+            # (the stack's default LABEL_CATEGORY_CONFIG_URI) would show workers another list than
+            # the one consolidation maps classes by, so this object is skipped instead (not cached:
+            # the next object describes the job again).
+            raise LabelError(f"cannot describe the labeling job right now ({reason})") from None
+        logger.warning("cannot describe the labeling job", extra={"reason": reason})
         return None
     uri = described.get("LabelCategoryConfigS3Uri")
     if not isinstance(uri, str) or not uri:
@@ -225,6 +255,17 @@ def _job_label_config(job_arn: str | None) -> LabelCategoryConfig | None:
     config = _read_label_config(uri)
     LABEL_CACHE[f"job:{job_arn}"] = config
     return config
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Throttling, a server error or a network failure: the job exists, its description did not arrive."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return str(error.get("Code")) in _TRANSIENT_CODES or (
+            isinstance(status, int) and (status == 429 or status >= 500)
+        )
+    return isinstance(exc, BotoConnectionError | HTTPClientError)
 
 
 def _env_label_config(uri: str | None) -> LabelCategoryConfig | None:
