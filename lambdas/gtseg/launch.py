@@ -42,6 +42,7 @@ from gtseg.manifest import (
     parse_manifest,
     segmentation_attributes,
 )
+from gtseg.pre_annotation import labels_from_manifest_line
 from gtseg.storage import S3Store, StorageError, join_uri, parse_s3_uri
 
 SPEC_HASH_TAG = "gtseg:spec-sha256"
@@ -357,7 +358,9 @@ def _is_image(uri: str) -> bool:
     return uri.lower().endswith(limits.IMAGE_EXTENSIONS)
 
 
-def _line_problem(line: Mapping[str, Any], *, label_attribute_name: str) -> str | None:
+def _line_problem(
+    line: Mapping[str, Any], *, label_attribute_name: str, labels: set[str] | None = None
+) -> str | None:
     source = line.get("source-ref")
     if not isinstance(source, str):
         return "has no 'source-ref' string"
@@ -371,6 +374,16 @@ def _line_problem(line: Mapping[str, Any], *, label_attribute_name: str) -> str 
         return f"already has this job's label attribute {label_attribute_name!r}"
     if len(dump_manifest_line(line).encode("utf-8")) > limits.MAX_MANIFEST_LINE_BYTES:
         return f"is over Ground Truth's {limits.MAX_MANIFEST_LINE_BYTES // 1024} KB manifest-line limit"
+    if labels is not None:
+        # The pre-annotation Lambda shows workers a line's own 'labels' instead of the job's, but
+        # consolidation maps colours to classes by the job's labels: any other label would be lost.
+        try:
+            line_labels = labels_from_manifest_line(line)
+        except LabelError as exc:
+            return f"has an invalid 'labels' key: {exc}"
+        unknown = sorted(set(line_labels or ()) - labels)
+        if unknown:
+            return f"has 'labels' that are not this job's labels: {', '.join(unknown)}"
     return None
 
 
@@ -510,7 +523,7 @@ def prepare_inputs(spec: JobSpec, store: S3Store, sagemaker: SageMakerClient) ->
             if isinstance(row, ManifestError):
                 skipped.append(str(row))
                 continue
-            problem = _line_problem(row.data, label_attribute_name=lan) or _prior_line_problem(
+            problem = _line_problem(row.data, label_attribute_name=lan, labels=labels) or _prior_line_problem(
                 row.data, prior_attr, labels
             )
             if problem:
@@ -522,6 +535,7 @@ def prepare_inputs(spec: JobSpec, store: S3Store, sagemaker: SageMakerClient) ->
     else:
         assert spec.images is not None
         label_config = _label_config(spec, store, None)
+        labels = set(label_config.labels)
         if spec.images.prefix is not None:
             lines = _images_from_prefix(store, spec.images.prefix)
             source_field = "images.prefix"
@@ -530,7 +544,7 @@ def prepare_inputs(spec: JobSpec, store: S3Store, sagemaker: SageMakerClient) ->
             for row in _read_manifest(store, spec.images.manifest_uri, "images.manifestUri"):
                 if isinstance(row, ManifestError):
                     skipped.append(str(row))
-                elif problem := _line_problem(row.data, label_attribute_name=lan):
+                elif problem := _line_problem(row.data, label_attribute_name=lan, labels=labels):
                     skipped.append(f"line {row.number}: {problem}")
                 else:
                     lines.append(row.data)

@@ -251,6 +251,30 @@ def test_manifest_input_keeps_good_lines_and_reports_each_bad_one(aws):
     assert len(sagemaker.created) == 1
 
 
+def test_manifest_lines_whose_own_labels_the_job_does_not_have_are_skipped(aws):
+    # The pre-annotation Lambda shows workers a line's own 'labels' first; consolidation maps
+    # classes by the job's labels, so a label outside them would be painted and then lost.
+    s3, sagemaker = aws
+    manifest = "\n".join(
+        [
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/a.jpg", "labels": ["car", "road"]}),
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/b.jpg", "labels": [{"label": "lane"}, "car"]}),
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/c.jpg", "labels": ["road", "road"]}),
+            json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/d.jpg"}),
+        ]
+    )
+    put(s3, f"s3://{IMAGES_BUCKET}/in.manifest", manifest)
+
+    result = handler_module.handler(spec(images={"manifestUri": f"s3://{IMAGES_BUCKET}/in.manifest"}), None)
+
+    refs = [json.loads(line)["source-ref"] for line in read(s3, result["manifestUri"]).splitlines()]
+    assert refs == [f"s3://{IMAGES_BUCKET}/a.jpg", f"s3://{IMAGES_BUCKET}/d.jpg"]
+    reasons = "\n".join(result["skipped"])
+    assert "line 2: has 'labels' that are not this job's labels: lane" in reasons
+    assert "line 3: has an invalid 'labels' key" in reasons and "duplicate" in reasons
+    assert result["skippedCount"] == 2
+
+
 def test_unreadable_manifest_names_the_field(aws):
     with pytest.raises(SpecError, match=r"images\.manifestUri: cannot read s3://my-images/missing"):
         handler_module.handler(spec(images={"manifestUri": f"s3://{IMAGES_BUCKET}/missing.manifest"}), None)
