@@ -165,7 +165,9 @@ class StoppingConditions(_Strict):
 
 
 class Instructions(_Strict):
-    """Written into the label-category file's ``instructions`` (Ground Truth's own key names)."""
+    """Written into the label-category file's ``instructions`` (Ground Truth's own key names).
+    Workers do not see them: only Ground Truth's built-in NER, 3D and video UIs read that key; the
+    gtseg worker template has its own instruction blocks (docs/worker-template.md)."""
 
     short_instruction: str | None = Field(default=None, alias="shortInstruction")
     full_instruction: str | None = Field(default=None, alias="fullInstruction")
