@@ -25,6 +25,8 @@ from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from gtseg.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAKEFILE = REPO_ROOT / "Makefile"
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
@@ -98,8 +100,9 @@ class GtsegSettings(BaseModel):
         CONSOLIDATION_TIMEOUT_SECONDS, ge=30, le=LAMBDA_MAX_TIMEOUT_SECONDS
     )
     launcher_memory_mb: int = Field(512, ge=LAMBDA_MIN_MEMORY_MB, le=LAMBDA_MAX_MEMORY_MB)
-    consolidation_method: Literal["gtseg", "majority"] = "gtseg"
-    consolidation_smoothing: int = Field(0, ge=0, le=8)  # the handler accepts radius 0..8
+    consolidation_method: Literal["gtseg", "majority", "simple", "dawid-skene"] = "gtseg"  # gtseg METHODS
+    # The handler's own default radius (make bench's best); 0 turns the neighbourhood step off.
+    consolidation_smoothing: int = Field(DEFAULT_NEIGHBOURHOOD_RADIUS, ge=0, le=8)  # handler: 0..8
     prelabel_endpoint_name: str | None = Field(None, pattern=_ENDPOINT_NAME)
     prior_label_attribute: str | None = Field(None, pattern=_LABEL_ATTRIBUTE)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -54,6 +54,13 @@ def test_command_line_strings_are_coerced() -> None:
     assert s.workteam_arn is None
 
 
+def test_every_consolidation_method_of_the_handler_is_a_valid_setting() -> None:
+    from gtseg.consolidation import METHODS
+
+    for method in METHODS:
+        assert GtsegSettings.from_context({"consolidationMethod": method}).consolidation_method == method
+
+
 def test_cdk_own_context_keys_are_ignored() -> None:
     s = GtsegSettings.from_context(
         {

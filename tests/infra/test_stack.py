@@ -225,6 +225,10 @@ def test_consolidation_environment_is_accepted_by_the_handler(synthesized: Synth
         tuning["OUTPUT_KMS_KEY_ID"] = "resolved-at-deploy"  # a token here
     parsed = ConsolidationSettings.model_validate(tuning)
     assert parsed.assume_job_role is False  # the Lambda's own role does the S3 work (pattern B)
+    # unless a setting says otherwise, the deployed function consolidates as the handler's defaults do
+    defaults = ConsolidationSettings.model_validate({})
+    if "consolidationSmoothing" not in SETTINGS_CASES[synthesized.name]:
+        assert parsed.smoothing == defaults.smoothing
     assert ("OUTPUT_KMS_KEY_ID" in tuning) == (synthesized.stack.storage.encryption_key is not None)
 
 
