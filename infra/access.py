@@ -208,10 +208,12 @@ class GroundTruthAccess(Construct):
     def _pre_annotation_rights(self, pre: iam.IRole, settings: GtsegSettings) -> None:
         allow(
             pre,
-            sid="ReadImagesLabelsAndPriorMasks",
+            sid="ReadImagesAndLabels",
+            # Prior masks are passed on by URI (the template presigns them with the Ground Truth
+            # role), never read here, so the output bucket is not readable.
             actions=["s3:GetObject"],
-            resources=[objects(self._data), self._templates, objects(self._output, JOBS)],
-            wildcard_reason=f"{OBJECT_ARNS} the data bucket, templates/ and the jobs' output (prior masks)",
+            resources=[objects(self._data), self._templates],
+            wildcard_reason=f"{OBJECT_ARNS} the data bucket (images, label files) and templates/",
         )
         allow(
             pre,

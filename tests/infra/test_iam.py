@@ -96,9 +96,7 @@ def expected_pre_annotation(synth: Synthesized) -> set[Triple]:
     endpoint = synth.stack.settings.prelabel_endpoint_name
     rights = (
         allow(["logs:CreateLogStream", "logs:PutLogEvents"], "PreAnnotationLogs.Arn")
-        | allow(
-            "s3:GetObject", ["DataBucket.Arn/*", "AssetsBucket.Arn/templates/*", "OutputBucket.Arn/jobs/*"]
-        )
+        | allow("s3:GetObject", ["DataBucket.Arn/*", "AssetsBucket.Arn/templates/*"])
         | allow("s3:ListBucket", "DataBucket.Arn")
         | allow("sagemaker:DescribeLabelingJob", LABELING_JOBS)
     )
