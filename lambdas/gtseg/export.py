@@ -605,7 +605,10 @@ def export_dataset(
     if not data.exists(manifest):  # before anything is written for a mistyped path
         raise ExportError(f"no manifest at {manifest}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. --out names an existing file
+        raise ExportError(f"cannot create the output folder {out}: {exc.strerror or exc}") from exc
     writer = WRITERS[fmt](out, copy_images)
     reconciler = ClassReconciler(seed=class_map)
     chooser = AttributeChooser(label_attribute)

@@ -21,12 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
+
 from gtseg.manifest import safe_filename
 from gtseg.storage import S3Store, StorageError, join_uri, parse_s3_prefix, parse_s3_uri
 
 OUTPUT_MANIFEST = "manifests/output/output.manifest"
 WORKER_RESPONSE_DIR = "annotations/worker-response"
 CONSOLIDATED_DIR = "annotations/consolidated-annotation"
+
+# What an S3 call can raise besides gtseg's StorageError: botocore's own errors (no credentials,
+# endpoint unreachable, ...) and ValueError for a URI that is not s3://<valid-bucket>/<key>.
+_S3_FAILURES = (StorageError, BotoCoreError, ValueError)
 
 # (done, total or None when unknown) -> None; the CLI draws a progress bar from it.
 ProgressCallback = Callable[[int, int | None], None]
@@ -36,6 +42,12 @@ _ITERATION = re.compile(r"iteration-(\d+)")
 
 class JobDataError(RuntimeError):
     """A job file that could not be read or written; the message names it."""
+
+
+def _s3_problem(verb: str, ref: str, exc: Exception) -> str:
+    """One line for a failed S3 call; StorageError already names the object."""
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, StorageError) else f"cannot {verb} {ref}: {text}"
 
 
 def is_s3(ref: str) -> bool:
@@ -114,8 +126,8 @@ class JobData:
         if is_s3(where):
             try:
                 return self._s3().get_bytes(where)
-            except (StorageError, ValueError) as exc:
-                raise JobDataError(str(exc)) from exc
+            except _S3_FAILURES as exc:
+                raise JobDataError(_s3_problem("read", ref, exc)) from exc
         try:
             return Path(where).read_bytes()
         except FileNotFoundError:
@@ -134,8 +146,8 @@ class JobData:
         """Stream a text file line by line (a manifest of thousands of lines is never held whole)."""
         where = self.resolve(ref)
         if is_s3(where):
-            bucket, key = parse_s3_uri(where)
             try:
+                bucket, key = parse_s3_uri(where)
                 body = self._s3().client.get_object(Bucket=bucket, Key=key)["Body"]
             except Exception as exc:  # botocore ClientError and connection errors alike
                 raise JobDataError(f"cannot read {ref}: {exc}") from exc
@@ -168,6 +180,8 @@ class JobData:
                 return self._s3().exists(where)
             except StorageError:
                 return False
+            except (BotoCoreError, ValueError) as exc:  # no credentials, unreachable, bad bucket name
+                raise JobDataError(_s3_problem("read", ref, exc)) from exc
         return Path(where).is_file()
 
     def write_bytes(self, ref: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -175,8 +189,8 @@ class JobData:
         if is_s3(where):
             try:
                 self._s3().put_bytes(where, data, content_type)
-            except (StorageError, ValueError) as exc:
-                raise JobDataError(str(exc)) from exc
+            except _S3_FAILURES as exc:
+                raise JobDataError(_s3_problem("write", ref, exc)) from exc
             return
         path = Path(where)
         try:

@@ -463,7 +463,14 @@ def build_report(
     """Write ``out_html``, its ``<stem>_files/`` images and ``<stem>-lowest-agreement.manifest``."""
     data = data or JobData()
     out_path = Path(out_html)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.is_dir():
+        raise ExportError(
+            f"--out {out_path} is a folder; name the HTML file, e.g. {out_path / 'report.html'}"
+        )
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a parent of --out is an existing file
+        raise ExportError(f"cannot create the folder for {out_path}: {exc.strerror or exc}") from exc
     builder = _ReportBuilder(manifest, out_path, data, label_attribute, job_prefix, max(lowest, 0), max_side)
     lowest_path = out_path.parent / f"{out_path.stem}-lowest-agreement.manifest"
     summary = ReportSummary(html=str(out_path), files_dir=str(builder.files_dir), lowest_manifest=str(lowest_path))

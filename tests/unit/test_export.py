@@ -461,6 +461,53 @@ def test_cli_export_exit_codes_and_summary(tmp_path, capsys):
     assert "typo.manifest" in capsys.readouterr().err and not (tmp_path / "out3").exists()
 
 
+def test_cli_usage_problems_are_one_line_and_exit_2(tmp_path, capsys):
+    job = BuiltInJob(tmp_path / "in")
+    job.add("a.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
+    manifest = str(job.write())
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert main(["export", manifest, "--out", str(a_file), "--quiet"]) == 2
+    assert "a-file" in capsys.readouterr().err
+    for bad_map in ("no-equals-sign", "s3://a=x"):  # 'a' is no valid bucket name
+        with pytest.raises(SystemExit) as stopped:
+            main(["export", manifest, "--out", str(tmp_path / "out"), "--map", bad_map, "--quiet"])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gtseg export: --map") and bad_map in err and "Traceback" not in err
+    assert main(["export", "s3://a/output.manifest", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "s3://a/output.manifest" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch):
+    """boto3 finds no credentials at all (a user who has not configured the AWS CLI)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def test_unreachable_s3_is_a_clear_error_not_a_traceback(tmp_path, capsys, no_aws_credentials):
+    """Without credentials: the manifest in S3 is a one-line usage error; images in S3 fail their line."""
+    assert main(["export", "s3://gt-output/job/output.manifest", "--out", str(tmp_path / "o1"), "--quiet"]) == 2
+    assert "credentials" in capsys.readouterr().err
+    job = BuiltInJob(tmp_path / "in")
+    job.add("a.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
+    line = json.loads(job.lines[0])
+    line["source-ref"] = "s3://gt-input/images/a.png"
+    job.lines[0] = json.dumps(line)
+    summary = export_dataset(str(job.write()), tmp_path / "o2")
+    assert summary.exported == 0
+    assert [p.line for p in summary.errors] == [1]
+    assert "s3://gt-input/images/a.png" in summary.errors[0].reason
+    assert "credentials" in summary.errors[0].reason
+
+
 # --------------------------------------------------------------------------- pieces
 
 

@@ -226,6 +226,38 @@ def test_empty_manifest_gives_an_empty_but_valid_report(tmp_path):
     assert Path(summary.lowest_manifest).read_text() == ""
 
 
+def test_unusable_out_and_image_size_are_usage_errors_not_tracebacks(tmp_path, capsys):
+    facts = write_job(tmp_path, CROWDS[:1])
+    manifest = str(facts["manifest"])
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main(["report", manifest, "--out", str(folder), "--quiet"]) == 2  # a folder, not an HTML file
+    assert "a-folder" in capsys.readouterr().err
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert main(["report", manifest, "--out", str(a_file / "report.html"), "--quiet"]) == 2
+    assert "a-file" in capsys.readouterr().err
+    assert main(["report", manifest, "--out", str(tmp_path / "r.html"), "--max-side", "0", "--quiet"]) == 2
+    assert "--max-side" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
+
+
+def test_images_in_s3_without_credentials_are_noted_and_the_report_still_written(tmp_path, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"), ("AWS_CONFIG_FILE", "/dev/null"),
+                        ("AWS_EC2_METADATA_DISABLED", "true"), ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    facts = write_job(tmp_path, CROWDS[:1])
+    line = facts["lines"][0] | {"source-ref": "s3://gt-input/images/scene-0.png"}
+    facts["manifest"].write_text(json.dumps(line) + "\n")
+    out = tmp_path / "r.html"
+    summary = build_report(str(facts["manifest"]), out)
+    assert summary.objects == 1 and not summary.errors
+    assert "image not shown" in out.read_text() and "credentials" in out.read_text()
+
+
 # --------------------------------------------------------------------------- metrics
 
 

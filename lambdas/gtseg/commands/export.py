@@ -70,12 +70,21 @@ def add_map_option(parser: argparse.ArgumentParser) -> None:
 
 
 def job_data_from_args(args: argparse.Namespace) -> JobData:
+    """``--map`` options -> JobData; a bad one is a usage error (one line on stderr, exit 2)."""
     data = JobData()
     for item in args.map:
         prefix, sep, local = item.partition("=")
+        problem = None
         if not sep or not prefix.startswith("s3://") or not local:
-            raise SystemExit(f"--map wants S3_PREFIX=DIR, got {item!r}")
-        data.map_prefix(prefix, local)
+            problem = f"--map wants S3_PREFIX=DIR, got {item!r}"
+        else:
+            try:
+                data.map_prefix(prefix, local)
+            except ValueError:  # e.g. a bucket name S3 would refuse
+                problem = f"--map {item!r}: {prefix!r} is not a valid S3 location (s3://bucket/prefix)"
+        if problem:
+            print(f"gtseg {getattr(args, 'command', None) or 'export'}: {problem}", file=sys.stderr)
+            raise SystemExit(2)
     return data
 
 

@@ -8,6 +8,8 @@ import sys
 from gtseg.commands.export import add_map_option, job_data_from_args, run_with_progress
 from gtseg.report import DEFAULT_LOWEST, DEFAULT_MAX_SIDE, build_report, summary_json
 
+MIN_MAX_SIDE = 16  # smaller report images show nothing
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -44,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_side < MIN_MAX_SIDE:
+        print(
+            f"gtseg report: --max-side must be at least {MIN_MAX_SIDE} pixels, got {args.max_side}",
+            file=sys.stderr,
+        )
+        return 2
     data = job_data_from_args(args)
     summary = run_with_progress(
         "report",
