@@ -236,7 +236,9 @@ def test_objects_not_needing_humans_are_skipped_and_say_why(local_aws, tmp_path)
     assert [o.status for o in report.objects] == ["labeled", "skipped"]
     assert [t.dataset_object_id for t in seen] == ["0"]
     manifest = _get_json_lines(report.output_manifest_uri)
-    assert "isHumanAnnotationRequired=false" in manifest[1]["tiny-job-ref-metadata"]["failure-reason"]
+    reason = manifest[1]["tiny-job-ref-metadata"]["failure-reason"]
+    assert "isHumanAnnotationRequired=false" in reason
+    assert "marked 'skip' in the manifest" in reason  # the Lambda's own reason, not only the flag
 
 
 def test_without_a_pre_annotation_lambda_the_manifest_line_is_the_task_input(local_aws, tmp_path):

@@ -139,12 +139,31 @@ def test_lambda_logs_are_kept_per_function(job):
         ({"profiles": ("careful", "genius")}, "unknown worker profile(s) genius"),
         ({"workers": 10}, "--workers must be 1..9"),
         ({"objects": 0}, "--objects must be at least 1"),
+        ({"seed": -1}, "--seed must be 0 or more"),
     ],
 )
 def test_bad_options_are_refused_before_anything_starts(tmp_path, options, message):
     with pytest.raises(SimulationError, match=re.escape(message)):
         run_simulation(SimulationOptions(out_dir=tmp_path, **options))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_negative_object_count_with_images_is_refused_not_cut_silently(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(images / name)
+    with pytest.raises(SimulationError, match=re.escape("--objects must be at least 1")):
+        run_simulation(SimulationOptions(images_dir=images, objects=-1, out_dir=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_path_that_is_a_file_is_refused(tmp_path):
+    a_file = tmp_path / "results"
+    a_file.write_text("mine")
+    with pytest.raises(SimulationError, match="is a file, not a folder"):
+        run_simulation(SimulationOptions(objects=1, out_dir=a_file))
+    assert a_file.read_text() == "mine"
 
 
 def test_an_earlier_folder_not_written_by_simulate_is_left_alone(tmp_path):

@@ -576,6 +576,9 @@ class GroundTruthEmulator:
             # output line says why.
             outcome.status = "skipped"
             outcome.failure_reason = "the pre-annotation Lambda returned isHumanAnnotationRequired=false"
+            why = task_input.get("skipReason")  # gtseg's pre-annotation says why it skipped
+            if isinstance(why, str) and why.strip():
+                outcome.failure_reason += f" ({why.strip()})"
 
     def _render(
         self, outcome: ObjectOutcome, template: TemplateRenderer, labels: Sequence[str] | None

@@ -353,6 +353,13 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
         raise SimulationError(f"--template {options.template}: no such file")
     if options.batch_size < 1:
         raise SimulationError("--batch-size must be at least 1")
+    if options.objects is not None and options.objects < 1:
+        raise SimulationError("--objects must be at least 1")
+    if options.seed < 0:
+        raise SimulationError(f"--seed must be 0 or more, got {options.seed}")
+    out_dir = Path(options.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SimulationError(f"--out {out_dir} is a file, not a folder")
     try:
         labels = tuple(ClassMap.from_labels(options.labels).labels)
     except LabelError as exc:
@@ -362,8 +369,6 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
         truth_kind = "quantised"
     else:
         count = 8 if options.objects is None else options.objects
-        if count < 1:
-            raise SimulationError("--objects must be at least 1")
         samples = []
         progress("scenes", 0, count)
         for i, sample in enumerate(synthetic_samples(count, options.seed, options.size, labels), start=1):
@@ -372,7 +377,6 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
         truth_kind = "synthetic"
     seconds["samples"] = time.monotonic() - started
 
-    out_dir = Path(options.out_dir)
     job_dir = out_dir / options.job_name
     input_dir = job_dir / "local-emulator" / "data-bucket"  # a copy of the input bucket (images, manifest)
     _clean_dir(job_dir)
