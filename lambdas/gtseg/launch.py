@@ -153,6 +153,10 @@ class LauncherSettings(BaseModel):
                 out.append(f"{ENVIRONMENT[attr]} is not a bucket name: {getattr(self, attr)!r}")
         if not _LAMBDA_ARN.fullmatch(self.pre_annotation_function_arn):
             out.append("PRE_ANNOTATION_FUNCTION_ARN must name a region (it is where the job runs)")
+        elif self.default_workteam_arn is not None:
+            problem = _workteam_region_problem(self.default_workteam_arn, self)
+            if problem:
+                out.append(f"DEFAULT_WORKTEAM_ARN: {problem}")
         return out
 
     @property
@@ -279,7 +283,24 @@ def workteam_arn(spec: JobSpec, settings: LauncherSettings) -> str:
         partition, region = settings.partition_and_region
         return limits.public_workteam_arn(region, partition)
     assert spec.workforce.workteam_arn is not None  # guaranteed by Workforce's validator
+    problem = _workteam_region_problem(spec.workforce.workteam_arn, settings)
+    if problem:
+        raise SpecError([f"workforce.workteamArn: {problem}"])
     return spec.workforce.workteam_arn
+
+
+def _workteam_region_problem(arn: str, settings: LauncherSettings) -> str | None:
+    """A workteam is a regional resource: the job (where our Lambdas are) must be in its region."""
+    parts = arn.split(":")
+    if len(parts) < 6 or not _LAMBDA_ARN.fullmatch(settings.pre_annotation_function_arn):
+        return None  # malformed values are reported by the model's constraints
+    _partition, region = settings.partition_and_region
+    if parts[3] != region:
+        return (
+            f"the workteam is in {parts[3]} but the job runs in {region}, where the stack's Lambdas are; "
+            f"use a workteam of {region} (or deploy the stack in {parts[3]})"
+        )
+    return None
 
 
 def build_request(

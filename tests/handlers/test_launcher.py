@@ -254,7 +254,7 @@ def test_manifest_input_keeps_good_lines_and_reports_each_bad_one(aws):
 def test_manifest_lines_whose_own_labels_the_job_does_not_have_are_skipped(aws):
     # The pre-annotation Lambda shows workers a line's own 'labels' first; consolidation maps
     # classes by the job's labels, so a label outside them would be painted and then lost.
-    s3, sagemaker = aws
+    s3, _ = aws
     manifest = "\n".join(
         [
             json.dumps({"source-ref": f"s3://{IMAGES_BUCKET}/a.jpg", "labels": ["car", "road"]}),
@@ -442,6 +442,22 @@ def test_default_workteam_comes_from_the_stack_and_is_required_without_one(aws, 
     handler_module.handler(spec(workforce=None), None)
     assert sagemaker.created[0]["HumanTaskConfig"]["WorkteamArn"] == WORKTEAM
     assert sagemaker.created[0]["OutputConfig"]["KmsKeyId"] == "alias/gtseg-output"
+
+
+def test_a_workteam_of_another_region_is_refused_before_anything_is_written(aws, monkeypatch):
+    # Workteams are regional; the job runs where the stack's Lambdas are (eu-west-1 here).
+    s3, sagemaker = aws
+    put(s3, f"s3://{IMAGES_BUCKET}/batch-1/a.jpg")
+    elsewhere = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:workteam/private-crowd/team-a"
+    with pytest.raises(
+        SpecError, match=r"workforce\.workteamArn: the workteam is in us-east-1 but the job runs in eu-west-1"
+    ):
+        handler_module.handler(spec(workforce={"workteamArn": elsewhere}), None)
+    monkeypatch.setenv("DEFAULT_WORKTEAM_ARN", elsewhere)
+    with pytest.raises(LaunchConfigError, match=r"DEFAULT_WORKTEAM_ARN: the workteam is in us-east-1"):
+        handler_module.handler(spec(workforce=None), None)
+    assert sagemaker.created == []
+    assert keys(s3, DATA_BUCKET) == []
 
 
 # --------------------------------------------------------------------------- settings
