@@ -216,6 +216,17 @@ def test_cli(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
+def test_cli_prints_where_the_new_files_were_written_for_a_local_copy(tmp_path, capsys):
+    """The local copy's manifest references s3:// URIs; the summary must name the local files."""
+    facts = write_built_in_job(tmp_path, CROWDS[:1])
+    assert main(["reconsolidate", str(facts["job"]), "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    written = facts["job"] / "manifests" / "output"
+    assert Path(out["new-manifest"]) == written / "reconsolidated-gtseg.manifest"
+    assert Path(out["comparison"]) == written / "reconsolidated-gtseg.comparison.json"
+    assert read_lines(Path(out["new-manifest"]))[0][LAN].startswith(REMOTE_JOB + "/")
+
+
 def test_no_worker_responses_is_a_clear_error(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS[:1], no_responses=(0,))
     with pytest.raises(ExportError, match="no worker responses"):

@@ -75,5 +75,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
     for problem in summary.kept:
         print(f"kept old label: {problem}", file=sys.stderr)
-    print(json.dumps(summary.to_dict()))
+    result = summary.to_dict()
+    for key in ("new-manifest", "comparison"):
+        # where the file was written: a local copy's S3 URIs (as the manifest references them) are mapped
+        result[key] = data.resolve(result[key])
+    print(json.dumps(result))
     return 1 if summary.errors else 0
