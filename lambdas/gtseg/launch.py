@@ -153,10 +153,6 @@ class LauncherSettings(BaseModel):
                 out.append(f"{ENVIRONMENT[attr]} is not a bucket name: {getattr(self, attr)!r}")
         if not _LAMBDA_ARN.fullmatch(self.pre_annotation_function_arn):
             out.append("PRE_ANNOTATION_FUNCTION_ARN must name a region (it is where the job runs)")
-        elif self.default_workteam_arn is not None:
-            problem = _workteam_region_problem(self.default_workteam_arn, self)
-            if problem:
-                out.append(f"DEFAULT_WORKTEAM_ARN: {problem}")
         return out
 
     @property
@@ -278,6 +274,9 @@ def workteam_arn(spec: JobSpec, settings: LauncherSettings) -> str:
     if spec.workforce is None:
         if settings.default_workteam_arn is None:
             raise SpecError(["workforce: required (the stack has no DEFAULT_WORKTEAM_ARN)"])
+        problem = _workteam_region_problem(settings.default_workteam_arn, settings)
+        if problem:  # only when it is used: a spec naming its own workteam still launches
+            raise LaunchConfigError(f"invalid launcher settings: DEFAULT_WORKTEAM_ARN: {problem}")
         return settings.default_workteam_arn
     if spec.workforce.public is not None:
         partition, region = settings.partition_and_region

@@ -458,6 +458,9 @@ def test_a_workteam_of_another_region_is_refused_before_anything_is_written(aws,
         handler_module.handler(spec(workforce=None), None)
     assert sagemaker.created == []
     assert keys(s3, DATA_BUCKET) == []
+    # a spec that names its own workteam does not depend on the stack's default
+    handler_module.handler(spec(), None)
+    assert sagemaker.created[0]["HumanTaskConfig"]["WorkteamArn"] == WORKTEAM
 
 
 # --------------------------------------------------------------------------- settings
