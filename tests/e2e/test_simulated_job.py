@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -199,6 +200,26 @@ def test_your_own_images_go_through_the_same_job(tmp_path):
     assert line["source-ref"] == "s3://gtseg-demo-data/images/street.jpg"
     assert (result.input_dir / "images" / "street.jpg").read_bytes() == (images / "street.jpg").read_bytes()
     assert "colour-quantised stand-in" in format_summary(result)
+
+
+def test_odd_file_names_and_an_out_folder_with_spaces_work_and_the_next_commands_run(tmp_path, capsys):
+    """S3 keys may hold '%' and spaces; the printed commands must survive copy and paste."""
+    images = tmp_path / "my pictures"
+    images.mkdir()
+    picture = np.zeros((32, 48, 3), dtype=np.uint8)
+    picture[:16] = (200, 40, 40)
+    for name in ("a%20b.png", "it's #1.png"):
+        Image.fromarray(picture).save(images / name)
+    out = tmp_path / "my results"
+    assert main(["simulate", "--images", str(images), "--workers", "3", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "2 labeled, 0 failed" in text
+    (export_line,) = [line for line in text.splitlines() if " export " in line]
+    argv = shlex.split(export_line)
+    assert argv[1] == "export" and argv[argv.index("--out") + 1] == f"{out}/dataset"
+    assert main([*argv[1:], "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["exported"] == 2
+    assert sorted(p.name for p in (out / "dataset" / "images").iterdir()) == ["a%20b.png", "it's #1.png"]
 
 
 def test_an_images_folder_without_images_is_refused(tmp_path):

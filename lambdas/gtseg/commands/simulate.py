@@ -9,6 +9,7 @@ truth is known. ``make demo`` runs it with the defaults. See docs/local-run.md.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -169,14 +170,15 @@ def format_summary(result: Any) -> str:
     lines.append(
         f"  {job_dir}/local-emulator/  summary.json, job-report.json, rendered worker pages, Lambda logs"
     )
-    mapping = (
-        f"--map s3://{result.report.job_prefix.removeprefix('s3://')}={job_dir} "
-        f"--map s3://{_data_bucket()}={result.input_dir}"
-    )
-    gtseg = _gtseg_command()
+    # shell-quoted, so the commands still work when pasted with a path that has spaces or quotes
+    q = shlex.quote
+    job_map = f"{result.report.job_prefix}={job_dir}"
+    data_map = f"s3://{_data_bucket()}={result.input_dir}"
+    mapping = f"--map {q(job_map)} --map {q(data_map)}"
+    gtseg = q(_gtseg_command())
     lines.append("\nNext:")
-    lines.append(f"  {gtseg} report {manifest} --out {job_dir.parent}/report.html {mapping}")
-    lines.append(f"  {gtseg} export {manifest} --out {job_dir.parent}/dataset {mapping}")
+    lines.append(f"  {gtseg} report {q(str(manifest))} --out {q(f'{job_dir.parent}/report.html')} {mapping}")
+    lines.append(f"  {gtseg} export {q(str(manifest))} --out {q(f'{job_dir.parent}/dataset')} {mapping}")
     lines.append(f"  {gtseg} simulate --profiles careful,spammer,spammer   # see how consolidation copes")
     lines.append(
         "  docs/local-run.md explains every step; deploy for real with `make synth` and `cdk deploy`."
