@@ -399,6 +399,30 @@ def test_export_reads_manifest_masks_and_images_from_s3(tmp_path):
     assert (out / "images" / "cat.png").exists()
 
 
+@mock_aws
+def test_s3_keys_holding_percent_signs_are_read_as_written(tmp_path):
+    """S3 keys may contain '%'; a source-ref names the key as written, not URL-encoded."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="gt-output")
+    cmap = color_map(("cat", "#2ca02c"))
+    mask = scene_mask(2, 1)
+    s3.put_object(
+        Bucket="gt-output",
+        Key="masks/0%2B1.png",
+        Body=encode_index_png(mask, ClassMap.from_internal_color_map(cmap)),
+    )
+    s3.put_object(
+        Bucket="gt-output", Key="images/cat%201.png", Body=png_bytes(np.zeros((24, 32, 3), np.uint8))
+    )
+    line = {"source-ref": "s3://gt-output/images/cat%201.png", LAN: "s3://gt-output/masks/0%2B1.png",
+            f"{LAN}-metadata": {**META, "internal-color-map": cmap}}  # fmt: skip
+    manifest = tmp_path / "output.manifest"
+    manifest.write_text(json.dumps(line) + "\n")
+    summary = export_dataset(str(manifest), tmp_path / "out")
+    assert summary.exported == 1, summary.errors
+    np.testing.assert_array_equal(read_png(tmp_path / "out" / "masks" / "cat%201.png"), mask)
+
+
 def test_synced_job_folder_maps_s3_mask_uris_to_local_files(tmp_path):
     """``aws s3 sync s3://b/p/seg-job ./seg-job``: manifest URIs still say s3://, files are local."""
     job = BuiltInJob(tmp_path / "in")
