@@ -595,6 +595,33 @@ def test_no_prelabel_for_a_rotated_jpeg(
     assert any("EXIF orientation 6" in line.get("reason", "") for line in logs)
 
 
+class LambdaContext:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_no_prelabel_when_too_little_of_the_lambda_timeout_is_left(
+    store: RecordingStore, endpoint_env: None, capsys: pytest.CaptureFixture[str], logs: LogLines
+) -> None:
+    # A Lambda that times out is an unhandled error, and that fails the whole labeling job.
+    uri = put(store.client, "img/1.jpg", encoded(4, 3))
+    fake = FakeEndpoint(index_png(PRELABEL))
+    pre.CLIENTS.sagemaker_runtime = fake
+    line = {"source-ref": uri, "labels": ["road", "car"]}
+    response = pre.handler(event(line), LambdaContext(pre.PRELABEL_MIN_REMAINING_MS - 5_000))
+    assert response["isHumanAnnotationRequired"] is True
+    assert "initialValue" not in response["taskInput"]
+    assert fake.calls == []
+    assert sorted(emitted_metrics(capsys.readouterr().out)) == ["PrelabelSkipped", "TaskCreated"]
+    assert any("timeout left" in entry.get("reason", "") for entry in logs)
+    # with time to spare the endpoint is asked as usual
+    response = pre.handler(event(line), LambdaContext(60_000))
+    assert len(fake.calls) == 1 and "initialValue" in response["taskInput"]
+
+
 def test_no_prelabel_without_an_output_bucket(
     store: RecordingStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

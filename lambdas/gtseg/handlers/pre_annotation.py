@@ -12,6 +12,7 @@ PRELABEL_ENDPOINT_NAME, OUTPUT_BUCKET.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,10 @@ from gtseg.storage import AwsClients, StorageError
 # waited for (no retries: a retry doubles the wait for the same likely failure).
 PRELABEL_CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"total_max_attempts": 1})
 PRELABEL_ACCEPT = "image/png, application/json"
+# The pre-label needs the whole image, the endpoint (up to 2 s + 10 s) and a write. With less of the
+# Lambda's timeout left than this (slow S3 reads or a retried DescribeLabelingJob ate it), the model
+# is not asked: a Lambda that times out is an unhandled error, which fails the whole labeling job.
+PRELABEL_MIN_REMAINING_MS = 25_000
 
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 # What botocore's standard retry mode retries (throttling and transient errors), seen here once its
@@ -114,7 +119,7 @@ def reset_state() -> None:
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
-        response = _answer(event)
+        response = _answer(event, _remaining_ms(context))
     except Exception as exc:  # the last line of defence: never fail the labeling job
         reason = f"internal error: {type(exc).__name__}: {exc}"
         logger.exception(
@@ -130,7 +135,15 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     return response.to_wire()
 
 
-def _answer(event: Any) -> PreAnnotationResponse:
+def _remaining_ms(context: Any) -> int | None:
+    """Milliseconds left before the Lambda's timeout, or None when unknown (no Lambda context)."""
+    try:
+        return int(context.get_remaining_time_in_millis())
+    except Exception:  # no context (tests, local calls) or not a Lambda context
+        return None
+
+
+def _answer(event: Any, remaining_ms: int | None = None) -> PreAnnotationResponse:
     try:
         request = PreAnnotationRequest.model_validate(event)
     except ValidationError as exc:
@@ -143,12 +156,15 @@ def _answer(event: Any) -> PreAnnotationResponse:
     logger.append_keys(labeling_job_arn=job_arn, source_ref=source if isinstance(source, str) else None)
     settings = Settings.from_env()
     try:
-        return _task_for(request.data_object, job_arn, settings)
+        return _task_for(request.data_object, job_arn, settings, remaining_ms)
     except SkipObject as skip:
         return _skip(skip.outcome, skip.reason)
 
 
-def _task_for(data_object: dict[str, Any], job_arn: str | None, settings: Settings) -> PreAnnotationResponse:
+def _task_for(
+    data_object: dict[str, Any], job_arn: str | None, settings: Settings, remaining_ms: int | None = None
+) -> PreAnnotationResponse:
+    started = time.monotonic()
     source_ref = image_source(data_object)
     info = _checked_image(source_ref)
     resolved = resolve_labels(
@@ -174,7 +190,8 @@ def _task_for(data_object: dict[str, Any], job_arn: str | None, settings: Settin
         _count(InitialValueOutcome.PRIOR_USED)
     if initial_value is None and settings.prelabel_endpoint_name:
         # Human work already on the line wins over a model's guess, so the model is asked only here.
-        initial_value = _prelabel(source_ref, info, resolved.labels, job_arn, settings)
+        left = None if remaining_ms is None else remaining_ms - int((time.monotonic() - started) * 1000)
+        initial_value = _prelabel(source_ref, info, resolved.labels, job_arn, settings, left)
     task_input = build_task_input(source_ref, resolved.labels, data_object, initial_value)
     logger.info(
         "task created",
@@ -292,10 +309,17 @@ def _read_label_config(uri: str) -> LabelCategoryConfig:
 
 
 def _prelabel(
-    source_ref: str, info: ImageInfo, labels: tuple[str, ...], job_arn: str | None, settings: Settings
+    source_ref: str,
+    info: ImageInfo,
+    labels: tuple[str, ...],
+    job_arn: str | None,
+    settings: Settings,
+    remaining_ms: int | None = None,
 ) -> InitialValue | None:
     """Ask the endpoint for a class-index mask; any failure means no pre-label, never an error."""
     blocker = prelabel_blocker(info)
+    if blocker is None and remaining_ms is not None and remaining_ms < PRELABEL_MIN_REMAINING_MS:
+        blocker = f"only {remaining_ms / 1000:.1f} s of the Lambda's timeout left; the endpoint is not asked"
     if blocker:
         logger.info("no model pre-label for this image", extra={"reason": blocker})
         _count(InitialValueOutcome.PRELABEL_SKIPPED)
