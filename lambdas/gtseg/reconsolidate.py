@@ -180,9 +180,13 @@ def reconsolidate_job(
     # Pass 1: the class map, by name, from every object's colour map (lines only, no pixels).
     reconciler = ClassReconciler()
     chooser = AttributeChooser(label_attribute)
+    requested_seen = False  # --label-attribute as <lan> or <lan>-metadata on some line
     for item in parse_manifest(data.iter_lines(old_manifest)):
         if isinstance(item, ManifestError):
             continue
+        requested_seen = requested_seen or bool(
+            label_attribute and {label_attribute, metadata_key(label_attribute)} & item.data.keys()
+        )
         attribute = chooser.choose(item)
         if attribute is None:
             continue
@@ -193,6 +197,9 @@ def reconsolidate_job(
             reconciler.add(parse_color_map(object_color_map(data, item.data, attribute, where)))
         except (LabelError, JobDataError):
             continue  # reported in pass 2
+    if label_attribute and not requested_seen:
+        # a typo would otherwise add a second label attribute to every line of the new manifest
+        raise ExportError(f"no line of {old_manifest} carries the label attribute {label_attribute!r}")
 
     public = _public_prefix(data, job_prefix)
     output_dir = join_ref(public, CONSOLIDATED_DIR, run)

@@ -227,6 +227,14 @@ def test_cli_prints_where_the_new_files_were_written_for_a_local_copy(tmp_path, 
     assert read_lines(Path(out["new-manifest"]))[0][LAN].startswith(REMOTE_JOB + "/")
 
 
+def test_a_label_attribute_no_line_carries_is_refused_and_nothing_written(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS[:2])
+    with pytest.raises(ExportError, match="'seg-job-reff'"):
+        reconsolidate_job(str(facts["job"]), label_attribute="seg-job-reff")
+    assert sorted(p.name for p in (facts["job"] / "manifests" / "output").iterdir()) == ["output.manifest"]
+    assert reconsolidate_job(str(facts["job"]), label_attribute=LAN).reconsolidated == 2
+
+
 def test_no_worker_responses_is_a_clear_error(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS[:1], no_responses=(0,))
     with pytest.raises(ExportError, match="no worker responses"):
