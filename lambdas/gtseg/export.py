@@ -13,7 +13,7 @@ map, no label) is reported with its line number while the rest is still exported
 
 Formats (every format also writes ``labels.json``, ``previews/`` and ``splits/{train,val}.txt``):
   index       images/, masks/ (8-bit single channel, pixel = class index), index.jsonl
-  voc         JPEGImages/, SegmentationClass/ (palette PNG, pixel = class index),
+  voc         JPEGImages/ (.jpg), SegmentationClass/ (palette PNG, pixel = class index),
               ImageSets/Segmentation/{train,val}.txt
   cityscapes  leftImg8bit/<split>/gtseg/<stem>_leftImg8bit.png,
               gtFine/<split>/gtseg/<stem>_gtFine_labelIds.png and _gtFine_color.png
@@ -344,7 +344,12 @@ class IndexWriter(DatasetWriter):
 class VocWriter(DatasetWriter):
     def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
         files = super().write(obj, class_map)
-        files["image"] = self.image_entry(obj, f"JPEGImages/{obj.stem}{obj.image_ext}")
+        image = obj
+        if obj.image_bytes is not None and obj.image_ext != ".jpg":
+            # VOC loaders open JPEGImages/<id>.jpg: re-encode other formats (and name .jpeg files .jpg)
+            data = obj.image_bytes if obj.image_ext == ".jpeg" else _to_jpeg(obj.image_bytes)
+            image = dataclasses.replace(obj, image_bytes=data, image_ext=".jpg")
+        files["image"] = self.image_entry(image, f"JPEGImages/{obj.stem}.jpg")
         files["mask"] = self._write(f"SegmentationClass/{obj.stem}.png", encode_index_png(obj.indices, class_map))
         return files
 
@@ -454,6 +459,13 @@ def _png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _to_jpeg(image_bytes: bytes) -> bytes:
+    with Image.open(io.BytesIO(image_bytes)) as image:
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="JPEG", quality=95)
+        return buf.getvalue()
 
 
 def _to_png(image_bytes: bytes) -> bytes:

@@ -336,6 +336,19 @@ def test_voc_layout(tmp_path):
     assert (out / "ImageSets" / "Segmentation" / "val.txt").read_text() == ""
 
 
+def test_voc_images_are_always_jpeg_images_named_jpg(tmp_path):
+    """VOC loaders (torchvision, mmseg) open JPEGImages/<id>.jpg whatever the source format."""
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"))
+    job.add("a.png", scene_mask(1, 1), cmap)
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out, fmt="voc")
+    assert summary.exported == 1, summary.errors
+    assert [p.name for p in (out / "JPEGImages").iterdir()] == ["a.jpg"]
+    with Image.open(out / "JPEGImages" / "a.jpg") as image:
+        assert image.format == "JPEG" and image.size == (32, 24)
+
+
 def test_cityscapes_layout_reencodes_images_as_png(tmp_path):
     job = BuiltInJob(tmp_path / "in")
     mask = scene_mask(1, 2)
