@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
@@ -518,6 +519,11 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _url(relative_path: str) -> str:
+    """A relative file path as an href/src: '#', '%', '?' and spaces in file names are kept literal."""
+    return _e(quote(relative_path))
+
+
 def render_html(builder: _ReportBuilder, summary: ReportSummary, manifest: str) -> str:
     objects = builder.objects
     known = [o.agreement for o in objects if o.agreement is not None]
@@ -570,7 +576,7 @@ def render_html(builder: _ReportBuilder, summary: ReportSummary, manifest: str) 
                  "</section>")  # fmt: skip
     parts.append(
         f'<section id="lowest"><h2>Lowest agreement</h2><p>Written as a manifest for an adjustment job: '
-        f'<a href="{_e(Path(summary.lowest_manifest).name)}">{_e(Path(summary.lowest_manifest).name)}</a></p>'
+        f'<a href="{_url(Path(summary.lowest_manifest).name)}">{_e(Path(summary.lowest_manifest).name)}</a></p>'
         "<table><tr><th>Object</th><th>Agreement</th><th>Confidence</th></tr>"
     )
     by_id = {o.object_id: o for o in objects}
@@ -597,10 +603,10 @@ def render_html(builder: _ReportBuilder, summary: ReportSummary, manifest: str) 
         parts.append(
             f'<div class="object" id="object-{_e(obj.object_id)}" data-object-id="{_e(obj.object_id)}">'
             f"<h3{low}>{_e(obj.name)} <small>(object {_e(obj.object_id)}, line {obj.line})</small></h3>"
-            f'<img src="{_e(obj.overlay)}" alt="consolidated mask over the image" loading="lazy">'
+            f'<img src="{_url(obj.overlay)}" alt="consolidated mask over the image" loading="lazy">'
         )
         if obj.heatmap:
-            parts.append(f'<img src="{_e(obj.heatmap)}" alt="worker disagreement heatmap" loading="lazy">')
+            parts.append(f'<img src="{_url(obj.heatmap)}" alt="worker disagreement heatmap" loading="lazy">')
         parts.append(
             f"<p>Confidence {_num(obj.confidence)} · agreement {_pct(obj.agreement)} · classes: "
             f"{_e(', '.join(obj.classes) or 'background only')}"

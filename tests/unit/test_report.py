@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import boto3
 import numpy as np
@@ -143,6 +144,24 @@ def test_report_shows_every_object_and_worker_and_its_images_exist(tmp_path):
         else:
             assert href[len("#object-"):] in parsed.objects
     assert out.stat().st_size < 200_000  # images are files, not inline data
+
+
+def test_image_links_work_for_file_names_with_url_characters(tmp_path):
+    """'#' would start a fragment and '%20' would be decoded: the page must still find its images."""
+    facts = write_job(tmp_path, CROWDS[:2])
+    lines = facts["lines"]
+    for line, name in zip(lines, ("photo #1.png", "a%20b.png"), strict=True):
+        renamed = Path(line["source-ref"]).with_name(name)
+        Path(line["source-ref"]).rename(renamed)
+        line["source-ref"] = str(renamed)
+    facts["manifest"].write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out #2" / "report 100%.html"
+    summary = build_report(str(facts["manifest"]), out)
+    assert summary.objects == 2 and not summary.errors
+    parsed = parse_report(out)
+    assert len(parsed.images) == 4
+    for src in parsed.images + [h for h in parsed.links if not h.startswith("#")]:
+        assert "#" not in src and (out.parent / unquote(src)).is_file(), src
 
 
 def test_per_worker_figures_separate_the_spammer_from_careful_workers(tmp_path):
