@@ -38,6 +38,7 @@ from gtseg.export import (
     parse_color_map,
 )
 from gtseg.jobdata import (
+    WORKER_RESPONSE_DIR,
     JobData,
     JobDataError,
     ProgressCallback,
@@ -45,6 +46,7 @@ from gtseg.jobdata import (
     dataset_object_id_from_mask,
     job_prefix_from_manifest,
     job_prefix_from_mask_uri,
+    join_ref,
     parent_ref,
     read_sidecar,
     read_worker_responses,
@@ -220,6 +222,7 @@ class ReportSummary:
     workers: list[str] = field(default_factory=list)
     lowest: list[str] = field(default_factory=list)  # object ids, worst first
     job_prefix: str | None = None
+    notes: list[str] = field(default_factory=list)  # job-wide problems (e.g. no worker responses)
 
 
 # --------------------------------------------------------------------------- building
@@ -259,6 +262,11 @@ class _ReportBuilder:
                     self._responses = worker_response_files(self.data, prefix)
                 except JobDataError as exc:
                     self.problems.append(f"worker responses not read: {exc}")
+                if not self._responses and not self.problems:
+                    self.problems.append(
+                        f"no worker responses under {join_ref(prefix, WORKER_RESPONSE_DIR)}: no worker figures "
+                        "or disagreement heatmaps (--job names the job's output folder)"
+                    )
         return self._responses.get(object_id, [])
 
     def _unique_name(self, wanted: str) -> str:
@@ -491,6 +499,7 @@ def build_report(
     summary.workers = sorted(builder.workers)
     summary.lowest = [object_id for _, _, object_id, _ in worst]
     summary.job_prefix = builder.job_prefix
+    summary.notes = list(builder.problems)
     out_path.write_text(render_html(builder, summary, manifest), encoding="utf-8")
     return summary
 

@@ -164,6 +164,19 @@ def test_image_links_work_for_file_names_with_url_characters(tmp_path):
         assert "#" not in src and (out.parent / unquote(src)).is_file(), src
 
 
+def test_a_job_folder_without_worker_responses_is_pointed_out(tmp_path, capsys):
+    facts = write_job(tmp_path, CROWDS[:1])
+    out = tmp_path / "r.html"
+    code = main(
+        ["report", str(facts["manifest"]), "--out", str(out), "--job", str(tmp_path / "typo"), "--quiet"]
+    )
+    assert code == 0  # the report is still written, with masks and confidences
+    err = capsys.readouterr().err
+    assert "note: no worker responses under" in err and "typo" in err
+    assert "no worker responses under" in out.read_text()
+    assert len(parse_report(out).images) == 1  # the overlay; no disagreement heatmap without answers
+
+
 def test_per_worker_figures_separate_the_spammer_from_careful_workers(tmp_path):
     facts = write_job(tmp_path, CROWDS)
     out = tmp_path / "report.html"

@@ -71,5 +71,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for problem in summary.errors:
         print(f"error: {problem}", file=sys.stderr)
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(summary_json(summary))
     return 1 if summary.errors else 0
