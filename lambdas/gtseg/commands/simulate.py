@@ -45,7 +45,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for scenes and workers (default 0)")
     parser.add_argument("--size", default="640x480", metavar="WxH", help="scene size (default 640x480)")
     parser.add_argument(
-        "--out", type=Path, default=Path("demo-output"), metavar="DIR", help="where results go"
+        "--out",
+        type=Path,
+        default=Path("demo-output"),
+        metavar="DIR",
+        help="where results go: DIR/<job-name>/ (default demo-output)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=10, help="data objects per consolidation call (default 10)"
