@@ -8,7 +8,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import boto3
 from botocore.config import Config
@@ -55,8 +54,8 @@ def join_uri(prefix: str, *parts: str) -> str:
     return out
 
 
-def s3_client(session: boto3.session.Session | None = None) -> Any:
-    return (session or boto3.session.Session()).client("s3", config=BOTO_CONFIG)
+def s3_client(session: boto3.session.Session | None = None, config: Config = BOTO_CONFIG) -> Any:
+    return (session or boto3.session.Session()).client("s3", config=config)
 
 
 def assumed_role_session(role_arn: str, session_name: str = "gtseg-consolidation") -> boto3.session.Session:
@@ -78,9 +77,7 @@ class S3Store:
     def get_bytes(self, uri: str) -> bytes:
         bucket, key = parse_s3_uri(uri)
         try:
-            return self.client.get_object(Bucket=bucket, Key=unquote(key) if "%" in key else key)[
-                "Body"
-            ].read()
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "?")
             raise StorageError(f"cannot read {uri}: {code}") from exc
@@ -156,7 +153,10 @@ class AwsClients:
     """Clients created on first use and kept for the container's life (creating one costs ~0.2 s);
     tests assign fakes to the attributes, ``reset()`` forgets them."""
 
-    def __init__(self, *, sagemaker_runtime_config: Config | None = None) -> None:
+    def __init__(
+        self, *, s3_config: Config | None = None, sagemaker_runtime_config: Config | None = None
+    ) -> None:
+        self._s3_config = s3_config or BOTO_CONFIG
         self._runtime_config = sagemaker_runtime_config or BOTO_CONFIG
         self.reset()
 
@@ -167,7 +167,7 @@ class AwsClients:
 
     def get_store(self) -> S3Store:
         if self.store is None:
-            self.store = S3Store()
+            self.store = S3Store(client=s3_client(config=self._s3_config))
         return self.store
 
     def get_sagemaker(self) -> Any:

@@ -396,3 +396,22 @@ def test_a_batch_without_a_usable_label_list_answers_every_object_with_the_reaso
     assert [r["datasetObjectId"] for r in response] == ["0", "1"]
     for entry in response:
         assert why in entry["consolidatedAnnotation"]["content"][f"{LAN}-metadata"]["failure-reason"]
+
+
+def test_the_jobs_kms_key_from_the_event_wins_over_the_stack_default(s3, monkeypatch):
+    monkeypatch.setenv("OUTPUT_KMS_KEY_ID", "stack-key")
+    written = []
+    real_put = handler_module.S3Store.put_bytes
+
+    def put_bytes(self, uri, data, content_type="application/octet-stream"):
+        written.append(self.kms_key_id)
+        return real_put(self.__class__(client=self.client), uri, data, content_type)
+
+    monkeypatch.setattr(handler_module.S3Store, "put_bytes", put_bytes)
+    item, _, _ = crowd_item("0", seed=17, profiles=("careful",))
+    put_json(s3, PAYLOAD_URI, [item])
+    handler_module.handler(event(kmsKeyId="job-key"), None)
+    assert written and set(written) == {"job-key"}
+    written.clear()
+    handler_module.handler(event(), None)
+    assert set(written) == {"stack-key"}

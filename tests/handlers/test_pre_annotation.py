@@ -781,3 +781,12 @@ def test_the_prior_attribute_named_on_the_line_by_the_launcher_wins(store: Recor
     assert invoke(event(line))["taskInput"]["initialValue"]["src"] == f"s3://{OUTPUT}/second.png"
     line[PRIOR_LABEL_ATTRIBUTE_KEY] = "first-pass-ref"
     assert invoke(event(line))["taskInput"]["initialValue"]["src"] == line["first-pass-ref"]
+
+
+def test_s3_reads_are_bounded_well_inside_the_lambda_timeout() -> None:
+    """A timed-out pre-annotation Lambda fails the whole job: S3 retries must not add up to it."""
+    pre.CLIENTS.reset()
+    config = pre.CLIENTS.get_store().client.meta.config
+    attempts = config.retries["total_max_attempts"]
+    assert attempts * (config.connect_timeout + config.read_timeout) <= 30
+    pre.CLIENTS.reset()

@@ -87,7 +87,9 @@ def handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     logger.append_keys(labeling_job_arn=request.labeling_job_arn, payload=request.payload.s3_uri)
 
     session, client = _clients(request.role_arn if settings.assume_job_role else None)
-    store = S3Store(client=client, kms_key_id=settings.kms_key_id or request.kms_key_id)
+    # The job's own output key (sent with the event, when Ground Truth sends it) wins over the
+    # stack's default: the masks are part of that job's output.
+    store = S3Store(client=client, kms_key_id=request.kms_key_id or settings.kms_key_id)
     batch = BatchConsolidator(
         request,
         store,

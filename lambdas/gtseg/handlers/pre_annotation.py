@@ -102,7 +102,12 @@ class Settings:
         )
 
 
-CLIENTS = AwsClients(sagemaker_runtime_config=PRELABEL_CLIENT_CONFIG)
+# A stalled S3 read must not outlast the function: a timed-out pre-annotation Lambda fails the
+# whole labeling job. Worst case 3 attempts x (2 s connect + 5 s read) stays well under 60 s.
+PRE_ANNOTATION_S3_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 3, "mode": "standard"}
+)
+CLIENTS = AwsClients(s3_config=PRE_ANNOTATION_S3_CONFIG, sagemaker_runtime_config=PRELABEL_CLIENT_CONFIG)
 # Label-category files for the life of the container: "job:<arn>" and "uri:<s3 uri>" keys.
 # Ground Truth calls once per object, so without this every object would describe the job again.
 LABEL_CACHE: dict[str, LabelCategoryConfig] = {}
