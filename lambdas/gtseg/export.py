@@ -176,10 +176,22 @@ def load_class_map_file(text: str | bytes) -> ClassMap:
     except ValueError as exc:
         raise LabelError(f"class map file is not valid JSON: {exc}") from exc
     if isinstance(doc, Mapping) and isinstance(doc.get("classes"), list):
-        classes = sorted(doc["classes"], key=lambda c: int(c["index"]))
-        return ClassMap(names=tuple(c["name"] for c in classes), colors=tuple(c["color"] for c in classes))
+        try:
+            classes = sorted(doc["classes"], key=lambda c: int(c["index"]))
+            indices = [int(c["index"]) for c in classes]
+            names, colors = tuple(str(c["name"]) for c in classes), tuple(str(c["color"]) for c in classes)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LabelError(
+                f"every entry of 'classes' needs an integer index, a name and a color ({exc!r})"
+            ) from exc
+        if indices != list(range(len(classes))):
+            raise LabelError(f"'classes' indices must be 0..N without gaps, got {indices}")
+        return ClassMap(names=names, colors=colors)
     if isinstance(doc, Mapping) and isinstance(doc.get("labels"), list):
-        return ClassMap.from_labels(e["label"] if isinstance(e, Mapping) else e for e in doc["labels"])
+        names = [e.get("label") if isinstance(e, Mapping) else e for e in doc["labels"]]
+        if not all(isinstance(name, str) for name in names):
+            raise LabelError("every entry of 'labels' needs a 'label' string")
+        return ClassMap.from_labels(names)
     raise LabelError("class map file needs 'classes' (gtseg labels.json) or 'labels' (label-category file)")
 
 

@@ -317,6 +317,26 @@ def test_class_map_seed_keeps_indices_across_exports(tmp_path):
     assert again.names == ("BACKGROUND", "cat", "dog")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"classes": [{"name": "BACKGROUND"}]}',
+        '{"classes": [{"index": "first", "name": "BACKGROUND", "color": "#ffffff"}]}',
+        '{"classes": [{"index": 0, "name": "BACKGROUND", "color": "#ffffff"}, {"index": 2, "name": "cat", "color": "#2ca02c"}]}',
+        '{"classes": [7]}',
+        '{"labels": [{"name": "cat"}]}',
+        '{"labels": [3]}',
+    ],
+)
+def test_a_malformed_class_map_file_is_a_label_error(text, tmp_path, capsys):
+    with pytest.raises(LabelError):
+        load_class_map_file(text)
+    (tmp_path / "labels.json").write_text(text)
+    code = main(["export", str(tmp_path / "x.manifest"), "--out", str(tmp_path / "out"), "--class-map",
+                 str(tmp_path / "labels.json"), "--quiet"])  # fmt: skip
+    assert code == 2 and capsys.readouterr().err.startswith("gtseg export: --class-map:")
+
+
 # --------------------------------------------------------------------------- other formats
 
 
