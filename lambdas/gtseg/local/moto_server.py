@@ -23,8 +23,16 @@ FAKE_CREDENTIALS: Mapping[str, str] = {
     # no instance-metadata lookups (they would time out off EC2)
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-# Variables that would make boto3 look elsewhere for credentials or config; hidden while we run.
-_SHADOWED = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE")
+# Variables that would make boto3 look elsewhere for credentials, config or endpoints; hidden while
+# we run (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true would send every call past moto, to AWS).
+_SHADOWED = (
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CA_BUNDLE",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+_SERVICE_ENDPOINT_PREFIX = "AWS_ENDPOINT_URL_"  # e.g. AWS_ENDPOINT_URL_S3 set for LocalStack
 
 
 class ScopedEnvironment:
@@ -81,6 +89,8 @@ class LocalMotoServer:
         self._env.set("AWS_REGION", self.region)
         for name in _SHADOWED:
             self._env.set(name, None)
+        for name in [n for n in os.environ if n.upper().startswith(_SERVICE_ENDPOINT_PREFIX)]:
+            self._env.set(name, None)  # a user's per-service endpoint would win over moto's
         self._env.set("AWS_ENDPOINT_URL", self.endpoint_url)
         # Loopback must never go through a proxy someone configured for the internet.
         for name in ("NO_PROXY", "no_proxy"):
