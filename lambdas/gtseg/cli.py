@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system said no (permissions, disk full, a name taken by a folder)
+        print(f"gtseg {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -536,6 +536,16 @@ def test_cli_usage_problems_are_one_line_and_exit_2(tmp_path, capsys):
     assert "s3://a/output.manifest" in capsys.readouterr().err
 
 
+def test_a_file_system_refusal_is_one_line_not_a_traceback(tmp_path, capsys):
+    job = BuiltInJob(tmp_path / "in")
+    job.add("a.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
+    out = tmp_path / "out"
+    (out / "labels.json").mkdir(parents=True)  # the name export must write is taken by a folder
+    assert main(["export", str(job.write()), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gtseg export: ") and "labels.json" in err and "Traceback" not in err
+
+
 @pytest.fixture
 def no_aws_credentials(monkeypatch):
     """boto3 finds no credentials at all (a user who has not configured the AWS CLI)."""
