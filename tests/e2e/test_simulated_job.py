@@ -141,6 +141,7 @@ def test_lambda_logs_are_kept_per_function(job):
         ({"workers": 10}, "--workers must be 1..9"),
         ({"objects": 0}, "--objects must be at least 1"),
         ({"seed": -1}, "--seed must be 0 or more"),
+        ({"job_name": "../elsewhere"}, "--job-name '../elsewhere'"),
     ],
 )
 def test_bad_options_are_refused_before_anything_starts(tmp_path, options, message):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,7 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "semantic-segment
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_PROFILES = ("careful", "average", "average", "sloppy", "spammer")
 MAX_WORKERS = 9  # NumberOfHumanWorkersPerDataObject (protocol doc §6)
+JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # LabelingJobName (botocore model)
 CORS_RULE = {
     "AllowedHeaders": [],
     "AllowedMethods": ["GET"],
@@ -357,6 +359,12 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
         raise SimulationError("--objects must be at least 1")
     if options.seed < 0:
         raise SimulationError(f"--seed must be 0 or more, got {options.seed}")
+    if not JOB_NAME.fullmatch(options.job_name):
+        # checked here, not only by the launcher: the name is also a folder under --out
+        raise SimulationError(
+            f"--job-name {options.job_name!r}: letters, digits and hyphens, at most 63, "
+            "starting and ending with a letter or digit (Ground Truth's rule)"
+        )
     out_dir = Path(options.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SimulationError(f"--out {out_dir} is a file, not a folder")
