@@ -66,6 +66,7 @@ from gtseg.manifest import (
     iso_timestamp,
     metadata_key,
     parse_manifest,
+    safe_filename,
     segmentation_metadata,
 )
 from gtseg.masks import MaskError, encode_index_png, read_class_mask
@@ -175,6 +176,11 @@ def reconsolidate_job(
         raise ExportError(f"smoothing must be >= 0, got {smoothing}")
     suffix = f"-smooth{smoothing}" if smoothing != DEFAULT_NEIGHBOURHOOD_RADIUS else ""
     run = run_name or f"reconsolidated-{method}{suffix}"
+    if run != safe_filename(run) or run.startswith("."):
+        # the name becomes a file and a folder inside the job: no path separators, no '..'
+        raise ExportError(
+            f"--run-name {run!r}: use a plain name such as {safe_filename(run).lstrip('.') or 'rerun'!r}"
+        )
     base = parent_ref(old_manifest)
 
     # Pass 1: the class map, by name, from every object's colour map (lines only, no pixels).

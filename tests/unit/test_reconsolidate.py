@@ -235,6 +235,15 @@ def test_a_label_attribute_no_line_carries_is_refused_and_nothing_written(tmp_pa
     assert reconsolidate_job(str(facts["job"]), label_attribute=LAN).reconsolidated == 2
 
 
+@pytest.mark.parametrize("run_name", ["../../elsewhere", "a/b", ".."])
+def test_a_run_name_that_is_a_path_is_refused(tmp_path, run_name):
+    facts = write_built_in_job(tmp_path / "jobs", CROWDS[:1])
+    with pytest.raises(ExportError, match="--run-name"):
+        reconsolidate_job(str(facts["job"]), run_name=run_name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs"]
+    assert sorted(p.name for p in (facts["job"] / "manifests" / "output").iterdir()) == ["output.manifest"]
+
+
 def test_no_worker_responses_is_a_clear_error(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS[:1], no_responses=(0,))
     with pytest.raises(ExportError, match="no worker responses"):
