@@ -125,14 +125,6 @@ class JobData:
         where = self.resolve(ref)
         if is_s3(where):
             try:
-                # the key as written: S3 keys may hold '%' (S3Store.get_bytes would URL-decode it)
-                return self._s3().get_object(where)[0]
-            except StorageError as exc:
-                if "%" not in where:
-                    raise JobDataError(_s3_problem("read", ref, exc)) from exc
-            except _S3_FAILURES as exc:
-                raise JobDataError(_s3_problem("read", ref, exc)) from exc
-            try:  # a URL-encoded reference to a plain key (what get_bytes expects)
                 return self._s3().get_bytes(where)
             except _S3_FAILURES as exc:
                 raise JobDataError(_s3_problem("read", ref, exc)) from exc

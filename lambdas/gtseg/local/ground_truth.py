@@ -599,8 +599,7 @@ class GroundTruthEmulator:
             source = outcome.data_object.get("source-ref")
             if isinstance(source, str) and source.startswith("s3://"):
                 try:
-                    # get_object: the key as written (get_bytes URL-decodes a key holding '%')
-                    if body != self.store.get_object(source)[0]:
+                    if body != self.store.get_bytes(source):
                         problems.append(f"the image in src is not the object's source-ref {source}")
                 except StorageError as exc:
                     problems.append(str(exc))

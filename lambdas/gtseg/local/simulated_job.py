@@ -490,8 +490,7 @@ def _download_prefix(store: S3Store, prefix_uri: str, target: Path) -> None:
         _, key = parse_s3_uri(uri)
         path = target.joinpath(*[safe_filename(part) for part in key[len(prefix) :].split("/") if part])
         path.parent.mkdir(parents=True, exist_ok=True)
-        # get_object takes the key as listed; get_bytes would URL-decode a key holding '%'
-        path.write_bytes(store.get_object(uri)[0])
+        path.write_bytes(store.get_bytes(uri))
 
 
 # --------------------------------------------------------------------------- scoring
