@@ -151,11 +151,12 @@ class JobData:
                 body = self._s3().client.get_object(Bucket=bucket, Key=key)["Body"]
             except Exception as exc:  # botocore ClientError and connection errors alike
                 raise JobDataError(f"cannot read {ref}: {exc}") from exc
-            for raw in body.iter_lines(keepends=True):
-                yield raw.decode("utf-8", errors="replace")
+            for n, raw in enumerate(body.iter_lines(keepends=True)):
+                # utf-8-sig: a byte-order mark (a manifest saved by a Windows editor) is not line 1's JSON
+                yield raw.decode("utf-8-sig" if n == 0 else "utf-8", errors="replace")
             return
         try:
-            with open(where, encoding="utf-8", errors="replace") as handle:
+            with open(where, encoding="utf-8-sig", errors="replace") as handle:
                 yield from handle
         except FileNotFoundError:
             raise JobDataError(f"cannot read {ref}: no such file ({where})") from None

@@ -501,6 +501,22 @@ def test_mapped_copy_with_file_safe_names_is_found(tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
+@mock_aws
+def test_a_manifest_saved_with_a_byte_order_mark_reads_from_line_1(tmp_path):
+    """Windows editors save UTF-8 with a BOM; the first object must not become a JSON error."""
+    job = BuiltInJob(tmp_path / "in")
+    job.add("a.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
+    manifest = job.write()
+    manifest.write_bytes(b"\xef\xbb\xbf" + manifest.read_bytes())
+    summary = export_dataset(str(manifest), tmp_path / "local")
+    assert (summary.exported, summary.errors) == (1, [])
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="gt-output")
+    s3.put_object(Bucket="gt-output", Key="output.manifest", Body=manifest.read_bytes())
+    summary = export_dataset("s3://gt-output/output.manifest", tmp_path / "from-s3")
+    assert (summary.exported, summary.errors) == (1, [])
+
+
 def test_cli_export_exit_codes_and_summary(tmp_path, capsys):
     job = BuiltInJob(tmp_path / "in")
     cmap = color_map(("cat", "#2ca02c"))
