@@ -223,6 +223,19 @@ def test_odd_file_names_and_an_out_folder_with_spaces_work_and_the_next_commands
     assert sorted(p.name for p in (out / "dataset" / "images").iterdir()) == ["a%20b.png", "it's #1.png"]
 
 
+def test_a_job_that_fails_before_its_output_points_at_the_logs_not_at_missing_files(tmp_path):
+    template = tmp_path / "broken.liquid.html"
+    template.write_text("{% iff task.input.taskObject %}<p>typo in a tag</p>{% endif %}")
+    result = run_simulation(
+        SimulationOptions(objects=1, workers=1, template=template, out_dir=tmp_path / "out")
+    )
+    assert result.report.status == "Failed"
+    text = format_summary(result)
+    assert "does not parse" in text and "No output manifest" in text
+    assert "job-report.json" in text and (result.job_dir / "local-emulator" / "job-report.json").is_file()
+    assert "gtseg export" not in text and "gtseg report" not in text
+
+
 def test_an_images_folder_without_images_is_refused(tmp_path):
     with pytest.raises(SimulationError, match=re.escape("no .jpg, .jpeg or .png files")):
         run_simulation(SimulationOptions(images_dir=tmp_path, out_dir=tmp_path / "out"))

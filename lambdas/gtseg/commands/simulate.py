@@ -167,6 +167,13 @@ def format_summary(result: Any) -> str:
     )
     job_dir = result.job_dir
     manifest = job_dir / "manifests" / "output" / "output.manifest"
+    if not manifest.is_file():  # the job failed before Ground Truth would write its output
+        lines.append(
+            f"\nNo output manifest: the job ended before writing one. What happened is in {job_dir}/:"
+        )
+        lines.append("  local-emulator/job-report.json  the failure reason, per-object status")
+        lines.append("  local-emulator/logs/            each Lambda's log")
+        return "\n".join(lines)
     lines.append(f"\nResults in {job_dir}/ (Ground Truth's output layout, ':' in names replaced by '_'):")
     lines.append(f"  {manifest}  output manifest: input keys + the consolidated label")
     lines.append(f"  {job_dir}/annotations/consolidated-annotation/output/  masks (PNG) + sidecars (JSON)")
