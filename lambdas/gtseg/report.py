@@ -52,7 +52,7 @@ from gtseg.jobdata import (
     read_worker_responses,
     worker_response_files,
 )
-from gtseg.labels import ClassMap, LabelError
+from gtseg.labels import BACKGROUND, ClassMap, LabelError, default_colors
 from gtseg.manifest import (
     ManifestError,
     ManifestLine,
@@ -92,6 +92,24 @@ def cohen_kappa(worker: np.ndarray, consensus: np.ndarray, num_classes: int) -> 
     if expected >= 1.0:
         return 1.0 if observed >= 1.0 else 0.0
     return float(min(max((observed - expected) / (1.0 - expected), 0.0), 1.0))
+
+
+def with_worker_labels(object_map: ClassMap, label_mappings: Any) -> ClassMap:
+    """``object_map`` plus the worker's labels it lacks, appended (Ground Truth's built-in maps list
+    only the classes in the consolidated mask). A class only this worker painted then counts as
+    disagreement with the consensus instead of being read as background."""
+    if not isinstance(label_mappings, Mapping):
+        return object_map  # decode_worker_mask says what is wrong with it
+    extra = [
+        n for n in label_mappings if isinstance(n, str) and n != BACKGROUND and n not in object_map.names
+    ]
+    extra = extra[: 256 - len(object_map)]  # 8-bit masks
+    if not extra:
+        return object_map
+    spare = (c for c in default_colors(len(object_map) + 2 * len(extra)) if c not in object_map.colors)
+    return ClassMap(
+        names=(*object_map.names, *extra), colors=(*object_map.colors, *(next(spare) for _ in extra))
+    )
 
 
 def disagreement_map(worker_masks: Sequence[np.ndarray], consensus: np.ndarray) -> np.ndarray:
@@ -414,8 +432,9 @@ class _ReportBuilder:
                           side: Mapping[str, Any] | None) -> DecodedWorker:  # fmt: skip
         try:
             answer = find_segmentation_answer(response.content)
+            decode_map = with_worker_labels(object_map, answer.label_mappings)
             decoded = decode_worker_mask(
-                b64decode_png(answer.png_image_data), answer.label_mappings, object_map,
+                b64decode_png(answer.png_image_data), answer.label_mappings, decode_map,
                 expected_size=answer.expected_size,
             )  # fmt: skip
             if decoded.shape != consensus.shape:
@@ -427,7 +446,7 @@ class _ReportBuilder:
         agreement = pixel_agreement(decoded.indices, consensus)
         quality = side.get("quality") if side and isinstance(side.get("quality"), int | float) else None
         if quality is None:
-            quality = cohen_kappa(decoded.indices, consensus, len(object_map))
+            quality = cohen_kappa(decoded.indices, consensus, len(decode_map))
         figures = WorkerOnObject(response.worker_id, agreement, float(quality), response.time_spent_seconds)
         return DecodedWorker(figures, decoded.indices)
 

@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from gtseg.cli import main
 from gtseg.consolidation import consolidate_masks
+from gtseg.labels import ClassMap
 from gtseg.manifest import segmentation_metadata
 from gtseg.masks import encode_index_png
 from gtseg.report import build_report, cohen_kappa, disagreement_map, pixel_agreement
@@ -175,6 +176,36 @@ def test_a_job_folder_without_worker_responses_is_pointed_out(tmp_path, capsys):
     assert "note: no worker responses under" in err and "typo" in err
     assert "no worker responses under" in out.read_text()
     assert len(parse_report(out).images) == 1  # the overlay; no disagreement heatmap without answers
+
+
+def test_a_class_only_one_worker_painted_counts_as_disagreement(tmp_path):
+    """Built-in colour maps list only the classes in the consolidated mask: a worker's extra class
+    (a 'dog' nobody else saw) must not be read as background, where it would agree."""
+    job = tmp_path / "seg-job"
+    workers_map = ClassMap.from_labels(["cat", "dog"])
+    consensus = np.zeros((10, 20), dtype=np.uint8)
+    consensus[:, :10] = 1  # cat on the left, background on the right
+    hallucinated = consensus.copy()
+    hallucinated[:5, 10:] = 2  # a dog in the top right quarter: 50 of 200 pixels
+    answers = [{"answerContent": worker_answer(mask, workers_map), "workerId": wid, "timeSpentInSeconds": 9}
+               for wid, mask in (("w-a", consensus), ("w-b", consensus), ("w-dog", hallucinated))]  # fmt: skip
+    response = job / "annotations" / "worker-response" / "iteration-1" / "0" / "2024-05-01_12:00:00.json"
+    response.parent.mkdir(parents=True)
+    response.write_text(json.dumps({"answers": answers}))
+    object_map = ClassMap(names=("BACKGROUND", "cat"), colors=("#ffffff", workers_map.colors[1]))
+    mask = job / "annotations" / "consolidated-annotation" / "output" / "0_2024-05-01T12:00:05.000000.png"
+    mask.parent.mkdir(parents=True)
+    mask.write_bytes(encode_index_png(consensus, object_map))
+    meta = segmentation_metadata(object_map, job_name="seg-job", creation_date="2024-05-01T12:00:05.000000")
+    manifest = job / "manifests" / "output" / "output.manifest"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({LAN: str(mask), f"{LAN}-metadata": meta}) + "\n")
+    out = tmp_path / "r.html"
+    summary = build_report(str(manifest), out)
+    assert summary.objects == 1 and not summary.errors
+    rows = parse_report(out).worker_rows
+    assert rows["w-dog"][-1][1] == "75.0%"  # per-object row: agreement with the consensus
+    assert rows["w-a"][-1][1] == "100.0%"
 
 
 def test_per_worker_figures_separate_the_spammer_from_careful_workers(tmp_path):
