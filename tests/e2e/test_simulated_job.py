@@ -5,8 +5,11 @@ stand-in, the real worker template, simulated workers."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +125,18 @@ def test_summary_tells_the_user_where_results_are_and_what_next(job):
         saved["labeled"] == 3 and saved["meanIoU"]["consolidated"] == job.to_dict()["meanIoU"]["consolidated"]
     )
     assert {"pre-annotation", "workers", "consolidation", "total"} <= set(saved["seconds"])
+
+
+def test_under_make_demo_the_next_commands_name_the_venv_script(job, monkeypatch):
+    """make puts .venv/bin on its own PATH; the user's shell, where they paste the command, has not."""
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "gtseg").is_file():
+        pytest.skip("gtseg is not installed next to this Python")
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("MAKELEVEL", "1")
+    (export_line,) = [line for line in format_summary(job).splitlines() if " export " in line]
+    command = Path(shlex.split(export_line)[0])
+    assert command.name == "gtseg" and command.is_file(), export_line
 
 
 def test_lambda_logs_are_kept_per_function(job):

@@ -9,6 +9,7 @@ truth is known. ``make demo`` runs it with the defaults. See docs/local-run.md.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -198,9 +199,13 @@ def format_summary(result: Any) -> str:
 
 
 def _gtseg_command() -> str:
-    """How the user can run gtseg from here: ``gtseg`` if on PATH, else the venv's script."""
+    """How the user can run gtseg from here: ``gtseg`` if on their PATH, else the venv's script.
+
+    Under ``make demo`` the PATH is make's (it prepends .venv/bin), not the user's shell's.
+    """
     script = Path(sys.executable).parent / "gtseg"
-    if shutil.which("gtseg") == str(script) or not script.exists():
+    on_users_path = shutil.which("gtseg") == str(script) and not os.environ.get("MAKELEVEL")
+    if on_users_path or not script.exists():
         return "gtseg"
     try:
         return str(script.relative_to(Path.cwd()))
