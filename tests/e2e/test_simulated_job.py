@@ -256,6 +256,14 @@ def test_an_images_folder_without_images_is_refused(tmp_path):
         run_simulation(SimulationOptions(images_dir=tmp_path, out_dir=tmp_path / "out"))
 
 
+def test_a_single_worker_quality_is_not_estimated_rather_than_zero(tmp_path):
+    result = run_simulation(SimulationOptions(objects=1, workers=1, size=(96, 64), out_dir=tmp_path))
+    (row,) = result.profile_summary()
+    assert row["profile"] == "careful" and row["mean_iou"] > 0.5
+    assert row["estimated_quality"] is None  # not 0.0: nobody to compare a lone worker with
+    assert re.search(r"worker: careful\s+1\s+\d\.\d{3}\s+n/a", format_summary(result))
+
+
 def test_the_cli_runs_a_job_and_exits_0(tmp_path, capsys):
     code = main(
         ["simulate", "--objects", "1", "--size", "96x64", "--workers", "3", "--out", str(tmp_path), "--quiet"]

@@ -544,7 +544,9 @@ def score_job(
         if isinstance(sidecar, dict):
             confidence = sidecar.get("image-confidence")
             score.image_confidence = float(confidence) if isinstance(confidence, int | float) else None
-            for worker in sidecar.get("workers") or []:
+            # one worker: the consolidation writes quality 0.0 for "cannot be estimated", not "bad"
+            estimable = sidecar.get("method") != "single-worker"
+            for worker in (sidecar.get("workers") or []) if estimable else []:
                 if isinstance(worker, dict) and isinstance(worker.get("quality"), int | float):
                     score.estimated_quality[str(worker.get("workerId"))] = float(worker["quality"])
         if score.image_confidence is None:
