@@ -412,6 +412,10 @@ class _ReportBuilder:
             agreement = side.get("agreement") if isinstance(side.get("agreement"), int | float) else None
             quality = side.get("quality") if isinstance(side.get("quality"), int | float) else None
             out.append(WorkerOnObject(worker_id, agreement, quality, None))
+        if len(out) == 1 or (sidecar or {}).get("method") == "single-worker":
+            # one worker is its own consensus: no quality can be estimated (gtseg's sidecar says 0.0)
+            for worker in out:
+                worker.quality = None
         for worker in out:
             figures = self.workers.setdefault(worker.worker_id, WorkerFigures(worker.worker_id))
             if worker.agreement is None:

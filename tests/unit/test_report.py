@@ -208,6 +208,15 @@ def test_a_class_only_one_worker_painted_counts_as_disagreement(tmp_path):
     assert rows["w-a"][-1][1] == "100.0%"
 
 
+def test_a_lone_worker_has_no_quality_rather_than_zero(tmp_path):
+    facts = write_job(tmp_path, [("careful",)])  # one worker: gtseg's sidecar says quality 0.0
+    out = tmp_path / "r.html"
+    build_report(str(facts["manifest"]), out)
+    (rows,) = parse_report(out).worker_rows.values()
+    assert rows[0][3] == "–"  # the Workers table's Quality column
+    assert rows[-1][1] == "100.0%" and rows[-1][2] == "–"  # the object's row: agreement, quality
+
+
 def test_per_worker_figures_separate_the_spammer_from_careful_workers(tmp_path):
     facts = write_job(tmp_path, CROWDS)
     out = tmp_path / "report.html"
