@@ -205,13 +205,19 @@ class ClassMap:
 
     @classmethod
     def from_internal_color_map(cls, color_map: Mapping[str, Any]) -> ClassMap:
-        """Rebuild a class map from an output manifest's ``internal-color-map``."""
+        """Rebuild a class map from an output manifest's ``internal-color-map``.
+
+        Index gaps (a map listing only the classes an object uses, under their job indices) are
+        closed up in index order: masks are then read by colour (``masks.read_class_mask``),
+        never by the original indices."""
         try:
             items = sorted(((int(k), v) for k, v in color_map.items()), key=lambda kv: kv[0])
         except (TypeError, ValueError) as exc:
             raise LabelError(f"internal-color-map keys must be integers: {exc}") from exc
-        if [k for k, _ in items] != list(range(len(items))):
-            raise LabelError("internal-color-map indices must be 0..N without gaps")
+        if not items or items[0][0] != 0:
+            raise LabelError("internal-color-map needs index 0 (BACKGROUND)")
+        if len({k for k, _ in items}) != len(items):
+            raise LabelError("internal-color-map repeats an index")
         names, colors = [], []
         for _, entry in items:
             if not isinstance(entry, Mapping) or "class-name" not in entry:

@@ -242,13 +242,8 @@ def test_from_internal_color_map_sorts_numeric_keys() -> None:
 @pytest.mark.parametrize(
     ("color_map", "message"),
     [
-        (
-            {
-                "0": {"class-name": BACKGROUND, "hex-color": "#ffffff"},
-                "2": {"class-name": "a", "hex-color": "#000001"},
-            },
-            "without gaps",
-        ),
+        ({"1": {"class-name": "a", "hex-color": "#000001"}}, "needs index 0"),
+        ({}, "needs index 0"),
         (
             {"0": {"class-name": BACKGROUND, "hex-color": "#ffffff"}, "x": {"class-name": "a"}},
             "must be integers",
@@ -269,3 +264,25 @@ def test_from_internal_color_map_names_the_problem(color_map: dict, message: str
 def test_label_mappings_skip_background() -> None:
     class_map = ClassMap.from_labels(["road", "car"])
     assert class_map.label_mappings() == {"road": {"color": "#2ca02c"}, "car": {"color": "#1f77b4"}}
+
+
+def test_index_gaps_are_closed_up_and_masks_still_read_by_colour() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from gtseg.masks import read_class_mask
+
+    # an object that used only class 2 of the job, listed under its job index
+    color_map = {
+        "0": {"class-name": BACKGROUND, "hex-color": "#ffffff"},
+        "2": {"class-name": "car", "hex-color": "#1f77b4"},
+    }
+    class_map = ClassMap.from_internal_color_map(color_map)
+    assert class_map.names == (BACKGROUND, "car")
+    png = Image.fromarray(np.array([[0, 2, 2]], dtype=np.uint8))
+    png.putpalette([255, 255, 255, 44, 160, 44, 31, 119, 180])
+    buf = io.BytesIO()
+    png.save(buf, format="PNG")
+    assert read_class_mask(buf.getvalue(), class_map).tolist() == [[0, 1, 1]]
