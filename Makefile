@@ -24,11 +24,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 FAKE_AWS := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing \
             AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help setup demo test test-fast bench synth lint clean distclean
+.PHONY: help setup demo check test test-fast bench synth lint clean distclean
 
 help:
 	@echo "make demo   - install, then run a local labeling job end to end (no AWS account)"
-	@echo "make test   - install, then lint and run every test"
+	@echo "make test   - install, then lint, check formatting, layers and types, and run every test"
+	@echo "make check  - only the static gates of make test (ruff, ruff format, import-linter, mypy)"
 	@echo "make bench  - consolidation accuracy/speed/memory benchmark"
 	@echo "make synth  - cdk synth (real CDK CLI, cdk-nag on, offline, Docker-free bundling)"
 	@echo "make lint   - ruff + cfn-lint on the synthesized template"
@@ -57,8 +58,14 @@ $(WHEELHOUSE)/.installed: lambdas/requirements.txt Makefile $(VENV)/.installed
 demo: setup
 	$(FAKE_AWS) $(PY) -m gtseg.cli simulate
 
-test: setup
+# Static gates first (seconds), then the tests: lint, formatting, the layer contracts, types.
+check: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
+
+test: check
 	$(FAKE_AWS) $(PY) -m pytest
 
 test-fast: setup

@@ -31,20 +31,17 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lambdas"))
 
-from gtseg.batch import BatchConsolidator, BatchSettings  # noqa: E402
-from gtseg.consolidation import (  # noqa: E402
+from gtseg.consolidation.batch import BatchConsolidator, BatchSettings  # noqa: E402
+from gtseg.core.consolidation import (
     WorkerAnswer,
     consolidate_masks,
     consolidate_worker_answers,
     majority_vote,
 )
-from gtseg.masks import (  # noqa: E402
-    b64decode_png,
-    encode_index_png,
-    read_class_mask,
-)
+from gtseg.core.masks import b64decode_png, encode_index_png, read_class_mask
+from gtseg.core.metrics import mean_iou  # noqa: E402
+from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer  # noqa: E402
 from gtseg.protocol import ConsolidationRequest  # noqa: E402
-from gtseg.simulation import PROFILES, SimulatedCrowd, make_scene, mean_iou, paint, worker_answer  # noqa: E402
 
 CLEAN = {
     3: ["careful", "average", "sloppy"],

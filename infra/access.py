@@ -22,8 +22,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from gtseg.launch import JOBS_PREFIX
-from gtseg.pre_annotation import PRELABEL_PREFIX
+from gtseg.core.layout import JOBS_PREFIX, PRELABEL_PREFIX
 from infra.functions import Functions
 from infra.settings import GtsegSettings
 from infra.storage import Storage

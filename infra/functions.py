@@ -2,7 +2,7 @@
 
 Packaging never uses Docker: the layer is ``pip install``-ed for the Lambda platform (aarch64,
 CPython of ``LAMBDA_PYTHON_VERSION``) from the wheelhouse ``make setup`` downloaded, so synth works
-offline. The function code is the ``lambdas/`` directory minus what only the CLI/emulator needs.
+offline. The function code is an allow-list of the ``gtseg`` packages the handlers need.
 
 Reserved concurrency: none, on purpose. A reservation is carved out of the account's pool; accounts
 whose Lambda concurrency quota is still the new-account default (10) cannot reserve anything
@@ -28,7 +28,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from gtseg.launch import LauncherSettings
+from gtseg.launcher.settings import LauncherSettings
 from infra.settings import (
     LAMBDA_REQUIREMENTS,
     LAMBDAS_DIR,
@@ -45,20 +45,22 @@ PRE_ANNOTATION_HANDLER = "gtseg.handlers.pre_annotation.handler"
 CONSOLIDATION_HANDLER = "gtseg.handlers.consolidation.handler"
 LAUNCHER_HANDLER = "gtseg.handlers.launcher.handler"
 
-# What only the CLI / local emulator needs (and the layer's inputs) stays out of the function code.
-FUNCTION_CODE_EXCLUDES = (
-    "requirements.txt",
-    "*.egg-info",
-    "**/__pycache__",
-    "**/*.pyc",
-    "gtseg/local",
-    "gtseg/commands",
-    "gtseg/cli.py",
-    "gtseg/simulation.py",
-    "gtseg/report*",
-    "gtseg/export*",
-    "gtseg/reconsolidate*",
-)
+# What ships to Lambda, as an allow-list: the handlers and every layer below them. The tools, the
+# local emulator, the CLI and the templates stay out (the worker template is uploaded to S3 by
+# worker_ui.py). pyproject's import-linter contract forbids these packages to import anything else.
+SHIPPED_PACKAGES = ("core", "aws", "pre_annotation", "consolidation", "launcher", "handlers")
+SHIPPED_MODULES = ("__init__.py", "py.typed", "protocol.py")
+
+
+def function_code_excludes() -> list[str]:
+    """CDK asset globs (last match wins): exclude everything, re-include the allow-list, then drop
+    bytecode caches. A directory must be re-included itself for CDK to descend into it."""
+    allowed = ["!gtseg"]
+    allowed += [f"!gtseg/{name}" for name in SHIPPED_MODULES]
+    for package in SHIPPED_PACKAGES:
+        allowed += [f"!gtseg/{package}", f"!gtseg/{package}/**"]
+    return ["*", *allowed, "**/__pycache__", "**/*.pyc"]
+
 
 # Ground Truth's pre-annotation invoke timeout is undocumented; AWS's recipe uses 30 s. 60 s leaves
 # room for an optional pre-label endpoint call, which the handler itself bounds well below this.
@@ -166,7 +168,7 @@ def dependency_layer_code(platform: LambdaPlatform) -> lambda_.Code:
 
 
 def function_code() -> lambda_.Code:
-    return lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=list(FUNCTION_CODE_EXCLUDES))
+    return lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=function_code_excludes())
 
 
 class Functions(Construct):

@@ -25,7 +25,7 @@ from aws_cdk import aws_logs as logs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from gtseg.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS
+from gtseg.core.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAKEFILE = REPO_ROOT / "Makefile"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
-from gtseg.launch import LauncherSettings
+from gtseg.launcher.settings import LauncherSettings
 from infra.access import GroundTruthAccess
 from infra.events import LabelingJobEvents
 from infra.functions import Functions

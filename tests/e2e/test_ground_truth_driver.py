@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from local_job_helpers import create_bucket, labeling_job_request, put_json_lines
 
-from gtseg.labels import ClassMap, LabelCategoryConfig
+from gtseg.core.labels import ClassMap, LabelCategoryConfig
+from gtseg.core.manifest import parse_manifest
 from gtseg.local.ground_truth import GroundTruthEmulator, WorkerSubmission, WorkerTask
 from gtseg.local.lambda_runtime import LocalLambda, function_arn
-from gtseg.manifest import parse_manifest
-from gtseg.simulation import worker_answer
+from gtseg.local.simulation import worker_answer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PRE_ARN = function_arn("tiny-pre")

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from gtseg.cli import main
-from gtseg.commands.simulate import format_summary
-from gtseg.labels import BACKGROUND, BACKGROUND_COLOR, ClassMap
+from gtseg.cli.simulate import format_summary
+from gtseg.core.labels import BACKGROUND, BACKGROUND_COLOR, ClassMap
+from gtseg.core.manifest import ManifestError, parse_manifest
 from gtseg.local.simulated_job import SimulationError, SimulationOptions, run_simulation
-from gtseg.manifest import ManifestError, parse_manifest
-from gtseg.simulation import DEFAULT_LABELS
+from gtseg.local.simulation import DEFAULT_LABELS
 
 PROFILES = ("careful", "average", "average", "sloppy", "spammer")  # the make demo crowd
 

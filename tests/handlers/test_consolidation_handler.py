@@ -12,10 +12,11 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
+from gtseg.core.labels import ClassMap
+from gtseg.core.masks import read_class_mask
+from gtseg.core.metrics import mean_iou
 from gtseg.handlers import consolidation as handler_module
-from gtseg.labels import ClassMap
-from gtseg.masks import read_class_mask
-from gtseg.simulation import SimulatedCrowd, make_scene, mean_iou, worker_answer
+from gtseg.local.simulation import SimulatedCrowd, make_scene, worker_answer
 
 BUCKET = "gt-output"
 JOB = "seg-job-001"

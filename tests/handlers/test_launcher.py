@@ -14,22 +14,15 @@ from botocore.stub import Stubber
 from botocore.validate import validate_parameters
 from moto import mock_aws
 
-from gtseg import sagemaker_limits
+from gtseg.aws.s3 import S3Store
+from gtseg.core.labels import ClassMap, LabelCategoryConfig
+from gtseg.core.manifest import PRIOR_LABEL_ATTRIBUTE_KEY
 from gtseg.handlers import launcher as handler_module
-from gtseg.job_spec import SpecError, parse_job_spec
-from gtseg.labels import ClassMap, LabelCategoryConfig
-from gtseg.launch import (
-    OBJECT_COUNT_TAG,
-    PRIOR_LABEL_ATTRIBUTE_KEY,
-    SPEC_HASH_TAG,
-    LaunchConfigError,
-    LaunchConflictError,
-    LauncherSettings,
-    build_request,
-    launch,
-    plan_launch,
-)
-from gtseg.storage import S3Store
+from gtseg.launcher import limits as sagemaker_limits
+from gtseg.launcher.errors import LaunchConfigError, LaunchConflictError
+from gtseg.launcher.launch import OBJECT_COUNT_TAG, SPEC_HASH_TAG, build_request, launch, plan_launch
+from gtseg.launcher.settings import LauncherSettings
+from gtseg.launcher.spec import SpecError, parse_job_spec
 
 REGION = "eu-west-1"
 ACCOUNT = "111122223333"
@@ -628,7 +621,7 @@ def test_launch_and_relaunch_against_the_local_sagemaker_standin(aws):
     way the service does): the request is accepted, and relaunch finds the job through its tags."""
     from botocore.config import Config
 
-    from gtseg.commands.status import render_status
+    from gtseg.cli.status import render_status
     from gtseg.local.sagemaker_standin import SageMakerStandin
 
     s3, _ = aws

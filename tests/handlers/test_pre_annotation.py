@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from PIL import Image
 
+from gtseg.aws.observability import logger as gtseg_logger
+from gtseg.aws.s3 import S3Store
+from gtseg.core.labels import ClassMap, LabelCategoryConfig
+from gtseg.core.masks import read_class_mask
 from gtseg.handlers import pre_annotation as pre
-from gtseg.labels import ClassMap, LabelCategoryConfig
-from gtseg.masks import read_class_mask
-from gtseg.observability import logger as gtseg_logger
-from gtseg.storage import S3Store
 
 REGION = "us-east-1"
 DATA = "gtseg-data"
@@ -771,7 +771,7 @@ def test_no_input_makes_the_handler_raise(
 
 
 def test_the_prior_attribute_named_on_the_line_by_the_launcher_wins(store: RecordingStore) -> None:
-    from gtseg.manifest import PRIOR_LABEL_ATTRIBUTE_KEY
+    from gtseg.core.manifest import PRIOR_LABEL_ATTRIBUTE_KEY
 
     uri = put(store.client, "img/1.jpg", encoded(16, 16))
     line = with_prior(uri, ["road"]) | with_prior(uri, ["road"], attribute="second-ref")

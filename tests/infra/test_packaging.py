@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from infra_testkit import SETTINGS_CASES, Synthesized, new_app
 
 from app import build_app
-from infra.functions import WheelhouseLayerBundler, layer_asset_hash
+from infra.functions import SHIPPED_MODULES, SHIPPED_PACKAGES, WheelhouseLayerBundler, layer_asset_hash
 from infra.settings import (
     LAMBDA_REQUIREMENTS,
+    LAMBDAS_DIR,
     WHEELHOUSE_DIR,
     GtsegSettings,
     LambdaPlatform,
@@ -22,6 +26,7 @@ from infra.settings import (
 )
 from infra.stack import GtsegStack
 
+ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # function code + all layers, unzipped
 ELF_MACHINE_AARCH64 = 183
 
@@ -61,24 +66,76 @@ def function_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directories.pop()
 
 
-def test_function_code_holds_the_package_without_cli_only_parts(function_code: Path) -> None:
+def test_function_code_is_the_allow_list_of_shipped_packages(function_code: Path) -> None:
     files = files_under(function_code)
     for needed in (
         "gtseg/__init__.py",
         "gtseg/handlers/pre_annotation.py",
         "gtseg/handlers/consolidation.py",
         "gtseg/handlers/launcher.py",
-        "gtseg/templates/semantic-segmentation.liquid.html",
     ):
         assert needed in files
+    top = {path.split("/")[1] for path in files}
+    assert top == set(SHIPPED_PACKAGES) | set(SHIPPED_MODULES)
+    # every shipped package is shipped whole: what the repo has, the asset has
+    for package in SHIPPED_PACKAGES:
+        in_repo = {
+            p.relative_to(LAMBDAS_DIR).as_posix()
+            for p in (LAMBDAS_DIR / "gtseg" / package).rglob("*.py")
+            if "__pycache__" not in p.parts
+        }
+        assert in_repo and in_repo <= files, package
     for path in files:
-        assert not path.startswith(("gtseg/local/", "gtseg/commands/")), path
-        assert path not in {"gtseg/cli.py", "gtseg/simulation.py", "requirements.txt"}, path
-        name = path.rsplit("/", 1)[-1]
-        assert not (path.startswith("gtseg/") and name.startswith(("report", "export", "reconsolidate"))), (
-            path
-        )
+        assert not path.startswith(("gtseg/local/", "gtseg/cli/", "gtseg/tools/", "gtseg/templates/")), path
         assert "__pycache__" not in path and ".egg-info" not in path and not path.endswith(".pyc"), path
+
+
+def test_the_allow_list_is_the_import_linter_contract() -> None:
+    """The shipped packages are what the forbidden-imports contract checks: one list, two uses."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (shipped,) = [c for c in contracts if c["id"] == "shipped-code"]
+    listed = {m.removeprefix("gtseg.") for m in shipped["source_modules"]}
+    assert listed == set(SHIPPED_PACKAGES) | {m.removesuffix(".py") for m in SHIPPED_MODULES if m.endswith(".py")} - {"__init__"}
+
+
+def _third_party_imports(root: Path) -> dict[str, set[str]]:
+    """Top-level module name -> the shipped files that import it (absolute imports only)."""
+    found: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "gtseg":
+                    found.setdefault(top, set()).add(path.relative_to(root).as_posix())
+    return found
+
+
+def test_shipped_code_imports_only_the_layer_and_the_runtime(function_code: Path) -> None:
+    """Nothing in the function code may import moto, awslambdaric, python-liquid or any package
+    that neither the layer (lambdas/requirements.txt) nor the Lambda runtime (boto3) provides."""
+    requirements = [
+        line.split("==")[0].strip().lower().replace("_", "-")
+        for line in LAMBDA_REQUIREMENTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    provided = {"boto3", "botocore"}  # in every Lambda Python runtime
+    distributions = importlib.metadata.packages_distributions()
+    for module, dists in distributions.items():
+        if {d.lower().replace("_", "-") for d in dists} & set(requirements):
+            provided.add(module)
+    provided |= {"typing_extensions", "pydantic_core"}  # pydantic's own dependencies, in the layer
+    imports = _third_party_imports(function_code)
+    for forbidden in ("moto", "awslambdaric", "liquid"):
+        assert forbidden not in imports, imports.get(forbidden)
+    unexpected = {name: sorted(files) for name, files in imports.items() if name not in provided}
+    assert not unexpected, unexpected
+    assert {"numpy", "PIL", "pydantic", "aws_lambda_powertools"} <= set(imports)  # the check sees imports
 
 
 def test_handlers_import_from_the_function_code_alone(function_code: Path) -> None:

@@ -55,7 +55,7 @@ def test_command_line_strings_are_coerced() -> None:
 
 
 def test_every_consolidation_method_of_the_handler_is_a_valid_setting() -> None:
-    from gtseg.consolidation import METHODS
+    from gtseg.core.consolidation import METHODS
 
     for method in METHODS:
         assert GtsegSettings.from_context({"consolidationMethod": method}).consolidation_method == method

@@ -10,9 +10,9 @@ import pytest
 from aws_cdk.assertions import Match
 from infra_testkit import SETTINGS_CASES, WORKTEAM_ARN, Synthesized
 
-from gtseg.consolidation import METHODS
+from gtseg.core.consolidation import METHODS
 from gtseg.handlers.consolidation import ConsolidationSettings
-from gtseg.launch import ENVIRONMENT, OPTIONAL_SETTINGS
+from gtseg.launcher.settings import ENVIRONMENT, OPTIONAL_SETTINGS
 from infra.functions import CONSOLIDATION_HANDLER, LAUNCHER_HANDLER, PRE_ANNOTATION_HANDLER
 from infra.settings import CONSOLIDATION_MEMORY_MB, CONSOLIDATION_TIMEOUT_SECONDS, read_lambda_platform
 
@@ -320,7 +320,7 @@ def test_stack_name_follows_stage(case: str) -> None:
 
 
 def test_the_cli_finds_the_launcher_through_a_real_output(default: Synthesized) -> None:
-    from gtseg.commands.launch import STACK_OUTPUT_KEY
+    from gtseg.cli.launch import STACK_OUTPUT_KEY
 
     outputs = default.resolve(default.json["Outputs"])
     assert outputs[STACK_OUTPUT_KEY]["Value"] == "Launcher"  # the function name, what Invoke takes

@@ -15,9 +15,9 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from gtseg import cli
-from gtseg.commands import launch as launch_command
-from gtseg.commands import status as status_command
-from gtseg.commands.status import progress_bar, render_status, watch
+from gtseg.cli import launch as launch_command
+from gtseg.cli import status as status_command
+from gtseg.cli.status import progress_bar, render_status, watch
 
 REGION = "us-east-1"
 ACCOUNT = "111122223333"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtseg.consolidation import (
+from gtseg.core.consolidation import (
     METHODS,
     WorkerAnswer,
     consolidate_masks,
@@ -15,8 +15,9 @@ from gtseg.consolidation import (
     encode_tuples,
     majority_vote,
 )
-from gtseg.labels import ClassMap
-from gtseg.simulation import PROFILES, SimulatedCrowd, make_scene, mean_iou, paint, worker_answer
+from gtseg.core.labels import ClassMap
+from gtseg.core.metrics import mean_iou
+from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer
 
 
 def test_majority_vote_known_answer_and_ties_go_to_lowest_index():

@@ -19,19 +19,12 @@ from moto import mock_aws
 from PIL import Image
 
 from gtseg.cli import main
-from gtseg.commands.export import StderrProgress
-from gtseg.export import (
-    ClassReconciler,
-    ExportError,
-    export_dataset,
-    load_class_map_file,
-    parse_color_map,
-    rle_decode,
-    rle_encode,
-    split_for,
-)
-from gtseg.labels import ClassMap, LabelError
-from gtseg.masks import encode_index_png, indices_to_rgb
+from gtseg.cli.common import StderrProgress
+from gtseg.core.labels import ClassMap, LabelError
+from gtseg.core.masks import encode_index_png, indices_to_rgb
+from gtseg.tools.class_maps import ClassReconciler, load_class_map_file, parse_color_map
+from gtseg.tools.errors import ToolError
+from gtseg.tools.export import export_dataset, rle_decode, rle_encode, split_for
 
 LAN = "seg-job-ref"
 META = {"type": "groundtruth/semantic-segmentation", "human-annotated": "yes",
@@ -269,7 +262,7 @@ def test_several_label_attributes_need_a_choice(tmp_path):
     line["other-ref-metadata"] = line[f"{LAN}-metadata"]
     job.lines[0] = json.dumps(line)
     manifest = job.write()
-    with pytest.raises(ExportError, match="--label-attribute"):
+    with pytest.raises(ToolError, match="--label-attribute"):
         export_dataset(str(manifest), tmp_path / "out")
     summary = export_dataset(str(manifest), tmp_path / "out2", label_attribute="other-ref")
     assert summary.exported == 1 and summary.label_attribute == "other-ref"

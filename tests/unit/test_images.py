@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gtseg.images import (
+from gtseg.core.images import (
     ImageFormat,
     ImageHeaderError,
     ImageInfo,

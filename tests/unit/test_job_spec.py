@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gtseg import sagemaker_limits as limits
-from gtseg.job_spec import SpecError, json_schema, json_schema_text, parse_job_spec
+from gtseg.launcher import limits as limits
+from gtseg.launcher.spec import SpecError, json_schema, json_schema_text, parse_job_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "docs" / "job-spec.schema.json"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtseg.labels import (
+from gtseg.core.labels import (
     BACKGROUND,
     BACKGROUND_COLOR,
     GROUND_TRUTH_COLORS,
@@ -272,7 +272,7 @@ def test_index_gaps_are_closed_up_and_masks_still_read_by_colour() -> None:
     import numpy as np
     from PIL import Image
 
-    from gtseg.masks import read_class_mask
+    from gtseg.core.masks import read_class_mask
 
     # an object that used only class 2 of the job, listed under its job index
     color_map = {

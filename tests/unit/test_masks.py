@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gtseg.labels import ClassMap, default_colors
-from gtseg.masks import (
+from gtseg.core.labels import ClassMap, default_colors
+from gtseg.core.masks import (
     MaskError,
     b64decode_png,
     decode_worker_mask,
@@ -21,7 +21,7 @@ from gtseg.masks import (
     indices_to_rgb,
     read_class_mask,
 )
-from gtseg.simulation import worker_png
+from gtseg.local.simulation import worker_png
 
 
 @st.composite

@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gtseg.images import ImageFormat, ImageInfo
-from gtseg.labels import BACKGROUND, ClassMap, LabelCategoryConfig, LabelError
-from gtseg.masks import read_class_mask
-from gtseg.pre_annotation import (
+from gtseg.core.images import ImageFormat, ImageInfo
+from gtseg.core.labels import BACKGROUND, ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
+from gtseg.core.layout import prelabel_key
+from gtseg.core.masks import read_class_mask
+from gtseg.pre_annotation.task import (
     MAX_IMAGE_BYTES,
     Outcome,
     PrelabelError,
@@ -29,10 +30,8 @@ from gtseg.pre_annotation import (
     encode_prelabel_png,
     find_prior_mask,
     image_source,
-    labels_from_manifest_line,
     prelabel_blocker,
     prelabel_initial_value,
-    prelabel_key,
     resolve_labels,
     skipped_task_input,
 )

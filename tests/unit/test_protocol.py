@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtseg.labels import ClassMap
-from gtseg.manifest import (
+from gtseg.core.labels import ClassMap
+from gtseg.core.manifest import (
     failure_content,
     parse_manifest,
     safe_filename,
@@ -18,6 +18,7 @@ from gtseg.manifest import (
     segmentation_content,
     segmentation_metadata,
 )
+from gtseg.core.uris import parse_s3_prefix, parse_s3_uri
 from gtseg.protocol import (
     ConsolidationRequest,
     PayloadItem,
@@ -28,7 +29,6 @@ from gtseg.protocol import (
     consolidation_entry,
     find_segmentation_answer,
 )
-from gtseg.storage import parse_s3_prefix, parse_s3_uri
 
 BASE = {
     "version": "2018-10-16",

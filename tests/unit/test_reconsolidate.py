@@ -20,19 +20,15 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from gtseg.cli import main
-from gtseg.consolidation import consolidate_masks, consolidate_worker_answers, majority_vote
-from gtseg.export import ExportError, export_dataset
-from gtseg.jobdata import (
-    JobData,
-    WorkerResponse,
-    dataset_object_id_from_mask,
-    read_worker_responses,
-    worker_response_files,
-)
-from gtseg.labels import ClassMap
-from gtseg.masks import encode_index_png, read_class_mask
-from gtseg.reconsolidate import answers_from_responses, reconsolidate_job
-from gtseg.simulation import SimulatedCrowd, make_scene, worker_answer
+from gtseg.core.consolidation import consolidate_masks, consolidate_worker_answers, majority_vote
+from gtseg.core.labels import ClassMap
+from gtseg.core.layout import dataset_object_id_from_mask
+from gtseg.core.masks import encode_index_png, read_class_mask
+from gtseg.local.simulation import SimulatedCrowd, make_scene, worker_answer
+from gtseg.tools.errors import ToolError
+from gtseg.tools.export import export_dataset
+from gtseg.tools.jobdata import JobData, WorkerResponse, read_worker_responses, worker_response_files
+from gtseg.tools.reconsolidate import answers_from_responses, reconsolidate_job
 
 LAN = "seg-job-ref"
 REMOTE_JOB = "s3://gt-out/jobs/seg-job"
@@ -229,7 +225,7 @@ def test_cli_prints_where_the_new_files_were_written_for_a_local_copy(tmp_path, 
 
 def test_a_label_attribute_no_line_carries_is_refused_and_nothing_written(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS[:2])
-    with pytest.raises(ExportError, match="'seg-job-reff'"):
+    with pytest.raises(ToolError, match="'seg-job-reff'"):
         reconsolidate_job(str(facts["job"]), label_attribute="seg-job-reff")
     assert sorted(p.name for p in (facts["job"] / "manifests" / "output").iterdir()) == ["output.manifest"]
     assert reconsolidate_job(str(facts["job"]), label_attribute=LAN).reconsolidated == 2
@@ -238,7 +234,7 @@ def test_a_label_attribute_no_line_carries_is_refused_and_nothing_written(tmp_pa
 @pytest.mark.parametrize("run_name", ["../../elsewhere", "a/b", ".."])
 def test_a_run_name_that_is_a_path_is_refused(tmp_path, run_name):
     facts = write_built_in_job(tmp_path / "jobs", CROWDS[:1])
-    with pytest.raises(ExportError, match="--run-name"):
+    with pytest.raises(ToolError, match="--run-name"):
         reconsolidate_job(str(facts["job"]), run_name=run_name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs"]
     assert sorted(p.name for p in (facts["job"] / "manifests" / "output").iterdir()) == ["output.manifest"]
@@ -246,7 +242,7 @@ def test_a_run_name_that_is_a_path_is_refused(tmp_path, run_name):
 
 def test_no_worker_responses_is_a_clear_error(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS[:1], no_responses=(0,))
-    with pytest.raises(ExportError, match="no worker responses"):
+    with pytest.raises(ToolError, match="no worker responses"):
         reconsolidate_job(str(facts["job"]))
 
 

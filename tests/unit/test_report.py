@@ -16,12 +16,13 @@ import numpy as np
 from moto import mock_aws
 
 from gtseg.cli import main
-from gtseg.consolidation import consolidate_masks
-from gtseg.labels import ClassMap
-from gtseg.manifest import segmentation_metadata
-from gtseg.masks import encode_index_png
-from gtseg.report import build_report, cohen_kappa, disagreement_map, pixel_agreement
-from gtseg.simulation import SimulatedCrowd, make_scene, worker_answer
+from gtseg.core.consolidation import consolidate_masks
+from gtseg.core.labels import ClassMap
+from gtseg.core.manifest import segmentation_metadata
+from gtseg.core.masks import encode_index_png
+from gtseg.core.metrics import cohen_kappa, disagreement_map, pixel_agreement
+from gtseg.local.simulation import SimulatedCrowd, make_scene, worker_answer
+from gtseg.tools.report import build_report
 
 LAN = "seg-job-ref"
 REMOTE_JOB = "s3://gt-out/jobs/seg-job"

@@ -13,7 +13,7 @@ from botocore.validate import validate_parameters
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gtseg import sagemaker_limits as limits
+from gtseg.launcher import limits as limits
 
 
 def model_member(path: str):

@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from liquid import Environment
 
-from gtseg.labels import BACKGROUND, ClassMap
-from gtseg.pre_annotation import build_task_input, prelabel_initial_value, prior_initial_value
+from gtseg.core.labels import BACKGROUND, ClassMap
+from gtseg.core.uris import parse_s3_uri
+from gtseg.pre_annotation.task import build_task_input, prelabel_initial_value, prior_initial_value
 from gtseg.protocol import DEFAULT_ELEMENT_NAME
-from gtseg.storage import parse_s3_uri
 
 TEMPLATE_TEXT = (
     resources.files("gtseg")

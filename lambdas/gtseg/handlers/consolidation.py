@@ -13,12 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from gtseg.batch import BatchConsolidator, BatchSettings
-from gtseg.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS, METHODS
-from gtseg.labels import LabelCategoryConfig
-from gtseg.observability import MetricUnit, logger, metrics
+from gtseg.aws.clients import assumed_role_session
+from gtseg.aws.observability import MetricUnit, logger, metrics
+from gtseg.aws.s3 import BOTO_CONFIG, S3Store, s3_client
+from gtseg.consolidation.batch import BatchConsolidator, BatchSettings
+from gtseg.core.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS, METHODS
+from gtseg.core.labels import LabelCategoryConfig
 from gtseg.protocol import ConsolidationRequest
-from gtseg.storage import BOTO_CONFIG, S3Store, assumed_role_session, s3_client
 
 
 class ConsolidationSettings(BaseModel):

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gtseg.job_spec import SpecError
-from gtseg.launch import LaunchConfigError, LaunchConflictError, LauncherSettings, launch
-from gtseg.observability import MetricUnit, logger, metrics
-from gtseg.storage import AwsClients
+from gtseg.aws.clients import AwsClients
+from gtseg.aws.observability import MetricUnit, logger, metrics
+from gtseg.launcher.errors import LaunchConfigError, LaunchConflictError
+from gtseg.launcher.launch import launch
+from gtseg.launcher.settings import LauncherSettings
+from gtseg.launcher.spec import SpecError
 
 CLIENTS = AwsClients()
 

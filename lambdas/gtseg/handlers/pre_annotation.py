@@ -21,11 +21,14 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import ValidationError
 
-from gtseg.images import ImageHeaderError, ImageInfo, UnsupportedImageError, probe_image
-from gtseg.labels import LabelCategoryConfig, LabelError
-from gtseg.manifest import PRIOR_LABEL_ATTRIBUTE_KEY, job_name_from_arn
-from gtseg.observability import MetricUnit, logger, metrics
-from gtseg.pre_annotation import (
+from gtseg.aws.clients import AwsClients
+from gtseg.aws.observability import MetricUnit, logger, metrics
+from gtseg.aws.s3 import StorageError
+from gtseg.core.images import ImageHeaderError, ImageInfo, UnsupportedImageError, probe_image
+from gtseg.core.labels import LabelCategoryConfig, LabelError
+from gtseg.core.layout import prelabel_key
+from gtseg.core.manifest import PRIOR_LABEL_ATTRIBUTE_KEY, job_name_from_arn
+from gtseg.pre_annotation.task import (
     InitialValue,
     InitialValueOutcome,
     Outcome,
@@ -38,12 +41,10 @@ from gtseg.pre_annotation import (
     image_source,
     prelabel_blocker,
     prelabel_initial_value,
-    prelabel_key,
     resolve_labels,
     skipped_task_input,
 )
 from gtseg.protocol import PreAnnotationRequest, PreAnnotationResponse
-from gtseg.storage import AwsClients, StorageError
 
 # The endpoint must answer well inside the Lambda's own timeout; a slow model is skipped, not
 # waited for (no retries: a retry doubles the wait for the same likely failure).

@@ -44,12 +44,19 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from gtseg.labels import LabelCategoryConfig, LabelError
+from gtseg.aws.s3 import S3Store, StorageError
+from gtseg.core.labels import LabelCategoryConfig, LabelError
+from gtseg.core.manifest import (
+    ManifestError,
+    dump_manifest_line,
+    failure_content,
+    parse_manifest,
+    safe_filename,
+)
+from gtseg.core.uris import join_uri, parse_s3_prefix, parse_s3_uri
 from gtseg.local.lambda_runtime import Invocation
 from gtseg.local.sagemaker_standin import SageMakerStandin
-from gtseg.manifest import ManifestError, dump_manifest_line, failure_content, parse_manifest, safe_filename
 from gtseg.protocol import DEFAULT_ELEMENT_NAME
-from gtseg.storage import S3Store, StorageError, join_uri, parse_s3_prefix, parse_s3_uri
 
 PROTOCOL_VERSION = "2018-10-16"
 ITERATION = 1

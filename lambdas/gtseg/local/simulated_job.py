@@ -26,25 +26,19 @@ import boto3
 import numpy as np
 from PIL import Image
 
-from gtseg.consolidation import majority_vote
-from gtseg.jobdata import sidecar_ref
-from gtseg.labels import ClassMap, LabelError
+from gtseg.aws.s3 import S3Store, StorageError
+from gtseg.core.consolidation import majority_vote
+from gtseg.core.labels import ClassMap, LabelError
+from gtseg.core.layout import sidecar_ref
+from gtseg.core.manifest import safe_filename
+from gtseg.core.masks import MaskError, read_class_mask
+from gtseg.core.metrics import mean_iou
+from gtseg.core.uris import parse_s3_prefix, parse_s3_uri
 from gtseg.local.ground_truth import GroundTruthEmulator, JobReport, WorkerSubmission, WorkerTask
 from gtseg.local.lambda_runtime import LocalLambda, function_arn
 from gtseg.local.moto_server import LocalMotoServer
 from gtseg.local.sagemaker_standin import SageMakerStandin
-from gtseg.manifest import safe_filename
-from gtseg.masks import MaskError, read_class_mask
-from gtseg.simulation import (
-    DEFAULT_LABELS,
-    PROFILES,
-    WorkerProfile,
-    make_scene,
-    mean_iou,
-    paint,
-    worker_answer,
-)
-from gtseg.storage import S3Store, StorageError, parse_s3_prefix, parse_s3_uri
+from gtseg.local.simulation import DEFAULT_LABELS, PROFILES, WorkerProfile, make_scene, paint, worker_answer
 
 DATA_BUCKET = "gtseg-demo-data"
 OUTPUT_BUCKET = "gtseg-demo-output"

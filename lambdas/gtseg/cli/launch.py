@@ -1,0 +1,185 @@
+"""``gtseg launch SPEC.json [--stack NAME | --direct] [--dry-run]``: start a labeling job.
+
+* ``--stack NAME`` invokes the deployed launcher Lambda (its name is the stack output
+  ``LauncherFunctionName``) with the spec as the event;
+* ``--direct`` runs the same code (``gtseg.launch``) here with local credentials; the stack's
+  settings come from flags or the launcher's environment-variable names;
+* ``--dry-run`` validates, reads the input and prints the CreateLabelingJob request without
+  writing or sending anything (with ``--stack`` it takes the settings from the deployed
+  launcher's configuration).
+
+Without ``--stack`` or ``--direct``: ``--stack $GTSEG_STACK_NAME`` when that is set, else direct.
+The spec is checked here first either way, so a typo fails before any AWS call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gtseg.aws.s3 import BOTO_CONFIG, S3Store, StorageError
+from gtseg.launcher.errors import LaunchError
+from gtseg.launcher.launch import launch, plan_launch
+from gtseg.launcher.settings import ENVIRONMENT, LauncherSettings
+from gtseg.launcher.spec import SpecError, parse_job_spec
+
+STACK_OUTPUT_KEY = "LauncherFunctionName"
+STACK_ENV = "GTSEG_STACK_NAME"
+# The launcher lists prefixes and writes the manifest before answering: wait as long as a Lambda
+# may run. One retry is safe because a relaunch of the same spec returns the same job.
+INVOKE_CONFIG = Config(read_timeout=905, connect_timeout=10, retries={"total_max_attempts": 2})
+
+# flag -> LauncherSettings attribute (defaults come from the environment variable of that setting)
+SETTING_FLAGS = {
+    "--role-arn": "ground_truth_role_arn",
+    "--pre-annotation-arn": "pre_annotation_function_arn",
+    "--consolidation-arn": "consolidation_function_arn",
+    "--template-uri": "worker_template_uri",
+    "--data-bucket": "data_bucket",
+    "--output-bucket": "output_bucket",
+    "--workteam-arn": "default_workteam_arn",
+    "--kms-key-id": "output_kms_key_id",
+}
+
+
+def make_client(service: str, config: Config = BOTO_CONFIG) -> Any:
+    """boto3 client factory (tests replace it; AWS_ENDPOINT_URL_<SERVICE> is honoured)."""
+    return boto3.client(service, config=config)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "launch",
+        help="start a labeling job from a job spec",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("spec", metavar="SPEC.json", help="the job spec ('-' reads stdin)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--stack", metavar="NAME", help="invoke the launcher Lambda of this deployed stack")
+    mode.add_argument("--direct", action="store_true", help="run the launcher here with local credentials")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate and print the CreateLabelingJob request only"
+    )
+    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    settings = parser.add_argument_group("settings for --direct (default: the environment variable named)")
+    for flag, attr in SETTING_FLAGS.items():
+        settings.add_argument(flag, dest=attr, metavar="VALUE", help=ENVIRONMENT[attr])
+    parser.set_defaults(func=run)
+
+
+def _read_spec(path: str) -> Any:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SpecError([f"spec: {path} is not valid JSON ({exc})"]) from None
+
+
+def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> LauncherSettings:
+    environ = dict(os.environ if environ is None else environ)
+    values = {var: getattr(args, attr, None) or environ.get(var) for attr, var in ENVIRONMENT.items()}
+    return LauncherSettings.from_mapping(values)
+
+
+def launcher_function_name(cloudformation: Any, stack: str) -> str:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as exc:
+        raise LaunchError(f"stack {stack!r}: {exc.response.get('Error', {}).get('Message', exc)}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in (stacks[0].get("Outputs") or [])} if stacks else {}
+    if STACK_OUTPUT_KEY not in outputs:
+        raise LaunchError(f"stack {stack!r} has no output {STACK_OUTPUT_KEY!r}: is it a gtseg stack?")
+    return outputs[STACK_OUTPUT_KEY]
+
+
+def settings_from_function(lambda_client: Any, function_name: str) -> LauncherSettings:
+    """The deployed launcher's own settings (its environment variables), for ``--stack --dry-run``."""
+    config = lambda_client.get_function_configuration(FunctionName=function_name)
+    return LauncherSettings.from_mapping((config.get("Environment") or {}).get("Variables") or {})
+
+
+def invoke_launcher(lambda_client: Any, function_name: str, spec: Any) -> dict[str, Any]:
+    response = lambda_client.invoke(
+        FunctionName=function_name,
+        InvocationType="RequestResponse",
+        Payload=json.dumps(spec).encode("utf-8"),
+    )
+    body = response["Payload"].read()
+    try:
+        payload = json.loads(body or b"null")
+    except ValueError:
+        payload = {"errorMessage": body.decode("utf-8", errors="replace")}
+    if response.get("FunctionError"):
+        payload = payload if isinstance(payload, dict) else {}
+        kind = payload.get("errorType", response["FunctionError"])
+        raise LaunchError(f"{function_name}: {kind}: {payload.get('errorMessage', 'no message')}")
+    if not isinstance(payload, dict) or "jobArn" not in payload:
+        raise LaunchError(f"{function_name} answered without a job: {payload!r}")
+    return payload
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except SpecError as exc:
+        print("gtseg launch: invalid job spec:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except (LaunchError, StorageError) as exc:
+        print(f"gtseg launch: {exc}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        print(f"gtseg launch: AWS error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    raw = _read_spec(args.spec)
+    spec = parse_job_spec(raw)  # fail on the spec before any AWS call, whatever the mode
+    stack = None if args.direct else (args.stack or os.environ.get(STACK_ENV) or None)
+    if args.dry_run:
+        if stack:
+            lambda_client = make_client("lambda")
+            function = launcher_function_name(make_client("cloudformation"), stack)
+            settings = settings_from_function(lambda_client, function)
+        else:
+            settings = settings_from_args(args)
+        plan = plan_launch(spec, settings, S3Store(client=make_client("s3")), make_client("sagemaker"))
+        print(json.dumps(plan.request, indent=2, sort_keys=True))
+        print(
+            f"dry run: {plan.object_count} objects; would write {plan.manifest_uri} and "
+            f"{plan.label_category_config_uri}; {len(plan.skipped)} input lines skipped",
+            file=sys.stderr,
+        )
+        for reason in plan.skipped[:10]:
+            print(f"  skipped {reason}", file=sys.stderr)
+        return 0
+    if stack:
+        function = launcher_function_name(make_client("cloudformation"), stack)
+        result = invoke_launcher(make_client("lambda", INVOKE_CONFIG), function, raw)
+    else:
+        settings = settings_from_args(args)
+        store = S3Store(client=make_client("s3"))
+        result = launch(spec, settings, store, make_client("sagemaker")).to_dict()
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(result["jobArn"])
+        verb = "started" if result.get("created", True) else "already running from this same spec"
+        print(f"{result['jobName']}: {verb}; {result.get('objectCount')} objects", file=sys.stderr)
+        if result.get("skippedCount"):
+            print(
+                f"  {result['skippedCount']} input lines skipped, e.g. {result['skipped'][0]}",
+                file=sys.stderr,
+            )
+    return 0

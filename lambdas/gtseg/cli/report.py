@@ -1,0 +1,77 @@
+"""``gtseg report OUTPUT_MANIFEST --out report.html``: a static HTML report of a finished job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gtseg.cli.common import add_map_option, job_data_from_args, run_with_progress
+from gtseg.tools.report import DEFAULT_LOWEST, DEFAULT_MAX_SIDE, build_report, summary_json
+
+MIN_MAX_SIDE = 16  # smaller report images show nothing
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write a static HTML report of a finished job",
+        description="Per object: the image with the consolidated mask, a worker-disagreement heatmap and the "
+        "confidence; per class: area and confidence; per worker: agreement with the consensus, quality and "
+        "time spent; the lowest-agreement objects, also written as a manifest for an adjustment job.",
+    )
+    parser.add_argument("manifest", metavar="OUTPUT_MANIFEST", help="output.manifest (path or s3:// URI)")
+    parser.add_argument("--out", required=True, help="the HTML file to write (images go in <name>_files/)")
+    parser.add_argument("--label-attribute", help="the label attribute to report on (default: the only one)")
+    parser.add_argument(
+        "--job",
+        metavar="JOB_OUTPUT_PREFIX",
+        help="the job's output folder holding annotations/worker-response/ (default: derived from the "
+        "manifest location or the mask URIs)",
+    )
+    parser.add_argument(
+        "--lowest",
+        type=int,
+        default=DEFAULT_LOWEST,
+        help=f"how many lowest-agreement objects to list ({DEFAULT_LOWEST})",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=DEFAULT_MAX_SIDE,
+        help=f"report image size, long side ({DEFAULT_MAX_SIDE})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_map_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_side < MIN_MAX_SIDE:
+        print(
+            f"gtseg report: --max-side must be at least {MIN_MAX_SIDE} pixels, got {args.max_side}",
+            file=sys.stderr,
+        )
+        return 2
+    data = job_data_from_args(args)
+    summary = run_with_progress(
+        "report",
+        args.quiet,
+        lambda progress: build_report(
+            args.manifest,
+            args.out,
+            label_attribute=args.label_attribute,
+            job_prefix=args.job,
+            lowest=args.lowest,
+            max_side=args.max_side,
+            data=data,
+            progress=progress,
+        ),
+    )
+    if summary is None:
+        return 2
+    for problem in summary.errors:
+        print(f"error: {problem}", file=sys.stderr)
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(summary_json(summary))
+    return 1 if summary.errors else 0

@@ -1,0 +1,401 @@
+"""One consolidation request (a batch of data objects) end to end, behind a small storage interface.
+
+The handler wires AWS clients and settings; this module holds the rules: where outputs go, how
+labels are resolved, how every object in the payload gets exactly one answer (a consolidated
+mask or a failure-reason), and that a retry of the same payload writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gtseg.core.consolidation import (
+    DEFAULT_NEIGHBOURHOOD_RADIUS,
+    ObjectConsolidation,
+    WorkerAnswer,
+    consolidate_worker_answers,
+)
+from gtseg.core.labels import GROUND_TRUTH_COLORS, ClassMap, LabelError, normalize_hex
+from gtseg.core.manifest import failure_content, iso_timestamp, segmentation_content, segmentation_metadata
+from gtseg.core.masks import encode_index_png
+from gtseg.core.uris import join_uri, parse_s3_uri
+from gtseg.protocol import (
+    ConsolidationRequest,
+    PayloadItem,
+    ProtocolError,
+    SegmentationAnswer,
+    ValidationError,
+    WorkerAnnotation,
+    consolidation_entry,
+    find_segmentation_answer,
+)
+
+SIDECAR_SCHEMA = "gtseg/consolidation-sidecar@1"
+_ITERATION = re.compile(r"/(iteration-\d+)/")
+_CONSOLIDATION_REQUEST = "/annotations/consolidated-annotation/consolidation-request/"
+
+
+class Store(Protocol):
+    def get_object(self, uri: str) -> tuple[bytes, dict[str, Any]]: ...
+    def get_bytes(self, uri: str) -> bytes: ...
+    def put_bytes(self, uri: str, data: bytes, content_type: str = ...) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    method: str = "gtseg"
+    smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS
+    element_name: str | None = None
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class ObjectOutcome:
+    dataset_object_id: str
+    content: dict[str, Any]
+    consolidation: ObjectConsolidation | None
+    failure_reason: str | None
+    mask_uri: str | None
+
+
+def output_prefix(request: ConsolidationRequest) -> str:
+    """``outputConfig`` when given, else the job's ``.../annotations/consolidated-annotation/output``
+    next to the payload (where the built-in task writes its PNGs), else beside the payload."""
+    if request.output_config:
+        bucket, key = parse_s3_uri(request.output_config.rstrip("/") + "/x")
+        return f"s3://{bucket}/{key[:-2]}".rstrip("/")
+    payload = request.payload.s3_uri
+    if _CONSOLIDATION_REQUEST in payload:
+        job_root = payload.split(_CONSOLIDATION_REQUEST, 1)[0]
+        return job_root + "/annotations/consolidated-annotation/output"
+    return posixpath.dirname(payload) + "/gtseg-output"
+
+
+def iteration_of(payload_uri: str) -> str:
+    """``iteration-N`` from the payload path; otherwise a stable name derived from the path."""
+    match = _ITERATION.search(payload_uri)
+    if match:
+        return match.group(1)
+    return "payload-" + hashlib.sha1(payload_uri.encode()).hexdigest()[:12]
+
+
+def labels_from_mappings(answers: Sequence[SegmentationAnswer]) -> list[str]:
+    """Union of the workers' labels in a stable order: by the worker UI's colour order (which
+    follows the label-category order, protocol doc §3.4), then by name."""
+    colour_rank = {c: i for i, c in enumerate(GROUND_TRUTH_COLORS)}
+    seen: dict[str, int] = {}
+    for answer in answers:
+        for label, value in answer.label_mappings.items():
+            if label == "BACKGROUND" or label in seen:
+                continue
+            colour = value.get("color") if isinstance(value, dict) else value
+            try:
+                seen[label] = colour_rank.get(normalize_hex(str(colour)), len(colour_rank))
+            except LabelError:
+                seen[label] = len(colour_rank)
+    return sorted(seen, key=lambda label: (seen[label], label))
+
+
+@dataclass
+class ParsedItem:
+    raw_id: str | None
+    item: PayloadItem | None
+    answers: list[tuple[str, SegmentationAnswer]]
+    rejected: list[tuple[str, str]]
+    error: str | None
+
+
+class BatchConsolidator:
+    def __init__(
+        self,
+        request: ConsolidationRequest,
+        store: Store,
+        *,
+        settings: BatchSettings | None = None,
+        describe_labels: Callable[[str], list[str] | None] | None = None,
+        log: Callable[..., None] | None = None,
+    ) -> None:
+        self.request = request
+        self.store = store
+        self.settings = settings or BatchSettings()
+        self.describe_labels = describe_labels
+        self.log = log or (lambda *a, **k: None)
+        self.prefix = join_uri(output_prefix(request), iteration_of(request.payload.s3_uri))
+
+    # ----------------------------------------------------------------------------- reading
+    def load_payload(self) -> tuple[list[Any], str]:
+        body, meta = self.store.get_object(self.request.payload.s3_uri)
+        try:
+            items = json.loads(body)
+        except ValueError as exc:
+            raise ProtocolError(f"payload {self.request.payload.s3_uri} is not valid JSON: {exc}") from exc
+        if isinstance(items, dict) and isinstance(items.get("items"), list):
+            items = items["items"]
+        if not isinstance(items, list):
+            raise ProtocolError(f"payload {self.request.payload.s3_uri} must be a JSON array of data objects")
+        # The payload's own timestamp makes creation-date identical across retries.
+        modified = meta.get("LastModified")
+        moment = modified if isinstance(modified, datetime) else datetime(1970, 1, 1, tzinfo=UTC)
+        return items, iso_timestamp(moment.astimezone(UTC))
+
+    def _answer_content(self, annotation: Any) -> Any:
+        data = annotation.annotation_data
+        if data.content is not None:
+            return data.content
+        if data.s3_uri:
+            return self.store.get_bytes(data.s3_uri)
+        raise ProtocolError("annotationData has neither content nor s3Uri")
+
+    def parse_item(self, raw: Any) -> ParsedItem:
+        raw_id = None
+        if isinstance(raw, dict) and raw.get("datasetObjectId") is not None:
+            raw_id = str(raw["datasetObjectId"])
+        try:
+            item = PayloadItem.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "item"
+            return ParsedItem(raw_id, None, [], [], f"malformed data object ({where}: {first.get('msg')})")
+        answers: list[tuple[str, SegmentationAnswer]] = []
+        rejected: list[tuple[str, str]] = []
+        for i, raw_annotation in enumerate(item.annotations):
+            worker_id = f"annotation-{i}"
+            try:
+                if isinstance(raw_annotation, dict) and raw_annotation.get("workerId") is not None:
+                    worker_id = str(raw_annotation["workerId"])
+                annotation = WorkerAnnotation.model_validate(raw_annotation)
+                answer = find_segmentation_answer(
+                    self._answer_content(annotation), self.settings.element_name
+                )
+            except (ValidationError, ProtocolError, OSError, RuntimeError) as exc:
+                rejected.append((worker_id, _short(exc)))
+                continue
+            answers.append((worker_id, answer))
+        return ParsedItem(item.dataset_object_id, item, answers, rejected, None)
+
+    def class_map(self, parsed: Sequence[ParsedItem]) -> ClassMap:
+        labels = self.request.label_categories
+        if not labels and self.describe_labels is not None:
+            try:
+                labels = self.describe_labels(self.request.labeling_job_arn)
+            except Exception as exc:
+                self.log(
+                    "warning", "label categories unavailable from DescribeLabelingJob", error=_short(exc)
+                )
+                labels = None
+        if not labels:
+            labels = labels_from_mappings([a for p in parsed for _, a in p.answers])
+            self.log("info", "labelCategories missing; using the workers' labelMappings", labels=labels)
+        if not labels:
+            raise ProtocolError("no labels: labelCategories is empty and no worker submitted labelMappings")
+        return ClassMap.from_labels(labels)
+
+    # ----------------------------------------------------------------------------- per object
+    def consolidate_item(
+        self,
+        parsed: ParsedItem,
+        class_map: ClassMap,
+        creation_date: str,
+        trusted_prior: Mapping[str, float] | None = None,
+    ) -> ObjectOutcome:
+        lan = self.request.label_attribute_name
+        job = self.request.job_name
+        object_id = parsed.raw_id or "?"
+        if parsed.error or parsed.item is None:
+            reason = parsed.error or "malformed data object"
+            return ObjectOutcome(
+                object_id,
+                failure_content(lan, job_name=job, reason=reason, creation_date=creation_date),
+                None,
+                reason,
+                None,
+            )
+        answers = [
+            WorkerAnswer(wid, a.png_image_data, a.label_mappings, a.expected_size)
+            for wid, a in parsed.answers
+        ]
+        outcome = consolidate_worker_answers(
+            answers,
+            class_map,
+            method=self.settings.method,
+            smoothing=self.settings.smoothing,
+            trusted_prior=trusted_prior,
+        )
+        rejected = [*parsed.rejected, *outcome.rejected]
+        base = join_uri(self.prefix, _safe_key(object_id))
+        mask_uri = base + ".png"
+        result = outcome.result
+        failure = outcome.failure_reason
+        if result is None and parsed.rejected and not parsed.answers:
+            failure = "no usable annotation: " + "; ".join(f"{w}: {r}" for w, r in parsed.rejected)
+        sidecar = {
+            "schema": SIDECAR_SCHEMA,
+            "datasetObjectId": object_id,
+            "job-name": job,
+            "labelAttributeName": lan,
+            "source-ref": parsed.item.source_uri,
+            "mask": mask_uri if result is not None else None,
+            "method": result.method if result else None,
+            "image-confidence": result.image_confidence if result else None,
+            "unanimous-fraction": result.unanimous_fraction if result else None,
+            "classes": [
+                {
+                    "index": i,
+                    "class-name": name,
+                    "hex-color": class_map.colors[i],
+                    "confidence": result.class_confidence[i] if result else None,
+                    "pixel-fraction": result.class_fractions[i] if result else None,
+                }
+                for i, name in enumerate(class_map.names)
+            ],
+            "workers": [_worker_entry(w, outcome) for w in (result.workers if result else ())],
+            "rejected": [{"workerId": w, "reason": r} for w, r in rejected],
+            "failure-reason": failure,
+        }
+        if result is None:
+            self.store.put_bytes(base + ".json", _json_bytes(sidecar), "application/json")
+            content = failure_content(
+                lan, job_name=job, reason=failure or "no usable annotation", creation_date=creation_date
+            )
+            return ObjectOutcome(object_id, content, outcome, failure, None)
+        self.store.put_bytes(mask_uri, encode_index_png(result.labels, class_map), "image/png")
+        self.store.put_bytes(base + ".json", _json_bytes(sidecar), "application/json")
+        confidences = [result.image_confidence] * len(class_map)  # built-in: one value per image
+        metadata = segmentation_metadata(
+            class_map, job_name=job, creation_date=creation_date, confidences=confidences
+        )
+        return ObjectOutcome(
+            object_id, segmentation_content(lan, mask_uri, metadata), outcome, None, mask_uri
+        )
+
+    def _safe_consolidate(
+        self,
+        parsed: ParsedItem,
+        class_map: ClassMap,
+        creation_date: str,
+        trusted_prior: Mapping[str, float] | None = None,
+    ) -> ObjectOutcome:
+        try:
+            return self.consolidate_item(parsed, class_map, creation_date, trusted_prior)
+        except Exception as exc:
+            reason = f"internal error: {_short(exc)}"
+            self.log("exception", "object failed", dataset_object_id=parsed.raw_id, error=reason)
+            lan, job = self.request.label_attribute_name, self.request.job_name
+            content = failure_content(lan, job_name=job, reason=reason, creation_date=creation_date)
+            return ObjectOutcome(parsed.raw_id or "?", content, None, reason, None)
+
+    # ----------------------------------------------------------------------------- the batch
+    def run(self) -> tuple[list[dict[str, Any]], list[ObjectOutcome]]:
+        items, creation_date = self.load_payload()
+        parsed = [self.parse_item(raw) for raw in items]
+        try:
+            class_map = self.class_map(parsed)
+        except (ProtocolError, LabelError) as exc:
+            # Without a class map no object can be consolidated: each gets the reason, the
+            # batch still answers for every object.
+            reason = f"no usable label list: {exc}"
+            self.log("error", "batch cannot be consolidated", error=reason)
+            lan, job = self.request.label_attribute_name, self.request.job_name
+            failed = [
+                ObjectOutcome(
+                    p.raw_id or "?",
+                    failure_content(lan, job_name=job, reason=reason, creation_date=creation_date),
+                    None,
+                    reason,
+                    None,
+                )
+                for p in parsed
+            ]
+            return [
+                consolidation_entry(p.raw_id, o.content)
+                for p, o in zip(parsed, failed, strict=True)
+                if p.raw_id
+            ], failed
+        threads = max(1, min(self.settings.threads, len(parsed) or 1))
+        if threads == 1:
+            outcomes = [self._safe_consolidate(p, class_map, creation_date) for p in parsed]
+        else:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gtseg") as pool:
+                outcomes = list(
+                    pool.map(lambda p: self._safe_consolidate(p, class_map, creation_date), parsed)
+                )
+        # Objects with no consensus of their own get a second pass that trusts the workers who
+        # agreed with their crowds on the batch's other objects (written over the first pass;
+        # the batch fixes both passes, so a retry still writes the same bytes).
+        prior = batch_worker_quality(outcomes)
+        for i, outcome in enumerate(outcomes):
+            result = outcome.consolidation.result if outcome.consolidation else None
+            if (
+                result
+                and "no-consensus" in result.method
+                and any(w.worker_id in prior for w in result.workers)
+            ):
+                outcomes[i] = self._safe_consolidate(parsed[i], class_map, creation_date, prior)
+        response = []
+        for p, outcome in zip(parsed, outcomes, strict=True):
+            result = outcome.consolidation.result if outcome.consolidation else None
+            self.log(
+                "info",
+                "object consolidated" if result else "object failed",
+                dataset_object_id=outcome.dataset_object_id,
+                mask=outcome.mask_uri,
+                method=result.method if result else None,
+                confidence=result.image_confidence if result else None,
+                excluded_workers=[w.worker_id for w in result.workers if w.excluded] if result else [],
+                rejected=len(outcome.consolidation.rejected) if outcome.consolidation else len(p.rejected),
+                failure_reason=outcome.failure_reason,
+            )
+            if p.raw_id is None:
+                # Without an id Ground Truth cannot match an answer to anything; say so loudly.
+                self.log("error", "data object without datasetObjectId skipped", error=outcome.failure_reason)
+                continue
+            response.append(consolidation_entry(p.raw_id, outcome.content))
+        return response, outcomes
+
+
+def batch_worker_quality(outcomes: Sequence[ObjectOutcome]) -> dict[str, float]:
+    """Each worker's mean quality over the batch's objects that had a consensus of their own."""
+    scores: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        result = outcome.consolidation.result if outcome.consolidation else None
+        if result is None or "no-consensus" in result.method or len(result.workers) < 2:
+            continue
+        for worker in result.workers:
+            scores.setdefault(worker.worker_id, []).append(worker.quality)
+    return {worker: sum(values) / len(values) for worker, values in scores.items()}
+
+
+def _worker_entry(worker: Any, outcome: ObjectConsolidation) -> dict[str, Any]:
+    stats = next((s for s in outcome.decode_stats if s.worker_id == worker.worker_id), None)
+    return {
+        "workerId": worker.worker_id,
+        "quality": worker.quality,
+        "agreement": worker.agreement,
+        "weight": worker.weight,
+        "excluded": worker.excluded,
+        "matched-pixels": stats.matched_pixels if stats else None,
+        "snapped-pixels": stats.snapped_pixels if stats else None,
+        "unmatched-pixels": stats.unmatched_pixels if stats else None,
+        "unknown-labels": list(stats.unknown_labels) if stats else [],
+    }
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _safe_key(object_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]", "_", object_id) or "_"
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,553 @@
+"""Start a semantic-segmentation labeling job from a job spec (the launcher Lambda's logic).
+
+Steps, in this order:
+
+1. parse and check the spec (``gtseg.job_spec``) and the stack's settings, then build the
+   CreateLabelingJob request and check it against every constraint of the service model:
+   all before any AWS call;
+2. DescribeLabelingJob: a job of that name that carries this spec's hash in its
+   ``gtseg:spec-sha256`` tag is returned as it is (idempotent relaunch); any other job of that
+   name is a ``LaunchConflictError``;
+3. read the input (list the prefix, or read the manifest / the prior job's output manifest) and
+   the label categories; refuse an empty input and one over Ground Truth's quota;
+4. write ``label-categories.json`` and ``manifest.jsonl`` under ``s3://DATA_BUCKET/jobs/<jobName>/``;
+5. CreateLabelingJob.
+
+AWS is reached only through the two objects passed in: an ``S3Store`` and a SageMaker client
+(anything with boto3's ``describe_labeling_job`` / ``create_labeling_job``), so tests and the
+local emulator can substitute their own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from gtseg.aws.s3 import S3Store, StorageError
+from gtseg.core.labels import ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
+from gtseg.core.manifest import (
+    PRIOR_LABEL_ATTRIBUTE_KEY,
+    ManifestError,
+    ManifestLine,
+    dump_manifest_line,
+    metadata_key,
+    parse_manifest,
+    segmentation_attributes,
+)
+from gtseg.core.uris import parse_s3_uri
+from gtseg.launcher import limits as limits
+from gtseg.launcher.errors import LaunchConfigError, LaunchConflictError
+from gtseg.launcher.settings import LauncherSettings
+from gtseg.launcher.spec import JobSpec, SpecError, parse_job_spec
+
+SPEC_HASH_TAG = "gtseg:spec-sha256"
+OBJECT_COUNT_TAG = "gtseg:object-count"
+# How many skipped input lines a result lists by name; the count is always complete.
+MAX_REPORTED_SKIPS = 50
+
+
+class SageMakerClient(Protocol):
+    """The part of boto3's SageMaker client the launcher uses."""
+
+    def describe_labeling_job(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def create_labeling_job(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    job_name: str
+    job_arn: str
+    manifest_uri: str
+    object_count: int | None
+    label_category_config_uri: str
+    created: bool  # False when an existing job started from the same spec was returned
+    skipped_count: int = 0
+    skipped: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "jobName": self.job_name,
+            "jobArn": self.job_arn,
+            "manifestUri": self.manifest_uri,
+            "objectCount": self.object_count,
+            "labelCategoryConfigUri": self.label_category_config_uri,
+            "created": self.created,
+            "skippedCount": self.skipped_count,
+            "skipped": list(self.skipped),
+        }
+
+
+@dataclass
+class JobInputs:
+    """What the job will label: manifest lines and label categories, plus what was left out."""
+
+    lines: list[dict[str, Any]]
+    label_config: LabelCategoryConfig
+    skipped: list[str] = field(default_factory=list)
+    prior_label_attribute: str | None = None
+
+    def manifest_text(self) -> str:
+        return "".join(dump_manifest_line(line) for line in self.lines)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything ``launch`` would write and send, computed without writing or sending."""
+
+    spec: JobSpec
+    request: dict[str, Any]
+    manifest_uri: str
+    manifest_text: str
+    label_category_config_uri: str
+    label_config_text: str
+    object_count: int
+    skipped: tuple[str, ...]
+    prior_label_attribute: str | None
+
+
+# --------------------------------------------------------------------------- request building
+
+# Request member -> where its value comes from, so a problem names what the user must change.
+_REQUEST_SOURCES = {
+    "LabelingJobName": "jobName",
+    "LabelAttributeName": "labelAttributeName",
+    "InputConfig.DataSource.S3DataSource.ManifestS3Uri": "DATA_BUCKET",
+    "InputConfig.DataAttributes": "workforce.public.contentClassifiers",
+    "OutputConfig.S3OutputPath": "OUTPUT_BUCKET",
+    "OutputConfig.KmsKeyId": "outputKmsKeyId",
+    "RoleArn": "GROUND_TRUTH_ROLE_ARN",
+    "LabelCategoryConfigS3Uri": "DATA_BUCKET",
+    "StoppingConditions": "stoppingConditions",
+    "HumanTaskConfig.WorkteamArn": "workforce",
+    "HumanTaskConfig.UiConfig": "WORKER_TEMPLATE_URI",
+    "HumanTaskConfig.PreHumanTaskLambdaArn": "PRE_ANNOTATION_FUNCTION_ARN",
+    "HumanTaskConfig.AnnotationConsolidationConfig": "CONSOLIDATION_FUNCTION_ARN",
+    "HumanTaskConfig.TaskKeywords": "keywords",
+    "HumanTaskConfig.TaskTitle": "title",
+    "HumanTaskConfig.TaskDescription": "description",
+    "HumanTaskConfig.NumberOfHumanWorkersPerDataObject": "workersPerObject",
+    "HumanTaskConfig.TaskTimeLimitInSeconds": "taskTimeLimitSeconds",
+    "HumanTaskConfig.TaskAvailabilityLifetimeInSeconds": "taskAvailabilitySeconds",
+    "HumanTaskConfig.MaxConcurrentTaskCount": "maxConcurrentTasks",
+    "HumanTaskConfig.PublicWorkforceTaskPrice": "workforce.public.priceInUsd",
+    "Tags": "tags",
+}
+
+
+def _source_of(path: str) -> str:
+    bare = re.sub(r"\[\d+\]", "", path)
+    best = max(
+        (key for key in _REQUEST_SOURCES if bare == key or bare.startswith(key + ".")), key=len, default=""
+    )
+    return _REQUEST_SOURCES.get(best, "request")
+
+
+def workteam_arn(spec: JobSpec, settings: LauncherSettings) -> str:
+    if spec.workforce is None:
+        if settings.default_workteam_arn is None:
+            raise SpecError(["workforce: required (the stack has no DEFAULT_WORKTEAM_ARN)"])
+        problem = _workteam_region_problem(settings.default_workteam_arn, settings)
+        if problem:  # only when it is used: a spec naming its own workteam still launches
+            raise LaunchConfigError(f"invalid launcher settings: DEFAULT_WORKTEAM_ARN: {problem}")
+        return settings.default_workteam_arn
+    if spec.workforce.public is not None:
+        partition, region = settings.partition_and_region
+        return limits.public_workteam_arn(region, partition)
+    assert spec.workforce.workteam_arn is not None  # guaranteed by Workforce's validator
+    problem = _workteam_region_problem(spec.workforce.workteam_arn, settings)
+    if problem:
+        raise SpecError([f"workforce.workteamArn: {problem}"])
+    return spec.workforce.workteam_arn
+
+
+def _workteam_region_problem(arn: str, settings: LauncherSettings) -> str | None:
+    """A workteam is a regional resource: the job (where our Lambdas are) must be in its region."""
+    parts = arn.split(":")
+    if len(parts) < 6 or not settings.names_region:
+        return None  # malformed values are reported by the model's constraints
+    _partition, region = settings.partition_and_region
+    if parts[3] != region:
+        return (
+            f"the workteam is in {parts[3]} but the job runs in {region}, where the stack's Lambdas are; "
+            f"use a workteam of {region} (or deploy the stack in {parts[3]})"
+        )
+    return None
+
+
+def build_request(
+    spec: JobSpec, settings: LauncherSettings, *, object_count: int | None = None
+) -> dict[str, Any]:
+    """The CreateLabelingJob request for ``spec`` (pure: no AWS call)."""
+    human: dict[str, Any] = {
+        "WorkteamArn": workteam_arn(spec, settings),
+        "UiConfig": {"UiTemplateS3Uri": settings.worker_template_uri},
+        "PreHumanTaskLambdaArn": settings.pre_annotation_function_arn,
+        "TaskKeywords": list(spec.keywords),
+        "TaskTitle": spec.title,
+        "TaskDescription": spec.description,
+        "NumberOfHumanWorkersPerDataObject": spec.workers_per_object,
+        "TaskTimeLimitInSeconds": spec.task_time_limit_seconds,
+        "AnnotationConsolidationConfig": {
+            "AnnotationConsolidationLambdaArn": settings.consolidation_function_arn
+        },
+    }
+    if spec.task_availability_seconds is not None:
+        human["TaskAvailabilityLifetimeInSeconds"] = spec.task_availability_seconds
+    if spec.max_concurrent_tasks is not None:
+        human["MaxConcurrentTaskCount"] = spec.max_concurrent_tasks
+    input_config: dict[str, Any] = {
+        "DataSource": {"S3DataSource": {"ManifestS3Uri": settings.manifest_uri(spec.job_name)}}
+    }
+    if spec.workforce is not None and spec.workforce.public is not None:
+        public = spec.workforce.public
+        human["PublicWorkforceTaskPrice"] = {"AmountInUsd": limits.price_to_amount(public.price_in_usd)}
+        input_config["DataAttributes"] = {"ContentClassifiers": list(public.content_classifiers)}
+    output_config: dict[str, Any] = {"S3OutputPath": settings.output_path}
+    kms = spec.output_kms_key_id or settings.output_kms_key_id
+    if kms:
+        output_config["KmsKeyId"] = kms
+    request: dict[str, Any] = {
+        "LabelingJobName": spec.job_name,
+        "LabelAttributeName": spec.effective_label_attribute_name,
+        "InputConfig": input_config,
+        "OutputConfig": output_config,
+        "RoleArn": settings.ground_truth_role_arn,
+        "LabelCategoryConfigS3Uri": settings.label_category_config_uri(spec.job_name),
+        "HumanTaskConfig": human,
+    }
+    if spec.stopping_conditions is not None:
+        stopping = {
+            "MaxHumanLabeledObjectCount": spec.stopping_conditions.max_human_labeled_object_count,
+            "MaxPercentageOfInputDatasetLabeled": spec.stopping_conditions.max_percentage_of_input_dataset_labeled,
+        }
+        stopping = {k: v for k, v in stopping.items() if v is not None}
+        if stopping:
+            request["StoppingConditions"] = stopping
+    tags = [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
+    tags.append({"Key": SPEC_HASH_TAG, "Value": spec.sha256()})
+    tags.append({"Key": OBJECT_COUNT_TAG, "Value": str(object_count or 0)})
+    request["Tags"] = tags
+    return request
+
+
+def check_request(request: Mapping[str, Any]) -> None:
+    """Every service-model constraint; problems name the spec field or setting to change."""
+    spec_problems, setting_problems = [], []
+    for path, problem in limits.request_problems(request):
+        source = _source_of(path)
+        line = f"{source}: {problem} (CreateLabelingJob {path})"
+        (setting_problems if source.isupper() else spec_problems).append(line)
+    if setting_problems:
+        raise LaunchConfigError("invalid launcher settings: " + "; ".join(setting_problems + spec_problems))
+    if spec_problems:
+        raise SpecError(spec_problems)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _is_image(uri: str) -> bool:
+    return uri.lower().endswith(limits.IMAGE_EXTENSIONS)
+
+
+def _line_problem(
+    line: Mapping[str, Any], *, label_attribute_name: str, labels: set[str] | None = None
+) -> str | None:
+    source = line.get("source-ref")
+    if not isinstance(source, str):
+        return "has no 'source-ref' string"
+    try:
+        parse_s3_uri(source)
+    except ValueError:
+        return f"source-ref {source!r} is not an s3:// URI"
+    if not _is_image(source):
+        return f"source-ref {source!r} is not a .jpg/.jpeg/.png image"
+    if label_attribute_name in line or metadata_key(label_attribute_name) in line:
+        return f"already has this job's label attribute {label_attribute_name!r}"
+    if len(dump_manifest_line(line).encode("utf-8")) > limits.MAX_MANIFEST_LINE_BYTES:
+        return f"is over Ground Truth's {limits.MAX_MANIFEST_LINE_BYTES // 1024} KB manifest-line limit"
+    if labels is not None:
+        # The pre-annotation Lambda shows workers a line's own 'labels' instead of the job's, but
+        # consolidation maps colours to classes by the job's labels: any other label would be lost.
+        try:
+            line_labels = labels_from_manifest_line(line)
+        except LabelError as exc:
+            return f"has an invalid 'labels' key: {exc}"
+        unknown = sorted(set(line_labels or ()) - labels)
+        if unknown:
+            return f"has 'labels' that are not this job's labels: {', '.join(unknown)}"
+    return None
+
+
+def _read_manifest(store: S3Store, uri: str, field_name: str) -> list[ManifestLine | ManifestError]:
+    """Each non-blank line: its data, or the error saying why it cannot be used."""
+    try:
+        text = store.get_bytes(uri)
+    except (StorageError, ValueError) as exc:
+        raise SpecError([f"{field_name}: {exc}"]) from None
+    return list(parse_manifest(text.splitlines()))
+
+
+def _label_config(spec: JobSpec, store: S3Store, prior_labels: tuple[str, ...] | None) -> LabelCategoryConfig:
+    extra: dict[str, Any] = {}
+    if spec.instructions is not None:
+        instructions = spec.instructions.model_dump(by_alias=True, exclude_none=True)
+        if instructions:
+            extra["instructions"] = instructions
+    if spec.labels is not None:
+        return LabelCategoryConfig(labels=tuple(spec.labels), extra=extra or None)
+    if spec.label_category_config_uri is not None:
+        try:
+            parsed = LabelCategoryConfig.parse(
+                store.get_bytes(spec.label_category_config_uri), require_version=False
+            )
+        except (StorageError, LabelError, ValueError) as exc:
+            raise SpecError([f"labelCategoryConfigUri: {exc}"]) from None
+        merged = {**(parsed.extra or {}), **extra}
+        return LabelCategoryConfig(labels=parsed.labels, extra=merged or None)
+    if prior_labels:
+        return LabelCategoryConfig(labels=prior_labels, extra=extra or None)
+    raise SpecError(
+        ["labels: give 'labels' or 'labelCategoryConfigUri' (the prior manifest has no colour map)"]
+    )
+
+
+def _images_from_prefix(store: S3Store, prefix: str) -> list[dict[str, Any]]:
+    try:
+        uris = store.list_keys(prefix)
+    except (StorageError, ClientError, ValueError) as exc:
+        raise SpecError([f"images.prefix: cannot list {prefix}: {exc}"]) from None
+    return [{"source-ref": uri} for uri in uris if _is_image(uri)]
+
+
+def _describe(sagemaker: SageMakerClient, job_name: str) -> dict[str, Any] | None:
+    """DescribeLabelingJob, or None when there is no such job."""
+    try:
+        return sagemaker.describe_labeling_job(LabelingJobName=job_name)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", ""), str(error.get("Message", ""))
+        if code in ("ResourceNotFound", "ResourceNotFoundException") or (
+            code == "ValidationException" and "not" in message.lower() and "found" in message.lower()
+        ):
+            return None
+        raise
+
+
+def _prior_manifest(spec: JobSpec, sagemaker: SageMakerClient) -> tuple[str, str | None]:
+    """The prior output manifest's URI and, when known from the job, its label attribute name."""
+    prior = spec.prior
+    assert prior is not None
+    if prior.manifest_uri is not None:
+        return prior.manifest_uri, prior.label_attribute_name
+    assert prior.job_name is not None
+    described = _describe(sagemaker, prior.job_name)
+    if described is None:
+        raise SpecError([f"prior.jobName: no labeling job named {prior.job_name!r}"])
+    uri = (described.get("LabelingJobOutput") or {}).get("OutputDatasetS3Uri")
+    if not uri:
+        status = described.get("LabelingJobStatus", "?")
+        raise SpecError(
+            [f"prior.jobName: job {prior.job_name!r} has no output manifest yet (status {status})"]
+        )
+    return uri, prior.label_attribute_name or described.get("LabelAttributeName")
+
+
+def _choose_prior_attribute(rows: list[ManifestLine | ManifestError], given: str | None) -> str:
+    if given is not None:
+        return given
+    found = Counter(
+        attr for row in rows if isinstance(row, ManifestLine) for attr in segmentation_attributes(row.data)
+    )
+    if not found:
+        raise SpecError(
+            ["prior: the prior manifest has no segmentation masks (no '<name>' + internal-color-map)"]
+        )
+    if len(found) > 1:
+        names = ", ".join(sorted(found))
+        raise SpecError(
+            [f"prior.labelAttributeName: the prior manifest has several mask attributes ({names}); say which"]
+        )
+    return next(iter(found))
+
+
+def _prior_line_problem(line: Mapping[str, Any], prior_attr: str, labels: set[str] | None) -> str | None:
+    if not isinstance(line.get(prior_attr), str):
+        return f"has no prior mask {prior_attr!r} (unlabelled in the prior job)"
+    meta = line.get(metadata_key(prior_attr))
+    color_map = meta.get("internal-color-map") if isinstance(meta, Mapping) else None
+    if not isinstance(color_map, Mapping):
+        return f"has no {metadata_key(prior_attr)}.internal-color-map"
+    try:
+        prior_classes = ClassMap.from_internal_color_map(color_map)
+    except LabelError as exc:  # e.g. a pre-2019 manifest without hex colours
+        return f"prior colour map unusable: {exc}"
+    if labels is not None:
+        unknown = sorted(set(prior_classes.labels) - labels)
+        if unknown:
+            return f"prior mask uses labels not in this job's label categories: {', '.join(unknown)}"
+    return None
+
+
+def _first_prior_labels(rows: list[ManifestLine | ManifestError], prior_attr: str) -> tuple[str, ...] | None:
+    for row in rows:
+        if isinstance(row, ManifestLine) and _prior_line_problem(row.data, prior_attr, None) is None:
+            color_map = row.data[metadata_key(prior_attr)]["internal-color-map"]
+            return ClassMap.from_internal_color_map(color_map).labels
+    return None
+
+
+def prepare_inputs(spec: JobSpec, store: S3Store, sagemaker: SageMakerClient) -> JobInputs:
+    """Read what the job will label (S3 reads only); bad lines are skipped and reported."""
+    lan = spec.effective_label_attribute_name
+    skipped: list[str] = []
+    lines: list[dict[str, Any]] = []
+    if spec.prior is not None:
+        manifest_uri, known_attr = _prior_manifest(spec, sagemaker)
+        rows = _read_manifest(store, manifest_uri, "prior.manifestUri")
+        prior_attr = _choose_prior_attribute(rows, known_attr)
+        problems = limits.label_attribute_problems(lan, prior=prior_attr)
+        if problems:
+            raise SpecError(["labelAttributeName " + "; ".join(problems)])
+        label_config = _label_config(spec, store, _first_prior_labels(rows, prior_attr))
+        labels = set(label_config.labels)
+        for row in rows:
+            if isinstance(row, ManifestError):
+                skipped.append(str(row))
+                continue
+            problem = _line_problem(row.data, label_attribute_name=lan, labels=labels) or _prior_line_problem(
+                row.data, prior_attr, labels
+            )
+            if problem:
+                skipped.append(f"line {row.number}: {problem}")
+            else:
+                lines.append({**row.data, PRIOR_LABEL_ATTRIBUTE_KEY: prior_attr})
+        source_field = "prior"
+        inputs = JobInputs(lines, label_config, skipped, prior_label_attribute=prior_attr)
+    else:
+        assert spec.images is not None
+        label_config = _label_config(spec, store, None)
+        labels = set(label_config.labels)
+        if spec.images.prefix is not None:
+            lines = _images_from_prefix(store, spec.images.prefix)
+            source_field = "images.prefix"
+        else:
+            assert spec.images.manifest_uri is not None
+            for row in _read_manifest(store, spec.images.manifest_uri, "images.manifestUri"):
+                if isinstance(row, ManifestError):
+                    skipped.append(str(row))
+                elif problem := _line_problem(row.data, label_attribute_name=lan, labels=labels):
+                    skipped.append(f"line {row.number}: {problem}")
+                else:
+                    lines.append(row.data)
+            source_field = "images.manifestUri"
+        inputs = JobInputs(lines, label_config, skipped)
+    problem = limits.object_count_problem(len(inputs.lines))
+    if problem:
+        detail = f" ({len(skipped)} lines skipped, first: {skipped[0]})" if skipped else ""
+        raise SpecError([f"{source_field}: {problem}{detail}"])
+    return inputs
+
+
+# --------------------------------------------------------------------------- the launch
+
+
+def _tag(description: Mapping[str, Any], key: str) -> str | None:
+    for tag in description.get("Tags") or ():
+        if tag.get("Key") == key:
+            return tag.get("Value")
+    return None
+
+
+def _existing_result(spec: JobSpec, description: Mapping[str, Any]) -> LaunchResult:
+    stored = _tag(description, SPEC_HASH_TAG)
+    if stored != spec.sha256():
+        why = "was not started by gtseg" if stored is None else "was started from a different spec"
+        raise LaunchConflictError(
+            f"jobName: a labeling job named {spec.job_name!r} already exists and {why} "
+            f"(status {description.get('LabelingJobStatus', '?')}); job names are unique per account and "
+            "region and cannot be reused: choose a new jobName"
+        )
+    count = _tag(description, OBJECT_COUNT_TAG)
+    return LaunchResult(
+        job_name=description.get("LabelingJobName", spec.job_name),
+        job_arn=description["LabelingJobArn"],
+        manifest_uri=description["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"],
+        object_count=int(count) if count and count.isdigit() else None,
+        label_category_config_uri=description.get("LabelCategoryConfigS3Uri", ""),
+        created=False,
+    )
+
+
+def plan_launch(
+    spec: JobSpec | Mapping[str, Any] | str,
+    settings: LauncherSettings,
+    store: S3Store,
+    sagemaker: SageMakerClient,
+) -> LaunchPlan:
+    """Validate, read the inputs and build the request; nothing is written or created."""
+    if not isinstance(spec, JobSpec):
+        spec = parse_job_spec(spec)
+    check_request(build_request(spec, settings))
+    inputs = prepare_inputs(spec, store, sagemaker)
+    request = build_request(spec, settings, object_count=len(inputs.lines))
+    check_request(request)
+    return LaunchPlan(
+        spec=spec,
+        request=request,
+        manifest_uri=settings.manifest_uri(spec.job_name),
+        manifest_text=inputs.manifest_text(),
+        label_category_config_uri=settings.label_category_config_uri(spec.job_name),
+        label_config_text=inputs.label_config.to_json(),
+        object_count=len(inputs.lines),
+        skipped=tuple(inputs.skipped),
+        prior_label_attribute=inputs.prior_label_attribute,
+    )
+
+
+def launch(
+    spec: JobSpec | Mapping[str, Any] | str,
+    settings: LauncherSettings,
+    store: S3Store,
+    sagemaker: SageMakerClient,
+) -> LaunchResult:
+    """Start the job (or return the one already started from this spec). See the module docstring."""
+    if not isinstance(spec, JobSpec):
+        spec = parse_job_spec(spec)
+    check_request(build_request(spec, settings))  # everything checkable before any AWS call
+    existing = _describe(sagemaker, spec.job_name)
+    if existing is not None:
+        return _existing_result(spec, existing)
+    plan = plan_launch(spec, settings, store, sagemaker)
+    store.put_bytes(
+        plan.label_category_config_uri, plan.label_config_text.encode("utf-8"), "application/json"
+    )
+    store.put_bytes(plan.manifest_uri, plan.manifest_text.encode("utf-8"), "application/jsonl")
+    try:
+        response = sagemaker.create_labeling_job(**plan.request)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceInUse":
+            # Started concurrently (a retried invoke): same spec -> that job, else a conflict.
+            raced = _describe(sagemaker, spec.job_name)
+            if raced is not None:
+                return _existing_result(spec, raced)
+        raise
+    return LaunchResult(
+        job_name=spec.job_name,
+        job_arn=response["LabelingJobArn"],
+        manifest_uri=plan.manifest_uri,
+        object_count=plan.object_count,
+        label_category_config_uri=plan.label_category_config_uri,
+        created=True,
+        skipped_count=len(plan.skipped),
+        skipped=plan.skipped[:MAX_REPORTED_SKIPS],
+    )

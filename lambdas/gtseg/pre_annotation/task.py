@@ -1,0 +1,403 @@
+"""Pre-annotation logic: which image, which labels, which starting mask, and the task input.
+
+Pure: no boto3, no Lambda types. The handler (``gtseg.handlers.pre_annotation``) does the I/O and
+passes what it read in; anything that needs I/O but decides *order* (label sources) takes callables.
+Every reason an object cannot become a task is a ``SkipObject`` with an ``Outcome`` (the metric
+name) and a sentence naming what is wrong, because the handler must answer, never raise
+(protocol doc §1.4: a raising pre-annotation Lambda fails the whole labeling job).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from gtseg.core.images import PNG_SIGNATURE, ImageFormat, ImageInfo
+from gtseg.core.labels import ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
+from gtseg.core.manifest import METADATA_SUFFIX, metadata_key
+from gtseg.core.masks import MAX_MASK_PIXELS, MaskError, b64decode_png, encode_index_png, open_png
+from gtseg.core.uris import parse_s3_uri
+
+# Ground Truth's input-data quotas (protocol doc §3.6). 40 MB is read as 40 * 10**6 bytes: the
+# stricter reading, because an image Ground Truth refuses fails its task after workers see it.
+MAX_IMAGE_BYTES = 40_000_000
+MAX_IMAGE_PIXELS = MAX_MASK_PIXELS  # 100 megapixels
+IMAGE_EXTENSIONS: Mapping[str, ImageFormat] = {
+    ".jpg": ImageFormat.JPEG,
+    ".jpeg": ImageFormat.JPEG,
+    ".png": ImageFormat.PNG,
+}
+
+# Manifest-line keys this module reads besides source-ref and labels.
+HEADER_KEY = "header"
+REF_SUFFIX = "-ref"
+
+
+class Outcome(StrEnum):
+    """One metric per outcome; the value is the metric name."""
+
+    TASK_CREATED = "TaskCreated"
+    INVALID_EVENT = "SkippedInvalidEvent"
+    INVALID_SOURCE = "SkippedInvalidSource"
+    MISSING_OBJECT = "SkippedMissingObject"
+    UNREADABLE_OBJECT = "SkippedUnreadableObject"
+    UNSUPPORTED_IMAGE = "SkippedUnsupportedImage"
+    IMAGE_TOO_LARGE = "SkippedImageTooLarge"
+    NO_LABELS = "SkippedNoLabels"
+    INTERNAL_ERROR = "SkippedInternalError"
+
+
+class InitialValueOutcome(StrEnum):
+    """Metrics for the optional starting mask, alongside the main outcome."""
+
+    PRIOR_USED = "PriorMaskUsed"
+    PRIOR_REJECTED = "PriorMaskRejected"
+    PRELABEL_USED = "PrelabelUsed"
+    PRELABEL_FAILED = "PrelabelFailed"
+    PRELABEL_SKIPPED = "PrelabelSkipped"
+
+
+class SkipObject(Exception):
+    """This data object gets no task (``isHumanAnnotationRequired: false``) for ``reason``."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- the image
+
+
+def image_source(data_object: Mapping[str, Any]) -> str:
+    """The manifest line's ``source-ref``, checked to be an ``s3://`` URI of a jpg/jpeg/png."""
+    source_ref = data_object.get("source-ref")
+    if source_ref is None:
+        if "source" in data_object:
+            raise SkipObject(
+                Outcome.INVALID_SOURCE,
+                "the manifest line has inline 'source' text; semantic segmentation needs an image 'source-ref'",
+            )
+        raise SkipObject(Outcome.INVALID_SOURCE, "the manifest line has no 'source-ref'")
+    if not isinstance(source_ref, str):
+        raise SkipObject(
+            Outcome.INVALID_SOURCE, f"'source-ref' must be a string, got {type(source_ref).__name__}"
+        )
+    try:
+        _bucket, key = parse_s3_uri(source_ref)
+    except ValueError as exc:
+        raise SkipObject(Outcome.INVALID_SOURCE, f"'source-ref' {exc}") from None
+    if image_extension(key) is None:
+        allowed = "/".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+        raise SkipObject(Outcome.UNSUPPORTED_IMAGE, f"'source-ref' {source_ref!r} is not a {allowed} file")
+    return source_ref.strip()
+
+
+def image_extension(key: str) -> str | None:
+    dot = key.rfind(".")
+    ext = key[dot:].lower() if dot >= 0 else ""
+    return ext if ext in IMAGE_EXTENSIONS else None
+
+
+def check_image(source_ref: str, info: ImageInfo, size_bytes: int | None) -> list[str]:
+    """Ground Truth's size limits; raises ``SkipObject``. Returns notes worth logging."""
+    if size_bytes is not None and size_bytes > MAX_IMAGE_BYTES:
+        raise SkipObject(
+            Outcome.IMAGE_TOO_LARGE, f"image is {size_bytes} bytes; Ground Truth's limit is {MAX_IMAGE_BYTES}"
+        )
+    if info.pixels > MAX_IMAGE_PIXELS:
+        raise SkipObject(
+            Outcome.IMAGE_TOO_LARGE,
+            f"image is {info.width}x{info.height} ({info.pixels / 1e6:.1f} MP); the limit is "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP",
+        )
+    notes = []
+    ext = image_extension(parse_s3_uri(source_ref)[1])
+    if ext is not None and IMAGE_EXTENSIONS[ext] != info.format:
+        # Browsers sniff the content, so the task still works; worth knowing about, not fatal.
+        notes.append(f"file extension {ext} but the content is {info.format.value.upper()}")
+    return notes
+
+
+# --------------------------------------------------------------------------- labels
+
+LabelLoader = Callable[[], LabelCategoryConfig | None]
+
+
+@dataclass(frozen=True)
+class ResolvedLabels:
+    labels: tuple[str, ...]
+    source: str  # "manifest-line", or the name of the loader that supplied them
+    skipped: tuple[str, ...] = ()  # why earlier sources gave nothing, for the log
+
+
+def resolve_labels(
+    data_object: Mapping[str, Any], sources: Sequence[tuple[str, LabelLoader]]
+) -> ResolvedLabels:
+    """Labels in the documented order: the manifest line's ``labels``, then each source in turn.
+
+    A loader returns ``None`` when its source is not available here (no job ARN, nothing
+    configured, the job could not be described): the next one is tried. A loader that raises
+    ``LabelError`` found its source but it is broken: that stops the search, because falling back
+    to another list could give workers labels that do not match the job's.
+    """
+    try:
+        labels = labels_from_manifest_line(data_object)
+    except LabelError as exc:
+        raise SkipObject(Outcome.NO_LABELS, f"invalid 'labels' on the manifest line: {exc}") from None
+    if labels is not None:
+        return ResolvedLabels(labels, "manifest-line")
+    skipped = ["manifest-line: no 'labels' key"]
+    for name, load in sources:
+        try:
+            config = load()
+        except LabelError as exc:
+            raise SkipObject(Outcome.NO_LABELS, f"{name}: {exc}") from None
+        if config is not None:
+            return ResolvedLabels(config.labels, name, tuple(skipped))
+        skipped.append(f"{name}: not available")
+    raise SkipObject(Outcome.NO_LABELS, "no label list found (" + "; ".join(skipped) + ")")
+
+
+# --------------------------------------------------------------------------- initial value
+
+
+@dataclass(frozen=True)
+class InitialValue:
+    """What ``<crowd-semantic-segmentation initial-value>`` needs, with the mask as an S3 URI.
+
+    The template passes ``src`` through ``grant_read_access`` itself (it must run in Liquid).
+    """
+
+    label_mappings: dict[str, dict[str, str]]
+    src: str
+    origin: str  # "prior:<attribute>" or "prelabel"
+
+    def to_task_input(self) -> dict[str, Any]:
+        return {"labelMappings": self.label_mappings, "src": self.src}
+
+
+@dataclass(frozen=True)
+class PriorMask:
+    """The result of looking for an earlier job's mask on the manifest line."""
+
+    attribute: str | None = None
+    initial_value: InitialValue | None = None
+    problem: str | None = None  # set when a prior mask was expected or found but is unusable
+    notes: tuple[str, ...] = field(default=())
+
+
+def _prior_candidates(data_object: Mapping[str, Any]) -> list[str]:
+    """``<x>-ref`` attributes whose ``<x>-ref-metadata`` carries an ``internal-color-map``.
+
+    Looser than ``manifest.segmentation_attributes`` on purpose: a malformed prior (bad URI,
+    bad colour map) is still found here, so it is reported instead of silently ignored.
+    """
+    found = []
+    for key, value in data_object.items():
+        if not key.endswith(REF_SUFFIX + METADATA_SUFFIX) or not isinstance(value, Mapping):
+            continue
+        if "internal-color-map" in value:
+            found.append(key[: -len(METADATA_SUFFIX)])
+    return sorted(found)
+
+
+def find_prior_mask(
+    data_object: Mapping[str, Any], labels: Sequence[str], configured_attribute: str | None = None
+) -> PriorMask:
+    """The earlier job's mask to start from (adjustment/review, protocol doc §10), if any.
+
+    ``configured_attribute`` (``PRIOR_LABEL_ATTRIBUTE``) names it; otherwise it is auto-detected
+    when exactly one ``*-ref`` attribute with a colour map is on the line.
+    """
+    if configured_attribute:
+        attribute = configured_attribute
+        if attribute not in data_object and metadata_key(attribute) not in data_object:
+            return PriorMask(notes=(f"no prior mask: {attribute!r} is not on this manifest line",))
+    else:
+        candidates = _prior_candidates(data_object)
+        if not candidates:
+            return PriorMask()
+        if len(candidates) > 1:
+            return PriorMask(
+                problem=f"several prior masks ({', '.join(candidates)}); set PRIOR_LABEL_ATTRIBUTE to choose one"
+            )
+        attribute = candidates[0]
+    try:
+        value = prior_initial_value(data_object, attribute, labels)
+    except ValueError as exc:
+        return PriorMask(attribute=attribute, problem=f"prior mask {attribute!r} is unusable: {exc}")
+    return PriorMask(attribute=attribute, initial_value=value)
+
+
+def prior_initial_value(
+    data_object: Mapping[str, Any], attribute: str, labels: Sequence[str]
+) -> InitialValue:
+    """``labelMappings`` from the prior's ``internal-color-map`` (BACKGROUND skipped) + its PNG URI.
+
+    Raises ``ValueError`` (``LabelError`` is one) naming what is wrong.
+    """
+    metadata = data_object.get(metadata_key(attribute))
+    if not isinstance(metadata, Mapping):
+        raise ValueError(f"no {metadata_key(attribute)!r} object")
+    if "failure-reason" in metadata and attribute not in data_object:
+        raise ValueError(f"the earlier job failed on this object: {metadata['failure-reason']}")
+    uri = data_object.get(attribute)
+    if not isinstance(uri, str):
+        raise ValueError("the mask URI is missing or not a string")
+    _bucket, key = parse_s3_uri(uri)
+    if not key.lower().endswith(".png"):
+        raise ValueError(f"{uri!r} is not a .png")
+    color_map = metadata.get("internal-color-map")
+    if not isinstance(color_map, Mapping):
+        raise ValueError("'internal-color-map' must be an object")
+    prior_classes = ClassMap.from_internal_color_map(color_map)
+    missing = [name for name in prior_classes.labels if name not in labels]
+    if missing:
+        # Ground Truth requires an adjustment job to keep the original labels (protocol doc §5);
+        # a prior class the worker UI does not know would be painted with no label.
+        raise ValueError(f"its classes {missing} are not in this job's labels")
+    return InitialValue(prior_classes.label_mappings(), uri.strip(), f"prior:{attribute}")
+
+
+def prelabel_initial_value(uri: str, labels: Sequence[str]) -> InitialValue:
+    """A model pre-label written with the job's class map (``encode_index_png``)."""
+    return InitialValue(ClassMap.from_labels(labels).label_mappings(), uri, "prelabel")
+
+
+# --------------------------------------------------------------------------- model pre-labels
+
+
+def prelabel_blocker(info: ImageInfo) -> str | None:
+    """Why no model pre-label should be asked for on this image, or ``None``.
+
+    Browsers show a JPEG with its EXIF orientation applied, and Ground Truth's UI appears to do
+    the same (its CORS requirement came with that browser change); the endpoint sees the stored
+    pixels. Whether the worker's canvas is rotated is unconfirmed, so a mask that might be
+    misaligned is not offered at all.
+    """
+    if info.orientation != 1:
+        return (
+            f"EXIF orientation {info.orientation}: the worker may see the image rotated from the "
+            "stored pixels the endpoint sees, so a pre-label could be misaligned"
+        )
+    return None
+
+
+class PrelabelError(ValueError):
+    """An endpoint response that is not a usable class-index mask."""
+
+
+def decode_prelabel(
+    body: bytes, content_type: str | None, num_classes: int, expected_size: tuple[int, int] | None
+) -> np.ndarray:
+    """The endpoint's answer -> (H, W) uint8 class indices.
+
+    Accepted: a single-channel PNG whose pixel values are class indices (8- or 16-bit greyscale or
+    palette), or JSON ``{"mask": [[...], ...]}`` / ``{"png": "<base64 PNG>"}``. ``expected_size``
+    is the image's (width, height); the mask must match it and every index must be < num_classes.
+    """
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if body.startswith(PNG_SIGNATURE) or kind == "image/png":
+        indices = _png_indices(body)
+    else:
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PrelabelError(
+                f"response is neither a PNG nor JSON ({content_type or 'no content type'})"
+            ) from exc
+        if not isinstance(document, Mapping):
+            raise PrelabelError("JSON response must be an object with 'mask' or 'png'")
+        if "png" in document:
+            if not isinstance(document["png"], str):
+                raise PrelabelError("'png' must be a base64 string")
+            try:
+                indices = _png_indices(b64decode_png(document["png"]))
+            except MaskError as exc:
+                raise PrelabelError(f"'png': {exc}") from None
+        elif "mask" in document:
+            indices = _nested_list_indices(document["mask"])
+        else:
+            raise PrelabelError("JSON response has neither 'mask' nor 'png'")
+    height, width = indices.shape
+    if expected_size is not None and (width, height) != tuple(expected_size):
+        raise PrelabelError(
+            f"mask is {width}x{height} but the image is {expected_size[0]}x{expected_size[1]}"
+        )
+    if indices.size == 0:
+        raise PrelabelError("mask is empty")
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or high >= num_classes:
+        raise PrelabelError(
+            f"class index {high if high >= num_classes else low} outside 0..{num_classes - 1}"
+        )
+    return indices.astype(np.uint8)
+
+
+def _png_indices(png: bytes) -> np.ndarray:
+    try:
+        image = open_png(png)
+    except MaskError as exc:
+        raise PrelabelError(str(exc)) from None
+    if image.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
+        raise PrelabelError(f"PNG is {image.mode}; expected one channel of class indices (L, P or 16-bit)")
+    return np.asarray(image).astype(np.int64)
+
+
+def _nested_list_indices(mask: Any) -> np.ndarray:
+    if not isinstance(mask, list) or not mask or not all(isinstance(row, list) for row in mask):
+        raise PrelabelError("'mask' must be a non-empty list of rows")
+    width = len(mask[0])
+    if width == 0 or any(len(row) != width for row in mask):
+        raise PrelabelError("'mask' rows must all have the same, non-zero length")
+    if len(mask) * width > MAX_IMAGE_PIXELS:
+        raise PrelabelError("'mask' is larger than 100 MP")
+    for row in mask:
+        for value in row:
+            # bool is an int subclass; True as a class index is a bug in the model wrapper
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise PrelabelError(f"'mask' values must be integers, found {value!r}")
+    return np.array(mask, dtype=np.int64)
+
+
+def encode_prelabel_png(indices: np.ndarray, labels: Sequence[str]) -> bytes:
+    """Indices -> the palette PNG offered as initial value (colours = the job's class map)."""
+    return encode_index_png(indices, ClassMap.from_labels(labels))
+
+
+# --------------------------------------------------------------------------- the answer
+
+
+def build_task_input(
+    source_ref: str,
+    labels: Sequence[str],
+    data_object: Mapping[str, Any],
+    initial_value: InitialValue | None = None,
+) -> dict[str, Any]:
+    """``taskInput``: the keys the worker template reads (``task.input.*``).
+
+    ``taskObject`` and ``labels`` keep AWS's own template working unchanged; ``manifestLine`` is
+    the whole line so templates can reach other keys (AWS's adjustment examples use it).
+    """
+    task_input: dict[str, Any] = {
+        "taskObject": source_ref,
+        "labels": list(labels),
+        "manifestLine": dict(data_object),
+    }
+    header = data_object.get(HEADER_KEY)
+    if isinstance(header, str) and header.strip():
+        task_input["header"] = header.strip()
+    if initial_value is not None:
+        task_input["initialValue"] = initial_value.to_task_input()
+    return task_input
+
+
+def skipped_task_input(reason: str) -> dict[str, Any]:
+    """``taskInput`` of an object that gets no task: only the reason, for anyone reading the logs."""
+    return {"skipReason": reason}
