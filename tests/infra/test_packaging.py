@@ -95,7 +95,9 @@ def test_the_allow_list_is_the_import_linter_contract() -> None:
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     (shipped,) = [c for c in contracts if c["id"] == "shipped-code"]
     listed = {m.removeprefix("gtseg.") for m in shipped["source_modules"]}
-    assert listed == set(SHIPPED_PACKAGES) | {m.removesuffix(".py") for m in SHIPPED_MODULES if m.endswith(".py")} - {"__init__"}
+    assert listed == set(SHIPPED_PACKAGES) | {
+        m.removesuffix(".py") for m in SHIPPED_MODULES if m.endswith(".py")
+    } - {"__init__"}
 
 
 def _third_party_imports(root: Path) -> dict[str, set[str]]:

@@ -69,13 +69,21 @@ class BuiltInJob:
             write_mask: bool = True, object_id: int | None = None) -> str:  # fmt: skip
         object_id = len(self.lines) if object_id is None else object_id
         image = np.dstack([mask * 20, mask * 10, 255 - mask * 5]).astype(np.uint8)
-        (self.root / "images" / image_name).write_bytes(png_bytes(image, "JPEG" if image_name.endswith(".jpg") else "PNG"))
+        (self.root / "images" / image_name).write_bytes(
+            png_bytes(image, "JPEG" if image_name.endswith(".jpg") else "PNG")
+        )
         # Ground Truth's key has a colon-laden timestamp
         mask_path = self.mask_dir / f"{object_id}_2024-05-01T12:00:0{object_id % 10}.123456.png"
-        class_map = ClassMap.from_internal_color_map(cmap) if len(set(e["hex-color"] for e in cmap.values())) == len(cmap) else None
+        class_map = (
+            ClassMap.from_internal_color_map(cmap)
+            if len(set(e["hex-color"] for e in cmap.values())) == len(cmap)
+            else None
+        )
         if write_mask:
             if rgb_png or class_map is None:
-                colors = np.array([list(bytes.fromhex(cmap[str(i)]["hex-color"][1:])) for i in range(len(cmap))], np.uint8)
+                colors = np.array(
+                    [list(bytes.fromhex(cmap[str(i)]["hex-color"][1:])) for i in range(len(cmap))], np.uint8
+                )
                 mask_path.write_bytes(png_bytes(colors[mask]))
             else:
                 mask_path.write_bytes(encode_index_png(mask, class_map))
@@ -241,7 +249,9 @@ def test_empty_manifest_exports_nothing_and_still_writes_labels_and_splits(tmp_p
 
 def test_failed_objects_are_skipped_and_bad_lines_reported(tmp_path):
     job = BuiltInJob(tmp_path / "in")
-    job.add_raw(json.dumps({"source-ref": "s3://b/f.png", f"{LAN}-metadata": {**META, "failure-reason": "expired"}}))
+    job.add_raw(
+        json.dumps({"source-ref": "s3://b/f.png", f"{LAN}-metadata": {**META, "failure-reason": "expired"}})
+    )
     job.add("ok.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
     job.add_raw("{not json")
     job.add_raw(json.dumps({"source-ref": "s3://b/unlabelled.png"}))
@@ -301,7 +311,9 @@ def test_class_map_seed_keeps_indices_across_exports(tmp_path):
     job = BuiltInJob(tmp_path / "in")
     mask = scene_mask(1, 1)
     job.add("a.png", mask, color_map(("dog", "#1f77b4")))
-    seed = load_class_map_file(json.dumps({"document-version": "2018-11-28", "labels": [{"label": "cat"}, {"label": "dog"}]}))
+    seed = load_class_map_file(
+        json.dumps({"document-version": "2018-11-28", "labels": [{"label": "cat"}, {"label": "dog"}]})
+    )
     out = tmp_path / "out"
     export_dataset(str(job.write()), out, class_map=seed)
     assert read_labels(out) == ["BACKGROUND", "cat", "dog"]
@@ -413,11 +425,15 @@ def test_export_reads_manifest_masks_and_images_from_s3(tmp_path):
     cmap = color_map(("cat", "#2ca02c"))
     mask = scene_mask(1, 1)
     key = "jobs/seg-job/annotations/consolidated-annotation/output/0_2024-05-01T12:00:05.123456.png"
-    s3.put_object(Bucket="gt-output", Key=key, Body=encode_index_png(mask, ClassMap.from_internal_color_map(cmap)))
+    s3.put_object(
+        Bucket="gt-output", Key=key, Body=encode_index_png(mask, ClassMap.from_internal_color_map(cmap))
+    )
     s3.put_object(Bucket="gt-output", Key="images/cat.png", Body=png_bytes(np.zeros((24, 32, 3), np.uint8)))
     line = {"source-ref": "s3://gt-output/images/cat.png", LAN: f"s3://gt-output/{key}",
             f"{LAN}-metadata": {**META, "internal-color-map": cmap}}  # fmt: skip
-    s3.put_object(Bucket="gt-output", Key="jobs/seg-job/manifests/output/output.manifest", Body=json.dumps(line) + "\n")
+    s3.put_object(
+        Bucket="gt-output", Key="jobs/seg-job/manifests/output/output.manifest", Body=json.dumps(line) + "\n"
+    )
     out = tmp_path / "out"
     summary = export_dataset("s3://gt-output/jobs/seg-job/manifests/output/output.manifest", out)
     assert summary.exported == 1, summary.errors
@@ -484,7 +500,9 @@ def test_mapped_copy_with_file_safe_names_is_found(tmp_path):
     assert ":" in local_mask.name
     local_mask.rename(local_mask.with_name(local_mask.name.replace(":", "_")))
     line = json.loads(job.lines[0])
-    line[LAN] = f"s3://gt-output/prefix/seg-job/{local_mask.relative_to(tmp_path / 'in' / 'seg-job').as_posix()}"
+    line[LAN] = (
+        f"s3://gt-output/prefix/seg-job/{local_mask.relative_to(tmp_path / 'in' / 'seg-job').as_posix()}"
+    )
     job.lines[0] = json.dumps(line)
     summary = export_dataset(str(job.write()), tmp_path / "out")
     assert summary.exported == 1, summary.errors
@@ -570,7 +588,9 @@ def no_aws_credentials(monkeypatch):
 
 def test_unreachable_s3_is_a_clear_error_not_a_traceback(tmp_path, capsys, no_aws_credentials):
     """Without credentials: the manifest in S3 is a one-line usage error; images in S3 fail their line."""
-    assert main(["export", "s3://gt-output/job/output.manifest", "--out", str(tmp_path / "o1"), "--quiet"]) == 2
+    assert (
+        main(["export", "s3://gt-output/job/output.manifest", "--out", str(tmp_path / "o1"), "--quiet"]) == 2
+    )
     assert "credentials" in capsys.readouterr().err
     job = BuiltInJob(tmp_path / "in")
     job.add("a.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
@@ -614,7 +634,10 @@ def test_split_is_deterministic_and_roughly_follows_the_fraction():
 
 
 color_entry = st.fixed_dictionaries(
-    {"class-name": st.one_of(st.text(max_size=5), st.integers()), "hex-color": st.one_of(st.sampled_from(["#2ca02c", "#ffffff", "#1F77B4", "xyz"]), st.none())}
+    {
+        "class-name": st.one_of(st.text(max_size=5), st.integers()),
+        "hex-color": st.one_of(st.sampled_from(["#2ca02c", "#ffffff", "#1F77B4", "xyz"]), st.none()),
+    }
 )
 
 

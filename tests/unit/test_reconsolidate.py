@@ -56,18 +56,32 @@ def write_built_in_job(root: Path, crowds: list[tuple[str, ...]], *, failed: tup
         if object_id not in no_responses:
             answers = [{"answerContent": worker_answer(m, cmap), "workerId": wid, "timeSpentInSeconds": 20}
                        for m, wid in zip(masks, ids, strict=True)]  # fmt: skip
-            path = job / "annotations" / "worker-response" / "iteration-1" / str(object_id) / "2024-05-01_12:00:00.json"
+            path = (
+                job
+                / "annotations"
+                / "worker-response"
+                / "iteration-1"
+                / str(object_id)
+                / "2024-05-01_12:00:00.json"
+            )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"answers": answers}))
         source = f"s3://gt-in/images/{object_id}.jpg"
         if object_id in failed:
-            lines.append({"source-ref": source, f"{LAN}-metadata": {**META, "failure-reason": "ClientError: consolidation failed"}})
+            lines.append(
+                {
+                    "source-ref": source,
+                    f"{LAN}-metadata": {**META, "failure-reason": "ClientError: consolidation failed"},
+                }
+            )
             continue
         old = majority_vote(masks, len(cmap))
         facts["old"][str(object_id)] = old
         object_map = shuffled_map(cmap, object_id) if drift else cmap
         lut = np.array([object_map.names.index(n) for n in cmap.names], dtype=np.uint8)
-        rel = f"annotations/consolidated-annotation/output/{object_id}_2024-05-01T12:00:0{object_id}.123456.png"
+        rel = (
+            f"annotations/consolidated-annotation/output/{object_id}_2024-05-01T12:00:0{object_id}.123456.png"
+        )
         (job / rel).parent.mkdir(parents=True, exist_ok=True)
         (job / rel).write_bytes(encode_index_png(lut[old], object_map))
         meta = {**META, "internal-color-map": object_map.internal_color_map([0.5] * len(object_map))}
@@ -96,7 +110,11 @@ def run_map(line: dict) -> ClassMap:
     return ClassMap.from_internal_color_map(line[f"{LAN}-metadata"]["internal-color-map"])
 
 
-CROWDS = [("careful", "average", "sloppy"), ("careful", "spammer", "spammer"), ("average", "blobs", "careful")]
+CROWDS = [
+    ("careful", "average", "sloppy"),
+    ("careful", "spammer", "spammer"),
+    ("average", "blobs", "careful"),
+]
 
 
 def test_built_in_job_is_reconsolidated_beside_the_old_manifest(tmp_path):
@@ -112,9 +130,14 @@ def test_built_in_job_is_reconsolidated_beside_the_old_manifest(tmp_path):
     assert len(new_lines) == len(old_lines)
     for object_id, (old, new) in enumerate(zip(old_lines, new_lines, strict=True)):
         assert new["source-ref"] == old["source-ref"]
-        assert new[LAN] == f"{REMOTE_JOB}/annotations/consolidated-annotation/reconsolidated-gtseg/{object_id}.png"
+        assert (
+            new[LAN]
+            == f"{REMOTE_JOB}/annotations/consolidated-annotation/reconsolidated-gtseg/{object_id}.png"
+        )
         meta = new[f"{LAN}-metadata"]
-        assert meta["type"] == "groundtruth/semantic-segmentation" and meta["job-name"] == "labeling-job/seg-job"
+        assert (
+            meta["type"] == "groundtruth/semantic-segmentation" and meta["job-name"] == "labeling-job/seg-job"
+        )
         new_map = ClassMap.from_internal_color_map(meta["internal-color-map"])
         assert sorted(new_map.names) == sorted(facts["cmap"].names)
         # one class order for the whole run (the first object's), compared here by class name
@@ -123,14 +146,18 @@ def test_built_in_job_is_reconsolidated_beside_the_old_manifest(tmp_path):
         new_mask = to_truth[read_class_mask(local.read_bytes(), new_map)]
         np.testing.assert_array_equal(new_mask, expected_new(facts, str(object_id), new_map))
         sidecar = json.loads(local.with_suffix(".json").read_text())
-        assert sidecar["schema"] == "gtseg/consolidation-sidecar@1" and sidecar["datasetObjectId"] == str(object_id)
+        assert sidecar["schema"] == "gtseg/consolidation-sidecar@1" and sidecar["datasetObjectId"] == str(
+            object_id
+        )
         assert len(sidecar["workers"]) == 3
 
 
 def test_comparison_reports_old_vs_new_agreement_per_object_and_mean(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS)
     summary = reconsolidate_job(str(facts["job"]))
-    doc = json.loads((facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text())
+    doc = json.loads(
+        (facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text()
+    )
     order = run_map(read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")[0])
     expected = {
         object_id: float(np.mean(facts["old"][object_id] == expected_new(facts, object_id, order)))
@@ -165,7 +192,9 @@ def test_a_broken_worker_answer_is_rejected_and_the_object_still_consolidated(tm
     response.write_text(json.dumps(doc))
     summary = reconsolidate_job(str(facts["job"]))
     assert summary.reconsolidated == 1
-    comparison = json.loads((facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text())
+    comparison = json.loads(
+        (facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text()
+    )
     [row] = comparison["objects-compared"]
     assert [r["workerId"] for r in row["rejected"]] == ["private.us-east-1.w2"]
     new = read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")[0]
@@ -191,14 +220,22 @@ def test_job_in_s3(tmp_path):
     s3.create_bucket(Bucket="gt-out")
     for path in facts["job"].rglob("*"):
         if path.is_file():
-            s3.put_object(Bucket="gt-out", Key=f"jobs/seg-job/{path.relative_to(facts['job']).as_posix()}", Body=path.read_bytes())
+            s3.put_object(
+                Bucket="gt-out",
+                Key=f"jobs/seg-job/{path.relative_to(facts['job']).as_posix()}",
+                Body=path.read_bytes(),
+            )
     summary = reconsolidate_job(REMOTE_JOB + "/")
     assert summary.reconsolidated == 2
-    body = s3.get_object(Bucket="gt-out", Key="jobs/seg-job/manifests/output/reconsolidated-gtseg.manifest")["Body"].read()
+    body = s3.get_object(Bucket="gt-out", Key="jobs/seg-job/manifests/output/reconsolidated-gtseg.manifest")[
+        "Body"
+    ].read()
     lines = [json.loads(t) for t in body.decode().splitlines()]
     assert len(lines) == 2
     png = s3.get_object(Bucket="gt-out", Key=lines[0][LAN][len("s3://gt-out/") :])["Body"].read()
-    np.testing.assert_array_equal(read_class_mask(png, facts["cmap"]), expected_new(facts, "0", run_map(lines[0])))
+    np.testing.assert_array_equal(
+        read_class_mask(png, facts["cmap"]), expected_new(facts, "0", run_map(lines[0]))
+    )
     s3.head_object(Bucket="gt-out", Key="jobs/seg-job/manifests/output/reconsolidated-gtseg.comparison.json")
 
 
@@ -257,8 +294,10 @@ answer_like = st.fixed_dictionaries(
     {
         "crowd-semantic-segmentation": st.fixed_dictionaries(
             {
-                "inputImageProperties": json_values | st.fixed_dictionaries({"width": json_values, "height": json_values}),
-                "labelMappings": json_values | st.dictionaries(st.sampled_from(["road", "car", "x"]), json_values),
+                "inputImageProperties": json_values
+                | st.fixed_dictionaries({"width": json_values, "height": json_values}),
+                "labelMappings": json_values
+                | st.dictionaries(st.sampled_from(["road", "car", "x"]), json_values),
                 "labeledImage": json_values | st.fixed_dictionaries({"pngImageData": st.text(max_size=12)}),
             }
         )
@@ -295,7 +334,10 @@ def test_worker_responses_of_the_latest_iteration_are_used(tmp_path):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("{}")
     files = worker_response_files(JobData(), str(tmp_path / "job"))
-    assert {k: [Path(f).name for f in v] for k, v in files.items()} == {"0": ["b.json", "c.json"], "1": ["d.json"]}
+    assert {k: [Path(f).name for f in v] for k, v in files.items()} == {
+        "0": ["b.json", "c.json"],
+        "1": ["d.json"],
+    }
 
 
 @pytest.mark.parametrize(

@@ -28,10 +28,16 @@ LAN = "seg-job-ref"
 REMOTE_JOB = "s3://gt-out/jobs/seg-job"
 
 
-def write_job(root: Path, crowds: list[tuple[str, ...]], *, sidecars: bool = True, s3_uris: bool = False) -> dict:
+def write_job(
+    root: Path, crowds: list[tuple[str, ...]], *, sidecars: bool = True, s3_uris: bool = False
+) -> dict:
     """A finished job under ``root/seg-job``; returns facts the tests check the report against."""
     job = root / "seg-job"
-    facts: dict = {"manifest": job / "manifests" / "output" / "output.manifest", "agreement": {}, "workers": set()}
+    facts: dict = {
+        "manifest": job / "manifests" / "output" / "output.manifest",
+        "agreement": {},
+        "workers": set(),
+    }
     lines = []
     for object_id, profiles in enumerate(crowds):
         scene = make_scene(object_id, 64, 48)
@@ -40,7 +46,9 @@ def write_job(root: Path, crowds: list[tuple[str, ...]], *, sidecars: bool = Tru
         ids = [f"private.us-east-1.{p}{object_id % 2}" for p in profiles]
         facts["workers"].update(ids)
         result = consolidate_masks(masks, len(cmap), worker_ids=ids)
-        facts["agreement"][str(object_id)] = float(np.mean([pixel_agreement(m, result.labels) for m in masks]))
+        facts["agreement"][str(object_id)] = float(
+            np.mean([pixel_agreement(m, result.labels) for m in masks])
+        )
         image = root / "images" / f"scene-{object_id}.png"
         image.parent.mkdir(parents=True, exist_ok=True)
         image.write_bytes(scene.image_png())
@@ -49,7 +57,14 @@ def write_job(root: Path, crowds: list[tuple[str, ...]], *, sidecars: bool = Tru
              "acceptanceTime": "2024-05-01T11:59:00.000Z", "submissionTime": "2024-05-01T12:00:00.000Z"}
             for k, (mask, wid) in enumerate(zip(masks, ids, strict=True))
         ]  # fmt: skip
-        response = job / "annotations" / "worker-response" / "iteration-1" / str(object_id) / "2024-05-01_12:00:00.json"
+        response = (
+            job
+            / "annotations"
+            / "worker-response"
+            / "iteration-1"
+            / str(object_id)
+            / "2024-05-01_12:00:00.json"
+        )
         response.parent.mkdir(parents=True, exist_ok=True)
         response.write_text(json.dumps({"answers": answers}))
         rel_mask = f"annotations/consolidated-annotation/output/iteration-1/{object_id}.png"
@@ -144,7 +159,7 @@ def test_report_shows_every_object_and_worker_and_its_images_exist(tmp_path):
         if not href.startswith("#"):
             assert (out.parent / href).is_file(), href
         else:
-            assert href[len("#object-"):] in parsed.objects
+            assert href[len("#object-") :] in parsed.objects
     assert out.stat().st_size < 200_000  # images are files, not inline data
 
 
@@ -281,7 +296,11 @@ def test_report_from_s3(tmp_path):
     job = tmp_path / "local" / "seg-job"
     for path in job.rglob("*"):
         if path.is_file():
-            s3.put_object(Bucket="gt-out", Key=f"jobs/seg-job/{path.relative_to(job).as_posix()}", Body=path.read_bytes())
+            s3.put_object(
+                Bucket="gt-out",
+                Key=f"jobs/seg-job/{path.relative_to(job).as_posix()}",
+                Body=path.read_bytes(),
+            )
     out = tmp_path / "report.html"
     summary = build_report(f"{REMOTE_JOB}/manifests/output/output.manifest", out)
     assert summary.objects == 2 and not summary.errors

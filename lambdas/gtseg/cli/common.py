@@ -96,5 +96,3 @@ def run_with_progress(command: str, quiet: bool, work: Callable[[StderrProgress 
     finally:
         if progress:
             progress.close()
-
-

@@ -52,7 +52,9 @@ def parse_color_map(color_map: Any) -> ClassMap:
             raise LabelError(f"internal-color-map[{key!r}] ({name!r}) has no hex-color")
         hx = normalize_hex(color)
         if hx in seen and seen[hx] != name:
-            raise LabelError(f"colour {hx} is used by both {seen[hx]!r} and {name!r} in this object's colour map")
+            raise LabelError(
+                f"colour {hx} is used by both {seen[hx]!r} and {name!r} in this object's colour map"
+            )
         seen[hx] = name
     return ClassMap.from_internal_color_map(color_map)
 
@@ -66,7 +68,9 @@ class ClassReconciler:
         self.colors: list[str] = list(base.colors)
         self._index = {name: i for i, name in enumerate(self.names)}
         # name -> every colour seen for it (only names seen with more than one are reported)
-        self._colors_seen: dict[str, set[str]] = {n: {c} for n, c in zip(self.names, self.colors, strict=True)}
+        self._colors_seen: dict[str, set[str]] = {
+            n: {c} for n, c in zip(self.names, self.colors, strict=True)
+        }
 
     def class_map(self) -> ClassMap:
         return ClassMap(names=tuple(self.names), colors=tuple(self.colors))
@@ -84,7 +88,9 @@ class ClassReconciler:
                 lut[i] = self._index[name]
                 continue
             if len(self.names) + len(new) >= MAX_CLASSES:
-                raise LabelError(f"class {name!r} would be class {MAX_CLASSES}; 8-bit masks hold {MAX_CLASSES}")
+                raise LabelError(
+                    f"class {name!r} would be class {MAX_CLASSES}; 8-bit masks hold {MAX_CLASSES}"
+                )
             if color in used:  # that colour already belongs to another class: pick a free one
                 color = next(c for c in default_colors(len(used) + len(new) + 1) if c not in used)
             used.add(color)

@@ -192,7 +192,9 @@ class DatasetWriter:
 
     def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
         # a palette PNG shows the class colours in any viewer and encodes ~3x faster than RGB
-        preview = self._write(f"previews/{obj.stem}.png", encode_index_png(obj.indices, class_map, compress_level=1))
+        preview = self._write(
+            f"previews/{obj.stem}.png", encode_index_png(obj.indices, class_map, compress_level=1)
+        )
         self._split_line(obj.split, obj.stem)
         return {"preview": preview}
 
@@ -238,7 +240,9 @@ class VocWriter(DatasetWriter):
             data = obj.image_bytes if obj.image_ext == ".jpeg" else _to_jpeg(obj.image_bytes)
             image = dataclasses.replace(obj, image_bytes=data, image_ext=".jpg")
         files["image"] = self.image_entry(image, f"JPEGImages/{obj.stem}.jpg")
-        files["mask"] = self._write(f"SegmentationClass/{obj.stem}.png", encode_index_png(obj.indices, class_map))
+        files["mask"] = self._write(
+            f"SegmentationClass/{obj.stem}.png", encode_index_png(obj.indices, class_map)
+        )
         return files
 
     def finish(self, class_map: ClassMap) -> None:
@@ -261,7 +265,9 @@ class CityscapesWriter(DatasetWriter):
             image = dataclasses.replace(obj, image_bytes=_to_png(obj.image_bytes), image_ext=".png")
         files["image"] = self.image_entry(image, f"leftImg8bit/{base}_leftImg8bit.png")
         files["mask"] = self._write(f"gtFine/{base}_gtFine_labelIds.png", _png(obj.indices))
-        files["color"] = self._write(f"gtFine/{base}_gtFine_color.png", _png(indices_to_rgb(obj.indices, class_map)))
+        files["color"] = self._write(
+            f"gtFine/{base}_gtFine_color.png", _png(indices_to_rgb(obj.indices, class_map))
+        )
         return files
 
 
@@ -287,7 +293,12 @@ class CocoWriter(DatasetWriter):
         files["image"] = self.image_entry(obj, f"images/{obj.stem}{obj.image_ext}")
         self._image_id += 1
         height, width = obj.indices.shape
-        image = {"id": self._image_id, "file_name": files["image"], "height": int(height), "width": int(width)}
+        image = {
+            "id": self._image_id,
+            "file_name": files["image"],
+            "height": int(height),
+            "width": int(width),
+        }
         self._part(obj.split, "images").write(json.dumps(image, ensure_ascii=False) + "\n")
         present = np.flatnonzero(np.bincount(obj.indices.ravel(), minlength=len(class_map)))
         annotations = self._part(obj.split, "annotations")
@@ -394,7 +405,9 @@ class ExportSummary:
             "class-pixels": self.class_pixels,
             "color-conflicts": self.color_conflicts,
             "errors": [{"line": p.line, "source-ref": p.source_ref, "reason": p.reason} for p in self.errors],
-            "skipped": [{"line": p.line, "source-ref": p.source_ref, "reason": p.reason} for p in self.skipped],
+            "skipped": [
+                {"line": p.line, "source-ref": p.source_ref, "reason": p.reason} for p in self.skipped
+            ],
         }
 
 
@@ -449,7 +462,9 @@ def export_dataset(
         summary.class_pixels = [int(p) for p in pixels[: len(final_map)]]
         summary.color_conflicts = reconciler.color_conflicts()
         _write_labels_json(out / "labels.json", final_map, summary)
-        (out / "export-summary.json").write_text(json.dumps(summary.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        (out / "export-summary.json").write_text(
+            json.dumps(summary.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        )
     return summary
 
 
@@ -472,10 +487,14 @@ def _export_line(
     if attribute is None:
         reason = failure_reason(line.data, chooser.chosen)
         if reason is not None:
-            summary.skipped.append(LineProblem(line.number, source_ref, f"the job failed this object: {reason}"))
+            summary.skipped.append(
+                LineProblem(line.number, source_ref, f"the job failed this object: {reason}")
+            )
         else:
             wanted = f"'{chooser.chosen}'" if chooser.chosen else "a segmentation label"
-            summary.errors.append(LineProblem(line.number, source_ref, f"no {wanted} (mask URI + -metadata) on this line"))
+            summary.errors.append(
+                LineProblem(line.number, source_ref, f"no {wanted} (mask URI + -metadata) on this line")
+            )
         return
     mask_ref = line.data[attribute]
     try:
@@ -524,5 +543,3 @@ def _write_labels_json(path: Path, class_map: ClassMap, summary: ExportSummary) 
         "color-conflicts": summary.color_conflicts,
     }
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-
-

@@ -278,7 +278,9 @@ def read_worker_responses(data: JobData, files: Sequence[str]) -> tuple[list[Wor
                     worker_id=str(answer.get("workerId") or f"unknown-worker-{i}"),
                     content=answer["answerContent"],
                     time_spent_seconds=float(spent) if isinstance(spent, int | float) else None,
-                    submission_time=answer.get("submissionTime") if isinstance(answer.get("submissionTime"), str) else None,
+                    submission_time=answer.get("submissionTime")
+                    if isinstance(answer.get("submissionTime"), str)
+                    else None,
                     source=ref,
                 )
             )

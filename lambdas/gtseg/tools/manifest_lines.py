@@ -41,12 +41,18 @@ def mask_attributes(line: Mapping[str, Any]) -> list[str]:
     may replace the metadata; the colour map then comes from gtseg's sidecar)."""
     found = set(segmentation_attributes(line))
     for key, value in line.items():
-        if isinstance(value, str) and value.lower().endswith(".png") and isinstance(line.get(metadata_key(key)), Mapping):
+        if (
+            isinstance(value, str)
+            and value.lower().endswith(".png")
+            and isinstance(line.get(metadata_key(key)), Mapping)
+        ):
             found.add(key)
     return sorted(found)
 
 
-def object_color_map(data: JobData, line: Mapping[str, Any], attribute: str, mask_ref: str) -> Mapping[str, Any]:
+def object_color_map(
+    data: JobData, line: Mapping[str, Any], attribute: str, mask_ref: str
+) -> Mapping[str, Any]:
     """The object's internal-color-map: from its metadata, else from gtseg's sidecar next to
     ``mask_ref`` (the mask's resolved location)."""
     meta = line.get(metadata_key(attribute))

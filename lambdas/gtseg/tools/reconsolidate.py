@@ -110,7 +110,9 @@ class ReconsolidationSummary:
         }
 
 
-def answers_from_responses(responses: list, element_name: str | None) -> tuple[list[WorkerAnswer], list[tuple[str, str]]]:
+def answers_from_responses(
+    responses: list, element_name: str | None
+) -> tuple[list[WorkerAnswer], list[tuple[str, str]]]:
     """Worker-response answers -> consolidation inputs; malformed answers become (worker, reason)."""
     answers: list[WorkerAnswer] = []
     rejected: list[tuple[str, str]] = []
@@ -120,7 +122,11 @@ def answers_from_responses(responses: list, element_name: str | None) -> tuple[l
         except (ProtocolError, ValueError, TypeError, OverflowError) as exc:  # e.g. width: Infinity
             rejected.append((response.worker_id, str(exc) or type(exc).__name__))
             continue
-        answers.append(WorkerAnswer(response.worker_id, answer.png_image_data, answer.label_mappings, answer.expected_size))
+        answers.append(
+            WorkerAnswer(
+                response.worker_id, answer.png_image_data, answer.label_mappings, answer.expected_size
+            )
+        )
     return answers, rejected
 
 
@@ -213,7 +219,9 @@ def reconsolidate_job(
     output_dir = join_ref(public, CONSOLIDATED_DIR, run)
     new_manifest = join_ref(public, "manifests", "output", f"{run}.manifest")
     comparison_ref = join_ref(public, "manifests", "output", f"{run}.comparison.json")
-    summary = ReconsolidationSummary(job_prefix, old_manifest, new_manifest, comparison_ref, method, smoothing)
+    summary = ReconsolidationSummary(
+        job_prefix, old_manifest, new_manifest, comparison_ref, method, smoothing
+    )
     responses = worker_response_files(data, job_prefix)
     if not responses:
         raise ToolError(f"no worker responses under {join_ref(job_prefix, WORKER_RESPONSE_DIR)}")
@@ -224,7 +232,10 @@ def reconsolidate_job(
     # Pass 2: consolidate object by object; lines go to temporary files, uploaded at the end.
     with tempfile.TemporaryDirectory(prefix="gtseg-reconsolidate-") as tmp:
         lines_path, rows_path = Path(tmp) / "manifest", Path(tmp) / "rows"
-        with open(lines_path, "w", encoding="utf-8") as new_lines, open(rows_path, "w", encoding="utf-8") as rows:
+        with (
+            open(lines_path, "w", encoding="utf-8") as new_lines,
+            open(rows_path, "w", encoding="utf-8") as rows,
+        ):
             for n, item in enumerate(parse_manifest(data.iter_lines(old_manifest)), start=1):
                 if isinstance(item, ManifestError):
                     summary.errors.append(manifest_error_problem(item, n))
@@ -290,9 +301,13 @@ def _reconsolidate_line(
     answers, rejected = answers_from_responses(worker_responses, element_name)
     reconciler.add_labels(_label_colors(answers))
     class_map = reconciler.class_map()
-    outcome: ObjectConsolidation = consolidate_worker_answers(answers, class_map, method=method, smoothing=smoothing)
+    outcome: ObjectConsolidation = consolidate_worker_answers(
+        answers, class_map, method=method, smoothing=smoothing
+    )
     rejected += list(outcome.rejected)
-    row["rejected"] = [{"workerId": w, "reason": r} for w, r in rejected] + [{"workerId": None, "reason": p} for p in problems]
+    row["rejected"] = [{"workerId": w, "reason": r} for w, r in rejected] + [
+        {"workerId": None, "reason": p} for p in problems
+    ]
     if outcome.result is None:
         return keep(f"not consolidated: {outcome.failure_reason}")
     result = outcome.result
@@ -302,7 +317,9 @@ def _reconsolidate_line(
         data.write_bytes(mask_ref, encode_index_png(result.labels, class_map), "image/png")
         data.write_bytes(
             mask_ref[: -len(".png")] + ".json",
-            _sidecar(object_id, job_name, line, attribute, mask_ref, class_map, outcome, rejected).encode("utf-8"),
+            _sidecar(object_id, job_name, line, attribute, mask_ref, class_map, outcome, rejected).encode(
+                "utf-8"
+            ),
             "application/json",
         )
     except (JobDataError, MaskError) as exc:
@@ -317,7 +334,9 @@ def _reconsolidate_line(
                 "method": result.method, "workers": [w.worker_id for w in result.workers]})  # fmt: skip
     summary.reconsolidated += 1
     if old_mask is not None:
-        row["agreement"] = _old_new_agreement(data, base, line, attribute, old_mask, reconciler, result.labels, row)
+        row["agreement"] = _old_new_agreement(
+            data, base, line, attribute, old_mask, reconciler, result.labels, row
+        )
     return row
 
 
@@ -359,16 +378,26 @@ def _sidecar(object_id: str, job_name: str, line: ManifestLine, attribute: str, 
         "image-confidence": result.image_confidence,
         "unanimous-fraction": result.unanimous_fraction,
         "classes": [
-            {"index": i, "class-name": name, "hex-color": color, "confidence": result.class_confidence[i],
-             "pixel-fraction": fractions[i] if i < len(fractions) else 0.0}
+            {
+                "index": i,
+                "class-name": name,
+                "hex-color": color,
+                "confidence": result.class_confidence[i],
+                "pixel-fraction": fractions[i] if i < len(fractions) else 0.0,
+            }
             for i, (name, color) in enumerate(zip(class_map.names, class_map.colors, strict=True))
         ],
         "workers": [
-            {"workerId": w.worker_id, "quality": w.quality, "agreement": w.agreement, "weight": w.weight,
-             "excluded": w.excluded,
-             "matched-pixels": getattr(stats.get(w.worker_id), "matched_pixels", None),
-             "snapped-pixels": getattr(stats.get(w.worker_id), "snapped_pixels", None),
-             "unmatched-pixels": getattr(stats.get(w.worker_id), "unmatched_pixels", None)}
+            {
+                "workerId": w.worker_id,
+                "quality": w.quality,
+                "agreement": w.agreement,
+                "weight": w.weight,
+                "excluded": w.excluded,
+                "matched-pixels": getattr(stats.get(w.worker_id), "matched_pixels", None),
+                "snapped-pixels": getattr(stats.get(w.worker_id), "snapped_pixels", None),
+                "unmatched-pixels": getattr(stats.get(w.worker_id), "unmatched_pixels", None),
+            }
             for w in result.workers
         ],
         "rejected": [{"workerId": w, "reason": r} for w, r in rejected],

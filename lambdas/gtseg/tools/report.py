@@ -266,7 +266,9 @@ class _ReportBuilder:
         if not source_ref:
             return None
         try:
-            with Image.open(io.BytesIO(self.data.read_bytes(self.data.resolve(source_ref, self.base)))) as img:
+            with Image.open(
+                io.BytesIO(self.data.read_bytes(self.data.resolve(source_ref, self.base)))
+            ) as img:
                 return np.asarray(img.convert("RGB"))
         except (JobDataError, OSError, ValueError) as exc:
             notes.append(f"image not shown: {exc}")
@@ -281,7 +283,9 @@ class _ReportBuilder:
             if reason is not None:
                 summary.failed.append(LineProblem(line.number, line.source_ref, reason))
             else:
-                summary.errors.append(LineProblem(line.number, line.source_ref, "no segmentation label on this line"))
+                summary.errors.append(
+                    LineProblem(line.number, line.source_ref, "no segmentation label on this line")
+                )
             return
         mask_ref = line.data[attribute]
         try:
@@ -296,12 +300,18 @@ class _ReportBuilder:
         sidecar = read_sidecar(self.data, mask_where)
         object_id = (
             dataset_object_id_from_mask(mask_ref)
-            or (str(sidecar["datasetObjectId"]) if sidecar and sidecar.get("datasetObjectId") is not None else None)
+            or (
+                str(sidecar["datasetObjectId"])
+                if sidecar and sidecar.get("datasetObjectId") is not None
+                else None
+            )
             or str(line.number - 1)  # Ground Truth numbers objects by input line, from 0
         )
         notes: list[str] = []
         image = self._read_image(line.source_ref, notes)
-        name = self._unique_name(Path((line.source_ref or mask_ref).rsplit("/", 1)[-1]).stem or f"object-{object_id}")
+        name = self._unique_name(
+            Path((line.source_ref or mask_ref).rsplit("/", 1)[-1]).stem or f"object-{object_id}"
+        )
 
         workers, heat = self._workers_on_object(object_id, mask_ref, consensus, object_map, sidecar, notes)
         self.files_dir.mkdir(parents=True, exist_ok=True)
@@ -315,7 +325,9 @@ class _ReportBuilder:
             small = np.asarray(_scaled((heat * 255).astype(np.uint8), self.max_side, Image.Resampling.BOX))
             Image.fromarray(heat_colors(small.astype(np.float32) / 255.0)).save(self.files_dir / heatmap_file)
 
-        confidence, class_conf = self._confidences(line.data.get(metadata_key(attribute)), sidecar, object_map)
+        confidence, class_conf = self._confidences(
+            line.data.get(metadata_key(attribute)), sidecar, object_map
+        )
         agreements = [w.agreement for w in workers if w.agreement is not None]
         counts = np.bincount(consensus.ravel(), minlength=len(object_map))
         present = []
@@ -365,7 +377,9 @@ class _ReportBuilder:
         masks: list[np.ndarray] = []
         seen: set[str] = set()
         for response in responses:
-            worker = self._worker_on_object(response, consensus, object_map, side_workers.get(response.worker_id))
+            worker = self._worker_on_object(
+                response, consensus, object_map, side_workers.get(response.worker_id)
+            )
             if worker.note:
                 notes.append(f"{response.worker_id}: {worker.note}")
             elif worker.mask is not None:
@@ -411,7 +425,9 @@ class _ReportBuilder:
                 raise MaskError(f"mask is {decoded.shape[1]}x{decoded.shape[0]}, consensus is "
                                 f"{consensus.shape[1]}x{consensus.shape[0]}")  # fmt: skip
         except (ProtocolError, MaskError, LabelError, ValueError, TypeError, OverflowError) as exc:
-            figures = WorkerOnObject(response.worker_id, None, None, response.time_spent_seconds, f"not usable: {exc}")
+            figures = WorkerOnObject(
+                response.worker_id, None, None, response.time_spent_seconds, f"not usable: {exc}"
+            )
             return DecodedWorker(figures, None, figures.note)
         agreement = pixel_agreement(decoded.indices, consensus)
         quality = side.get("quality") if side and isinstance(side.get("quality"), int | float) else None
@@ -462,16 +478,16 @@ def build_report(
     data = data or JobData()
     out_path = Path(out_html)
     if out_path.is_dir():
-        raise ToolError(
-            f"--out {out_path} is a folder; name the HTML file, e.g. {out_path / 'report.html'}"
-        )
+        raise ToolError(f"--out {out_path} is a folder; name the HTML file, e.g. {out_path / 'report.html'}")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a parent of --out is an existing file
         raise ToolError(f"cannot create the folder for {out_path}: {exc.strerror or exc}") from exc
     builder = _ReportBuilder(manifest, out_path, data, label_attribute, job_prefix, max(lowest, 0), max_side)
     lowest_path = out_path.parent / f"{out_path.stem}-lowest-agreement.manifest"
-    summary = ReportSummary(html=str(out_path), files_dir=str(builder.files_dir), lowest_manifest=str(lowest_path))
+    summary = ReportSummary(
+        html=str(out_path), files_dir=str(builder.files_dir), lowest_manifest=str(lowest_path)
+    )
     total = data.count_lines(manifest)
     for done, item in enumerate(parse_manifest(data.iter_lines(manifest)), start=1):
         if isinstance(item, ManifestError):
