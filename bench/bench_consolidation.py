@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "lambdas"))
 
-from gtseg.consolidation.batch import BatchConsolidator, BatchSettings  # noqa: E402
+
+from gtseg.consolidation.batch import BatchConsolidator, BatchSettings
 from gtseg.core.consolidation import (
     WorkerAnswer,
     consolidate_masks,
@@ -39,9 +39,9 @@ from gtseg.core.consolidation import (
     majority_vote,
 )
 from gtseg.core.masks import b64decode_png, encode_index_png, read_class_mask
-from gtseg.core.metrics import mean_iou  # noqa: E402
-from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer  # noqa: E402
-from gtseg.protocol import ConsolidationRequest  # noqa: E402
+from gtseg.core.metrics import mean_iou
+from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer
+from gtseg.protocol import ConsolidationRequest
 
 CLEAN = {
     3: ["careful", "average", "sloppy"],
@@ -173,7 +173,7 @@ def batch_accuracy(objects: int, per_object: int, size: tuple[int, int]) -> dict
         batch.append(
             mean_iou(read_class_mask(store.objects[outcome.mask_uri], scene.class_map), scene.truth, n)
         )
-    prior_used = sum("batch-prior" in o.consolidation.result.method for o in outcomes)
+    prior_used = sum(o.consolidation.result.method.batch_prior for o in outcomes)
     return {
         "objects": objects,
         "vote": float(np.mean(vote)),
@@ -278,7 +278,7 @@ _MEMORY_CHILD = r"""
 import json, resource, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from gtseg.consolidation import WorkerAnswer, consolidate_worker_answers
+from gtseg.core.consolidation import WorkerAnswer, consolidate_worker_answers
 from gtseg.labels import ClassMap
 from gtseg.masks import encode_index_png
 spec = json.load(open(sys.argv[2]))

@@ -335,7 +335,7 @@ class BatchConsolidator:
             result = outcome.consolidation.result if outcome.consolidation else None
             if (
                 result
-                and "no-consensus" in result.method
+                and result.method.no_consensus
                 and any(w.worker_id in prior for w in result.workers)
             ):
                 outcomes[i] = self._safe_consolidate(parsed[i], class_map, creation_date, prior)
@@ -366,7 +366,7 @@ def batch_worker_quality(outcomes: Sequence[ObjectOutcome]) -> dict[str, float]:
     scores: dict[str, list[float]] = {}
     for outcome in outcomes:
         result = outcome.consolidation.result if outcome.consolidation else None
-        if result is None or "no-consensus" in result.method or len(result.workers) < 2:
+        if result is None or result.method.no_consensus or len(result.workers) < 2:
             continue
         for worker in result.workers:
             scores.setdefault(worker.worker_id, []).append(worker.quality)

@@ -1,0 +1,100 @@
+"""Worker answers -> one object's consolidation: decode each worker's PNG, reject what cannot be
+used (with the reason), consolidate the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gtseg.core.consolidation.methods import Method
+from gtseg.core.consolidation.neighbourhood import DEFAULT_NEIGHBOURHOOD_RADIUS
+from gtseg.core.consolidation.strategies import ConsolidationResult, consolidate_masks
+from gtseg.core.labels import ClassMap
+from gtseg.core.masks import DecodedMask, MaskError, b64decode_png, decode_worker_mask, open_png
+
+
+@dataclass(frozen=True)
+class WorkerAnswer:
+    worker_id: str
+    png: bytes | str  # PNG bytes, or the base64 text from pngImageData
+    label_mappings: Mapping[str, Any]
+    expected_size: tuple[int, int] | None = None  # (width, height) from inputImageProperties
+
+
+@dataclass(frozen=True)
+class DecodeStats:
+    worker_id: str
+    matched_pixels: int
+    snapped_pixels: int
+    unmatched_pixels: int
+    unknown_labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObjectConsolidation:
+    result: ConsolidationResult | None
+    rejected: tuple[tuple[str, str], ...] = ()
+    decode_stats: tuple[DecodeStats, ...] = ()
+    failure_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def consolidate_worker_answers(
+    answers: Sequence[WorkerAnswer],
+    class_map: ClassMap,
+    *,
+    method: Method | str = Method.GTSEG,
+    smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS,
+    trusted_prior: Mapping[str, float] | None = None,
+) -> ObjectConsolidation:
+    """Decode each worker's PNG and consolidate; a bad annotation is rejected with a reason,
+    never failing the object. No usable annotation -> ``result=None`` and a ``failure_reason``."""
+    decoded: list[tuple[str, DecodedMask]] = []
+    rejected: list[tuple[str, str]] = []
+    for answer in answers:
+        try:
+            png = b64decode_png(answer.png) if isinstance(answer.png, str) else answer.png
+            mask = decode_worker_mask(
+                open_png(png), answer.label_mappings, class_map, expected_size=answer.expected_size
+            )
+        except MaskError as exc:
+            rejected.append((answer.worker_id, str(exc)))
+            continue
+        decoded.append((answer.worker_id, mask))
+    if decoded:
+        # Without inputImageProperties sizes can only be checked against each other: keep the
+        # most common size, reject the rest.
+        sizes = [m.shape for _, m in decoded]
+        modal = max(set(sizes), key=lambda s: (sizes.count(s), s))
+        kept = []
+        for worker_id, mask in decoded:
+            if mask.shape != modal:
+                rejected.append(
+                    (worker_id, f"mask is {mask.shape[1]}x{mask.shape[0]}, others are {modal[1]}x{modal[0]}")
+                )
+            else:
+                kept.append((worker_id, mask))
+        decoded = kept
+    stats = tuple(
+        DecodeStats(wid, m.matched_pixels, m.snapped_pixels, m.unmatched_pixels, m.unknown_labels)
+        for wid, m in decoded
+    )
+    if not decoded:
+        reason = (
+            "no usable annotation"
+            if not answers
+            else "no usable annotation: " + "; ".join(f"{wid}: {why}" for wid, why in rejected)
+        )
+        if not answers:
+            reason = "no worker annotated this object"
+        return ObjectConsolidation(None, tuple(rejected), stats, reason)
+    result = consolidate_masks(
+        [m.indices for _, m in decoded],
+        len(class_map),
+        method=method,
+        smoothing=smoothing,
+        worker_ids=[wid for wid, _ in decoded],
+        trusted_prior=trusted_prior,
+    )
+    return ObjectConsolidation(result, tuple(rejected), stats, None)

@@ -1,0 +1,395 @@
+"""``consolidate_masks``: one object's worker masks -> one mask with confidence and worker scores.
+
+Each method is a strategy that turns the object's tuple table (a ``Crowd``) into an ``Estimate``:
+per-tuple class scores and the workers it trusted. What follows is shared by every method: the
+arg-max decision (ties to the lowest class), the neighbourhood step for contested pixels when the
+strategy asks for it, confidence, and each worker's quality against the final mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gtseg.core.consolidation.agreement import pairwise_kappas, simple_filter, worker_kappas
+from gtseg.core.consolidation.dawid_skene import SHRINKAGE_FRACTION, dawid_skene
+from gtseg.core.consolidation.methods import AppliedMethod, Method
+from gtseg.core.consolidation.neighbourhood import DEFAULT_NEIGHBOURHOOD_RADIUS, resolve_contested
+from gtseg.core.consolidation.tuples import (
+    TupleTable,
+    argmax_lowest,
+    encode_tuples,
+    strict_majority_missing,
+    weighted_votes,
+)
+
+# At or below this many trusted workers EM may not overrule a strict majority of them, and
+# (gtseg) contested pixels are decided by their neighbourhood.
+MAX_WORKERS_FOR_MAJORITY_GUARD = 3
+# Batch prior: a worker whose mean quality on the batch's other objects reaches this is trusted
+# on an object that has no consensus of its own.
+PRIOR_TRUST_MIN = 0.5
+
+
+@dataclass(frozen=True)
+class WorkerQuality:
+    worker_id: str
+    quality: float  # max(0, kappa) against the final consensus, in [0, 1]
+    agreement: float  # pixel accuracy against the final consensus
+    weight: float  # relative influence in the final estimate (0 when excluded)
+    excluded: bool
+
+
+@dataclass(frozen=True)
+class ConsolidationResult:
+    labels: np.ndarray  # (H, W) uint8
+    class_confidence: tuple[float, ...]
+    image_confidence: float
+    workers: tuple[WorkerQuality, ...]
+    method: AppliedMethod
+    unanimous_fraction: float
+    class_fractions: tuple[float, ...] = ()
+    distinct_tuples: int = 0
+    iterations: int = 0
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """One object's workers as the tuple table every strategy works on."""
+
+    table: TupleTable
+    num_classes: int
+    worker_ids: tuple[str, ...]
+    trusted_prior: Mapping[str, float] | None = None
+
+    @property
+    def tuples(self) -> np.ndarray:
+        return self.table.tuples
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.table.counts.astype(np.float64)
+
+    @property
+    def size(self) -> int:
+        return len(self.worker_ids)
+
+    def votes(self, included: np.ndarray) -> np.ndarray:
+        """(T, C) vote totals of the ``included`` workers."""
+        return weighted_votes(self.tuples, included.astype(float), self.num_classes)
+
+    def everyone(self) -> np.ndarray:
+        return np.ones(self.size, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Contested:
+    """Tuples whose trusted workers have no strict majority, and the trusted vote share per class,
+    for the neighbourhood step."""
+
+    tuples: np.ndarray  # (T,) bool
+    share: np.ndarray  # (T, C)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    scores: np.ndarray  # (T, C): the decision is the arg-max per tuple
+    included: np.ndarray  # (K,) bool: the workers the estimate trusts
+    applied: AppliedMethod
+    iterations: int = 0
+    confidence_scale: float = 1.0  # < 1 when the agreement is no better than chance
+    contested: Contested | None = None  # set: contested pixels are decided by their neighbourhood
+
+
+Strategy = Callable[[Crowd], Estimate]
+
+
+def _majority(crowd: Crowd) -> Estimate:
+    everyone = crowd.everyone()
+    return Estimate(crowd.votes(everyone) / crowd.size, everyone, AppliedMethod.MAJORITY)
+
+
+def _prior_trusted(crowd: Crowd) -> np.ndarray | None:
+    if not crowd.trusted_prior:
+        return None
+    prior = crowd.trusted_prior
+    trusted = np.array([prior.get(worker_id, 0.0) >= PRIOR_TRUST_MIN for worker_id in crowd.worker_ids])
+    return trusted if trusted.any() else None
+
+
+def _without_consensus(crowd: Crowd, method: Method) -> Estimate:
+    """No two workers agree beyond chance. The same workers may have been scored on the batch's
+    other objects: trust the ones who agreed with their crowds there. Otherwise there is nothing to
+    estimate reliability from, and the plain vote (the floor) is the honest answer."""
+    trusted = _prior_trusted(crowd)
+    if trusted is not None:
+        trusted_votes = crowd.votes(trusted)
+        n_trusted = int(trusted.sum())
+        return Estimate(
+            trusted_votes / n_trusted,
+            trusted,
+            AppliedMethod.with_batch_prior(method),
+            contested=_contested(trusted_votes, n_trusted) if method is Method.GTSEG else None,
+        )
+    everyone = crowd.everyone()
+    # Agreement here is no better than chance (e.g. two spammers painting the same class): the
+    # confidence says so, so the object stands out for review.
+    pair = pairwise_kappas(crowd.tuples, crowd.counts, crowd.num_classes)
+    np.fill_diagonal(pair, 0.0)
+    return Estimate(
+        crowd.votes(everyone) / crowd.size,
+        everyone,
+        AppliedMethod.no_consensus_vote(method),
+        confidence_scale=float(np.clip(pair.max(), 0.0, 1.0)),
+    )
+
+
+def _contested(trusted_votes: np.ndarray, n_trusted: int) -> Contested | None:
+    if n_trusted > MAX_WORKERS_FOR_MAJORITY_GUARD:
+        return None
+    return Contested(strict_majority_missing(trusted_votes), trusted_votes / max(n_trusted, 1))
+
+
+def _simple(crowd: Crowd) -> Estimate:
+    filtered = simple_filter(crowd.tuples, crowd.counts, crowd.num_classes)
+    if filtered is None:
+        return _without_consensus(crowd, Method.SIMPLE)
+    included = filtered.included
+    return Estimate(
+        crowd.votes(included) / included.sum(), included, AppliedMethod.SIMPLE, iterations=filtered.rounds
+    )
+
+
+def _em(
+    crowd: Crowd,
+    init: np.ndarray,
+    included: np.ndarray,
+    applied: AppliedMethod,
+    *,
+    iterations: int,
+    neighbourhood: bool,
+) -> Estimate:
+    """Regularised Dawid-Skene over ``included``, from ``init``. With so few trusted workers that the
+    confusion matrices are weakly identified, EM only decides where they have no strict majority."""
+    trusted_votes = crowd.votes(included)
+    n_trusted = int(included.sum())
+    if n_trusted >= 2:
+        counts = crowd.counts
+        scores, _, em_iterations = dawid_skene(
+            crowd.tuples,
+            counts,
+            init,
+            included,
+            crowd.num_classes,
+            shrinkage=SHRINKAGE_FRACTION * counts.sum(),
+        )
+        iterations += em_iterations
+        if n_trusted <= MAX_WORKERS_FOR_MAJORITY_GUARD:
+            strict = ~strict_majority_missing(trusted_votes)
+            winners = trusted_votes.argmax(axis=1)
+            scores[strict] = 0.0
+            scores[strict, winners[strict]] = 1.0
+    else:
+        scores = trusted_votes
+    contested = _contested(trusted_votes, n_trusted) if neighbourhood else None
+    return Estimate(scores, included, applied, iterations=iterations, contested=contested)
+
+
+def _dawid_skene(crowd: Crowd) -> Estimate:
+    """Plain (regularised) Dawid-Skene over everyone, from the majority vote."""
+    everyone = crowd.everyone()
+    init = argmax_lowest(crowd.votes(everyone))
+    return _em(crowd, init, everyone, AppliedMethod.DAWID_SKENE, iterations=0, neighbourhood=False)
+
+
+def _gtseg(crowd: Crowd) -> Estimate:
+    filtered = simple_filter(crowd.tuples, crowd.counts, crowd.num_classes)
+    if filtered is None:
+        return _without_consensus(crowd, Method.GTSEG)
+    return _em(
+        crowd,
+        filtered.estimate,
+        filtered.included,
+        AppliedMethod.GTSEG,
+        iterations=filtered.rounds,
+        neighbourhood=True,
+    )
+
+
+STRATEGIES: dict[Method, Strategy] = {
+    Method.GTSEG: _gtseg,
+    Method.MAJORITY: _majority,
+    Method.SIMPLE: _simple,
+    Method.DAWID_SKENE: _dawid_skene,
+}
+
+
+# --------------------------------------------------------------------------- shared steps
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The final labels, as (tuple, label, pixel count) pairs: a tuple's pixels share one label
+    unless the neighbourhood step split them."""
+
+    labels: np.ndarray  # (H, W) uint8
+    pair_tuple: np.ndarray  # (P,) tuple index of each pair
+    pair_label: np.ndarray  # (P,) final label
+    pair_count: np.ndarray  # (P,) float64 pixels
+    tuple_labels: np.ndarray  # (T,) the most common final label of each tuple's pixels
+
+
+def decide(estimate: Estimate, crowd: Crowd, shape: tuple[int, int], smoothing: int) -> Decision:
+    per_tuple = argmax_lowest(estimate.scores).astype(np.uint8)
+    relabelled = None
+    if estimate.contested is not None and crowd.size > 1:
+        contested = estimate.contested
+        relabelled = resolve_contested(
+            per_tuple, contested.tuples, contested.share, crowd.table, shape, smoothing
+        )
+    if relabelled is None:
+        return Decision(
+            labels=crowd.table.to_pixels(per_tuple).reshape(shape),
+            pair_tuple=np.arange(len(crowd.tuples)),
+            pair_label=per_tuple.astype(np.intp),
+            pair_count=crowd.counts,
+            tuple_labels=per_tuple,
+        )
+    table, num_classes = crowd.table, crowd.num_classes
+    # int64: the codes may be uint16, and code * C would wrap around
+    joint_codes = table.codes.astype(np.int64) * num_classes + relabelled.ravel()
+    joint = np.bincount(joint_codes, minlength=table.space * num_classes)
+    flat_pairs = np.flatnonzero(joint)
+    code_of_pair, pair_label = np.divmod(flat_pairs, num_classes)
+    pair_tuple = np.searchsorted(table.present, code_of_pair)
+    pair_count = joint[flat_pairs].astype(np.float64)
+    order = np.lexsort((pair_count, pair_tuple))  # per tuple, largest count last
+    tuple_labels = np.zeros(len(crowd.tuples), dtype=np.intp)
+    tuple_labels[pair_tuple[order]] = pair_label[order]
+    return Decision(relabelled, pair_tuple, pair_label, pair_count, tuple_labels)
+
+
+def class_confidence(
+    decision: Decision, crowd: Crowd, included: np.ndarray, scale: float
+) -> tuple[np.ndarray, float]:
+    """Per class: the mean IoU of each trusted worker's extent of the class with the consolidated
+    extent; the image: the mean over the classes anyone painted. A class the workers painted but
+    the result lost scores 0 rather than vanishing, so the image value tracks the mean IoU a
+    reviewer would measure. Zero with fewer than two trusted workers (nothing to compare)."""
+    num_classes = crowd.num_classes
+    if int(included.sum()) < 2:
+        return np.zeros(num_classes), 0.0
+    tuples, counts = crowd.tuples, crowd.counts
+    class_pixels = np.bincount(decision.pair_label, weights=decision.pair_count, minlength=num_classes)
+    iou_sum = np.zeros(num_classes)
+    iou_n = np.zeros(num_classes)
+    for k in np.flatnonzero(included):
+        worker_labels = tuples[decision.pair_tuple, k]
+        agrees = worker_labels == decision.pair_label
+        inter = np.bincount(decision.pair_label, weights=decision.pair_count * agrees, minlength=num_classes)
+        area = np.bincount(tuples[:, k], weights=counts, minlength=num_classes)
+        union = area + class_pixels - inter
+        seen = union > 0
+        iou_sum[seen] += inter[seen] / union[seen]
+        iou_n[seen] += 1
+    painted = iou_n > 0
+    per_class = scale * np.where(painted, iou_sum / np.maximum(iou_n, 1), 0.0)
+    return per_class, float(per_class[painted].mean()) if painted.any() else 0.0
+
+
+def worker_qualities(decision: Decision, crowd: Crowd, included: np.ndarray) -> tuple[WorkerQuality, ...]:
+    kappas, accs = worker_kappas(crowd.tuples, crowd.counts, decision.tuple_labels, crowd.num_classes)
+    weights = included.astype(float) / max(int(included.sum()), 1)
+    return tuple(
+        WorkerQuality(
+            worker_id=worker_id,
+            # one worker is its own consensus: no quality can be estimated
+            quality=round(float(max(0.0, kappas[k])), 4) if crowd.size > 1 else 0.0,
+            agreement=round(float(accs[k]), 4),
+            weight=round(float(weights[k]), 4),
+            excluded=not bool(included[k]),
+        )
+        for k, worker_id in enumerate(crowd.worker_ids)
+    )
+
+
+def _check_masks(masks: Sequence[np.ndarray], num_classes: int) -> None:
+    if not masks:
+        raise ValueError("at least one mask is required")
+    shape = masks[0].shape
+    for i, mask in enumerate(masks):
+        if mask.dtype != np.uint8 or mask.ndim != 2:
+            raise ValueError(f"mask {i} must be a 2-D uint8 array")
+        if mask.shape != shape:
+            raise ValueError(f"mask {i} is {mask.shape}, expected {shape}")
+    if not 1 <= num_classes <= 256:
+        raise ValueError("num_classes must be 1..256")
+
+
+def majority_vote(masks: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
+    """Plain per-pixel majority vote (ties to the lowest class index): the baseline."""
+    _check_masks(masks, num_classes)
+    table = encode_tuples(masks, num_classes)
+    votes = weighted_votes(table.tuples, np.ones(len(masks)), num_classes)
+    return table.to_pixels(argmax_lowest(votes).astype(np.uint8)).reshape(masks[0].shape)
+
+
+def consolidate_masks(
+    masks: Sequence[np.ndarray],
+    num_classes: int,
+    *,
+    method: Method | str = Method.GTSEG,
+    smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS,
+    worker_ids: Sequence[str] | None = None,
+    trusted_prior: Mapping[str, float] | None = None,
+) -> ConsolidationResult:
+    """Merge K workers' masks of one object into one mask with confidence and worker scores.
+
+    ``trusted_prior`` (worker id -> quality on other objects of the same batch) is used only when
+    this object alone has no consensus: workers at or above ``PRIOR_TRUST_MIN`` are trusted.
+    """
+    try:
+        chosen = Method(method)
+    except ValueError:
+        raise ValueError(
+            f"unknown method {method!r}; choose from {', '.join(m.value for m in Method)}"
+        ) from None
+    _check_masks(masks, num_classes)
+    for i, mask in enumerate(masks):
+        if mask.size and int(mask.max()) >= num_classes:
+            raise ValueError(f"mask {i} has class {int(mask.max())} >= num_classes {num_classes}")
+    ids = (
+        tuple(str(w) for w in worker_ids)
+        if worker_ids is not None
+        else tuple(f"worker-{i}" for i in range(len(masks)))
+    )
+    if len(ids) != len(masks):
+        raise ValueError("worker_ids must have one id per mask")
+    shape = masks[0].shape
+    crowd = Crowd(encode_tuples(masks, num_classes), num_classes, ids, trusted_prior)
+
+    if crowd.size == 1:
+        estimate = Estimate(crowd.votes(crowd.everyone()), crowd.everyone(), AppliedMethod.SINGLE_WORKER)
+    else:
+        estimate = STRATEGIES[chosen](crowd)
+    decision = decide(estimate, crowd, shape, int(smoothing))
+    per_class, image_confidence = class_confidence(
+        decision, crowd, estimate.included, estimate.confidence_scale
+    )
+    tuples, counts = crowd.tuples, crowd.counts
+    n_pixels = float(decision.pair_count.sum())
+    class_pixels = np.bincount(decision.pair_label, weights=decision.pair_count, minlength=num_classes)
+    unanimous = float(counts[(tuples == tuples[:, :1]).all(axis=1)].sum() / max(counts.sum(), 1))
+    return ConsolidationResult(
+        labels=decision.labels,
+        class_confidence=tuple(round(float(c), 4) for c in per_class),
+        image_confidence=round(image_confidence, 4),
+        workers=worker_qualities(decision, crowd, estimate.included),
+        method=estimate.applied,
+        unanimous_fraction=round(unanimous if crowd.size > 1 else 0.0, 4),
+        class_fractions=tuple(round(float(p) / max(n_pixels, 1), 6) for p in class_pixels),
+        distinct_tuples=len(tuples),
+        iterations=estimate.iterations,
+    )
