@@ -28,9 +28,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 from gtseg.consolidation.batch import BatchConsolidator, BatchSettings
 from gtseg.core.consolidation import (
     WorkerAnswer,
@@ -42,6 +39,8 @@ from gtseg.core.masks import b64decode_png, encode_index_png, read_class_mask
 from gtseg.core.metrics import mean_iou
 from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer
 from gtseg.protocol import ConsolidationRequest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CLEAN = {
     3: ["careful", "average", "sloppy"],

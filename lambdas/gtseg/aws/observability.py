@@ -39,7 +39,9 @@ def _has_lambda_context(context: Any) -> bool:
     return all(hasattr(context, name) for name in ("function_name", "aws_request_id", "invoked_function_arn"))
 
 
-def entry_point(*, flush_metrics: bool = True) -> Callable[[Callable[[Any, Any], Result]], Callable[[Any, Any], Result]]:
+def entry_point(
+    *, flush_metrics: bool = True
+) -> Callable[[Callable[[Any, Any], Result]], Callable[[Any, Any], Result]]:
     """Powertools' ``inject_lambda_context`` (function name, request id and cold start on every log
     line, state cleared between invocations) and, unless the handler flushes metrics itself,
     ``log_metrics``. A missing context (local calls) gets a ``LocalContext``."""

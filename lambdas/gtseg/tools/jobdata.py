@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError
 from gtseg.aws.s3 import S3Store, StorageError
 from gtseg.core.layout import WORKER_RESPONSE_DIR, iteration_number, ref_basename, sidecar_ref
 from gtseg.core.manifest import safe_filename
+from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.core.uris import join_uri, parse_s3_prefix, parse_s3_uri
 
 # What an S3 call can raise besides gtseg's StorageError: botocore's own errors (no credentials,
@@ -287,16 +288,10 @@ def read_worker_responses(data: JobData, files: Sequence[str]) -> tuple[list[Wor
     return responses, problems
 
 
-SIDECAR_SCHEMA = "gtseg/consolidation-sidecar@1"
-
-
-def read_sidecar(data: JobData, mask_ref: str) -> dict[str, Any] | None:
-    """The gtseg consolidation sidecar of a mask, or None (built-in jobs have none)."""
-    ref = sidecar_ref(mask_ref)
+def read_sidecar(data: JobData, mask_ref: str) -> ConsolidationSidecar | None:
+    """The gtseg consolidation sidecar of a mask, or None (built-in jobs have none; an unreadable or
+    malformed file counts as none)."""
     try:
-        doc = data.read_json(ref)
+        return ConsolidationSidecar.parse(data.read_bytes(sidecar_ref(mask_ref)))
     except JobDataError:
         return None
-    if isinstance(doc, dict) and doc.get("schema") == SIDECAR_SCHEMA:
-        return doc
-    return None
