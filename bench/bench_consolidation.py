@@ -278,8 +278,8 @@ import json, resource, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from gtseg.core.consolidation import WorkerAnswer, consolidate_worker_answers
-from gtseg.labels import ClassMap
-from gtseg.masks import encode_index_png
+from gtseg.core.labels import ClassMap
+from gtseg.core.masks import encode_index_png
 spec = json.load(open(sys.argv[2]))
 cmap = ClassMap.from_labels(spec["labels"])
 answers = [WorkerAnswer(f"w{i}", a["png"], a["mappings"], tuple(spec["size"])) for i, a in enumerate(spec["answers"])]

@@ -10,8 +10,8 @@ import pytest
 from aws_cdk.assertions import Match
 from infra_testkit import SETTINGS_CASES, WORKTEAM_ARN, Synthesized
 
+from gtseg.consolidation.settings import ConsolidationSettings
 from gtseg.core.consolidation import METHODS
-from gtseg.handlers.consolidation import ConsolidationSettings
 from gtseg.launcher.settings import ENVIRONMENT, OPTIONAL_SETTINGS
 from infra.functions import CONSOLIDATION_HANDLER, LAUNCHER_HANDLER, PRE_ANNOTATION_HANDLER
 from infra.settings import CONSOLIDATION_MEMORY_MB, CONSOLIDATION_TIMEOUT_SECONDS, read_lambda_platform

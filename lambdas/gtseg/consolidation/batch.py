@@ -7,7 +7,6 @@ mask or a failure-reason), and that a retry of the same payload writes the same 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import re
@@ -19,13 +18,16 @@ from typing import Any, Protocol
 
 from gtseg.core.consolidation import (
     DEFAULT_NEIGHBOURHOOD_RADIUS,
+    Method,
     ObjectConsolidation,
     WorkerAnswer,
     consolidate_worker_answers,
 )
 from gtseg.core.labels import GROUND_TRUTH_COLORS, ClassMap, LabelError, normalize_hex
+from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, iteration_of, job_root_of_payload
 from gtseg.core.manifest import failure_content, iso_timestamp, segmentation_content, segmentation_metadata
 from gtseg.core.masks import encode_index_png
+from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.core.uris import join_uri, parse_s3_uri
 from gtseg.protocol import (
     ConsolidationRequest,
@@ -38,10 +40,6 @@ from gtseg.protocol import (
     find_segmentation_answer,
 )
 
-SIDECAR_SCHEMA = "gtseg/consolidation-sidecar@1"
-_ITERATION = re.compile(r"/(iteration-\d+)/")
-_CONSOLIDATION_REQUEST = "/annotations/consolidated-annotation/consolidation-request/"
-
 
 class Store(Protocol):
     def get_object(self, uri: str) -> tuple[bytes, dict[str, Any]]: ...
@@ -51,7 +49,7 @@ class Store(Protocol):
 
 @dataclass(frozen=True)
 class BatchSettings:
-    method: str = "gtseg"
+    method: Method = Method.GTSEG
     smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS
     element_name: str | None = None
     threads: int = 2
@@ -73,18 +71,10 @@ def output_prefix(request: ConsolidationRequest) -> str:
         bucket, key = parse_s3_uri(request.output_config.rstrip("/") + "/x")
         return f"s3://{bucket}/{key[:-2]}".rstrip("/")
     payload = request.payload.s3_uri
-    if _CONSOLIDATION_REQUEST in payload:
-        job_root = payload.split(_CONSOLIDATION_REQUEST, 1)[0]
-        return job_root + "/annotations/consolidated-annotation/output"
+    job_root = job_root_of_payload(payload)
+    if job_root is not None:
+        return join_uri(job_root, CONSOLIDATED_OUTPUT_DIR)
     return posixpath.dirname(payload) + "/gtseg-output"
-
-
-def iteration_of(payload_uri: str) -> str:
-    """``iteration-N`` from the payload path; otherwise a stable name derived from the path."""
-    match = _ITERATION.search(payload_uri)
-    if match:
-        return match.group(1)
-    return "payload-" + hashlib.sha1(payload_uri.encode()).hexdigest()[:12]
 
 
 def labels_from_mappings(answers: Sequence[SegmentationAnswer]) -> list[str]:
@@ -236,38 +226,25 @@ class BatchConsolidator:
         failure = outcome.failure_reason
         if result is None and parsed.rejected and not parsed.answers:
             failure = "no usable annotation: " + "; ".join(f"{w}: {r}" for w, r in parsed.rejected)
-        sidecar = {
-            "schema": SIDECAR_SCHEMA,
-            "datasetObjectId": object_id,
-            "job-name": job,
-            "labelAttributeName": lan,
-            "source-ref": parsed.item.source_uri,
-            "mask": mask_uri if result is not None else None,
-            "method": result.method if result else None,
-            "image-confidence": result.image_confidence if result else None,
-            "unanimous-fraction": result.unanimous_fraction if result else None,
-            "classes": [
-                {
-                    "index": i,
-                    "class-name": name,
-                    "hex-color": class_map.colors[i],
-                    "confidence": result.class_confidence[i] if result else None,
-                    "pixel-fraction": result.class_fractions[i] if result else None,
-                }
-                for i, name in enumerate(class_map.names)
-            ],
-            "workers": [_worker_entry(w, outcome) for w in (result.workers if result else ())],
-            "rejected": [{"workerId": w, "reason": r} for w, r in rejected],
-            "failure-reason": failure,
-        }
+        sidecar = ConsolidationSidecar.describe(
+            dataset_object_id=object_id,
+            job_name=job,
+            label_attribute_name=lan,
+            source_ref=parsed.item.source_uri,
+            class_map=class_map,
+            outcome=outcome,
+            mask=mask_uri,
+            rejected=rejected,
+            failure_reason=failure,
+        ).to_json_bytes()
         if result is None:
-            self.store.put_bytes(base + ".json", _json_bytes(sidecar), "application/json")
+            self.store.put_bytes(base + ".json", sidecar, "application/json")
             content = failure_content(
                 lan, job_name=job, reason=failure or "no usable annotation", creation_date=creation_date
             )
             return ObjectOutcome(object_id, content, outcome, failure, None)
         self.store.put_bytes(mask_uri, encode_index_png(result.labels, class_map), "image/png")
-        self.store.put_bytes(base + ".json", _json_bytes(sidecar), "application/json")
+        self.store.put_bytes(base + ".json", sidecar, "application/json")
         confidences = [result.image_confidence] * len(class_map)  # built-in: one value per image
         metadata = segmentation_metadata(
             class_map, job_name=job, creation_date=creation_date, confidences=confidences
@@ -333,11 +310,7 @@ class BatchConsolidator:
         prior = batch_worker_quality(outcomes)
         for i, outcome in enumerate(outcomes):
             result = outcome.consolidation.result if outcome.consolidation else None
-            if (
-                result
-                and result.method.no_consensus
-                and any(w.worker_id in prior for w in result.workers)
-            ):
+            if result and result.method.no_consensus and any(w.worker_id in prior for w in result.workers):
                 outcomes[i] = self._safe_consolidate(parsed[i], class_map, creation_date, prior)
         response = []
         for p, outcome in zip(parsed, outcomes, strict=True):
@@ -371,25 +344,6 @@ def batch_worker_quality(outcomes: Sequence[ObjectOutcome]) -> dict[str, float]:
         for worker in result.workers:
             scores.setdefault(worker.worker_id, []).append(worker.quality)
     return {worker: sum(values) / len(values) for worker, values in scores.items()}
-
-
-def _worker_entry(worker: Any, outcome: ObjectConsolidation) -> dict[str, Any]:
-    stats = next((s for s in outcome.decode_stats if s.worker_id == worker.worker_id), None)
-    return {
-        "workerId": worker.worker_id,
-        "quality": worker.quality,
-        "agreement": worker.agreement,
-        "weight": worker.weight,
-        "excluded": worker.excluded,
-        "matched-pixels": stats.matched_pixels if stats else None,
-        "snapped-pixels": stats.snapped_pixels if stats else None,
-        "unmatched-pixels": stats.unmatched_pixels if stats else None,
-        "unknown-labels": list(stats.unknown_labels) if stats else [],
-    }
-
-
-def _json_bytes(value: Any) -> bytes:
-    return (json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _safe_key(object_id: str) -> str:

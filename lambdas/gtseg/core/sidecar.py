@@ -53,8 +53,9 @@ class SidecarRejection(_Record):
 class ConsolidationSidecar(_Record):
     schema_id: Literal["gtseg/consolidation-sidecar@1"] = Field(default=SIDECAR_SCHEMA, alias="schema")
     dataset_object_id: str = Field(alias="datasetObjectId")
-    job_name: str = Field(alias="job-name")
-    label_attribute_name: str = Field(alias="labelAttributeName")
+    # Always written; optional when read, so a reader needs only the parts it uses.
+    job_name: str | None = Field(default=None, alias="job-name")
+    label_attribute_name: str | None = Field(default=None, alias="labelAttributeName")
     source_ref: str | None = Field(default=None, alias="source-ref")
     mask: str | None = None
     method: AppliedMethod | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from gtseg.aws.clients import AwsClients
-from gtseg.aws.observability import MetricUnit, logger, metrics
+from gtseg.aws.observability import MetricUnit, entry_point, logger, metrics
 from gtseg.launcher.errors import LaunchConfigError, LaunchConflictError
 from gtseg.launcher.launch import launch
 from gtseg.launcher.settings import LauncherSettings
@@ -24,7 +24,7 @@ from gtseg.launcher.spec import SpecError
 CLIENTS = AwsClients()
 
 
-@metrics.log_metrics
+@entry_point()
 def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         # Settings are read per invocation (a few dict lookups) so tests can change them.

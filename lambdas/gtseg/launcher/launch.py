@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from gtseg.aws.labeling_jobs import describe_labeling_job
 from gtseg.aws.s3 import S3Store, StorageError
 from gtseg.core.labels import ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
 from gtseg.core.manifest import (
@@ -329,20 +330,6 @@ def _images_from_prefix(store: S3Store, prefix: str) -> list[dict[str, Any]]:
     return [{"source-ref": uri} for uri in uris if _is_image(uri)]
 
 
-def _describe(sagemaker: SageMakerClient, job_name: str) -> dict[str, Any] | None:
-    """DescribeLabelingJob, or None when there is no such job."""
-    try:
-        return sagemaker.describe_labeling_job(LabelingJobName=job_name)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", ""), str(error.get("Message", ""))
-        if code in ("ResourceNotFound", "ResourceNotFoundException") or (
-            code == "ValidationException" and "not" in message.lower() and "found" in message.lower()
-        ):
-            return None
-        raise
-
-
 def _prior_manifest(spec: JobSpec, sagemaker: SageMakerClient) -> tuple[str, str | None]:
     """The prior output manifest's URI and, when known from the job, its label attribute name."""
     prior = spec.prior
@@ -350,7 +337,7 @@ def _prior_manifest(spec: JobSpec, sagemaker: SageMakerClient) -> tuple[str, str
     if prior.manifest_uri is not None:
         return prior.manifest_uri, prior.label_attribute_name
     assert prior.job_name is not None
-    described = _describe(sagemaker, prior.job_name)
+    described = describe_labeling_job(sagemaker, prior.job_name)
     if described is None:
         raise SpecError([f"prior.jobName: no labeling job named {prior.job_name!r}"])
     uri = (described.get("LabelingJobOutput") or {}).get("OutputDatasetS3Uri")
@@ -524,7 +511,7 @@ def launch(
     if not isinstance(spec, JobSpec):
         spec = parse_job_spec(spec)
     check_request(build_request(spec, settings))  # everything checkable before any AWS call
-    existing = _describe(sagemaker, spec.job_name)
+    existing = describe_labeling_job(sagemaker, spec.job_name)
     if existing is not None:
         return _existing_result(spec, existing)
     plan = plan_launch(spec, settings, store, sagemaker)
@@ -537,7 +524,7 @@ def launch(
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceInUse":
             # Started concurrently (a retried invoke): same spec -> that job, else a conflict.
-            raced = _describe(sagemaker, spec.job_name)
+            raced = describe_labeling_job(sagemaker, spec.job_name)
             if raced is not None:
                 return _existing_result(spec, raced)
         raise

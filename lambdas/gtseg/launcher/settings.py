@@ -3,28 +3,17 @@ flags), each value checked against the service-model constraint of the request m
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
+from typing import ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
+from gtseg.aws.environment import EnvironmentSettings
 from gtseg.core.layout import JOBS_PREFIX, LABEL_CATEGORIES_NAME, MANIFEST_NAME
 from gtseg.core.uris import join_uri, parse_s3_uri
 from gtseg.launcher import limits
 from gtseg.launcher.errors import LaunchConfigError
-
-ENVIRONMENT = {
-    "ground_truth_role_arn": "GROUND_TRUTH_ROLE_ARN",
-    "pre_annotation_function_arn": "PRE_ANNOTATION_FUNCTION_ARN",
-    "consolidation_function_arn": "CONSOLIDATION_FUNCTION_ARN",
-    "worker_template_uri": "WORKER_TEMPLATE_URI",
-    "data_bucket": "DATA_BUCKET",
-    "output_bucket": "OUTPUT_BUCKET",
-    "default_workteam_arn": "DEFAULT_WORKTEAM_ARN",
-    "output_kms_key_id": "OUTPUT_KMS_KEY_ID",
-}
-OPTIONAL_SETTINGS = ("default_workteam_arn", "output_kms_key_id")
 
 # Settings value -> the request member whose model constraint it must meet.
 _SETTING_CONSTRAINTS = {
@@ -38,40 +27,35 @@ _SETTING_CONSTRAINTS = {
 _LAMBDA_ARN = re.compile(r"arn:(aws[a-z-]*):lambda:([a-z0-9-]+):\d{12}:function:.+")
 
 
-class LauncherSettings(BaseModel):
+class LauncherSettings(EnvironmentSettings):
     """What the stack knows (the launcher Lambda's environment, or ``gtseg launch --direct`` flags)."""
 
-    model_config = ConfigDict(frozen=True)
+    settings_name: ClassVar[str] = "launcher settings"
+    error_type: ClassVar[type[Exception]] = LaunchConfigError
 
-    ground_truth_role_arn: str
-    pre_annotation_function_arn: str
-    consolidation_function_arn: str
-    worker_template_uri: str
-    data_bucket: str
-    output_bucket: str
-    default_workteam_arn: str | None = None
-    output_kms_key_id: str | None = None
+    ground_truth_role_arn: str = Field(alias="GROUND_TRUTH_ROLE_ARN")
+    pre_annotation_function_arn: str = Field(alias="PRE_ANNOTATION_FUNCTION_ARN")
+    consolidation_function_arn: str = Field(alias="CONSOLIDATION_FUNCTION_ARN")
+    worker_template_uri: str = Field(alias="WORKER_TEMPLATE_URI")
+    data_bucket: str = Field(alias="DATA_BUCKET")
+    output_bucket: str = Field(alias="OUTPUT_BUCKET")
+    default_workteam_arn: str | None = Field(default=None, alias="DEFAULT_WORKTEAM_ARN")
+    output_kms_key_id: str | None = Field(default=None, alias="OUTPUT_KMS_KEY_ID")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, str | None]) -> LauncherSettings:
-        """From environment-variable names (``GROUND_TRUTH_ROLE_ARN``...); empty counts as unset."""
-        data = {attr: (values.get(var) or None) for attr, var in ENVIRONMENT.items()}
-        missing = [ENVIRONMENT[a] for a, v in data.items() if v is None and a not in OPTIONAL_SETTINGS]
-        if missing:
-            raise LaunchConfigError(f"missing launcher settings: {', '.join(missing)}")
-        settings = cls(**data)
+    def from_env(cls, environ: Mapping[str, str | None] | None = None) -> Self:
+        """From environment-variable names (``GROUND_TRUTH_ROLE_ARN``...); each value is checked
+        against the request member it fills, before any AWS call."""
+        settings = super().from_env(environ)
         problems = settings.problems()
         if problems:
             raise LaunchConfigError("invalid launcher settings: " + "; ".join(problems))
         return settings
 
-    def as_env(self) -> dict[str, str]:
-        """The launcher Lambda's environment for these settings (the stack sets it)."""
-        return {var: value for attr, var in ENVIRONMENT.items() if (value := getattr(self, attr)) is not None}
-
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherSettings:
-        return cls.from_mapping(os.environ if environ is None else environ)
+    def from_mapping(cls, values: Mapping[str, str | None]) -> Self:
+        """From a mapping of environment-variable names (``--direct`` flags, a function's environment)."""
+        return cls.from_env(values)
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -116,3 +100,10 @@ class LauncherSettings(BaseModel):
     def output_path(self) -> str:
         """Ground Truth appends ``<jobName>/`` to this."""
         return f"s3://{self.output_bucket}/{JOBS_PREFIX}/"
+
+
+# Field name -> environment variable, and the ones the stack may leave unset.
+ENVIRONMENT: dict[str, str] = LauncherSettings.variables()
+OPTIONAL_SETTINGS: tuple[str, ...] = tuple(
+    name for name, field in LauncherSettings.model_fields.items() if not field.is_required()
+)

@@ -27,12 +27,13 @@ import numpy as np
 from PIL import Image
 
 from gtseg.aws.s3 import S3Store, StorageError
-from gtseg.core.consolidation import majority_vote
+from gtseg.core.consolidation import AppliedMethod, majority_vote
 from gtseg.core.labels import ClassMap, LabelError
 from gtseg.core.layout import sidecar_ref
 from gtseg.core.manifest import safe_filename
 from gtseg.core.masks import MaskError, read_class_mask
 from gtseg.core.metrics import mean_iou
+from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.core.uris import parse_s3_prefix, parse_s3_uri
 from gtseg.local.ground_truth import GroundTruthEmulator, JobReport, WorkerSubmission, WorkerTask
 from gtseg.local.lambda_runtime import LocalLambda, function_arn
@@ -532,17 +533,16 @@ def score_job(
             continue
         score.consolidated_iou = mean_iou(_remap(consolidated, job_map, page_map), truth, n)
         try:
-            sidecar = store.get_json(sidecar_ref(mask_uri))
+            sidecar = ConsolidationSidecar.parse(store.get_bytes(sidecar_ref(mask_uri)))
         except StorageError:
             sidecar = None
-        if isinstance(sidecar, dict):
-            confidence = sidecar.get("image-confidence")
-            score.image_confidence = float(confidence) if isinstance(confidence, int | float) else None
+        if sidecar is not None:
+            score.image_confidence = sidecar.image_confidence
             # one worker: the consolidation writes quality 0.0 for "cannot be estimated", not "bad"
-            estimable = sidecar.get("method") != "single-worker"
-            for worker in (sidecar.get("workers") or []) if estimable else []:
-                if isinstance(worker, dict) and isinstance(worker.get("quality"), int | float):
-                    score.estimated_quality[str(worker.get("workerId"))] = float(worker["quality"])
+            if sidecar.method is not AppliedMethod.SINGLE_WORKER:
+                for worker in sidecar.workers:
+                    if worker.quality is not None:
+                        score.estimated_quality[worker.worker_id] = worker.quality
         if score.image_confidence is None:
             color_map = metadata.get("internal-color-map") or {}
             first = next(iter(color_map.values()), {})

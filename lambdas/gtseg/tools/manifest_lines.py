@@ -59,12 +59,8 @@ def object_color_map(
     if isinstance(meta, Mapping) and isinstance(meta.get("internal-color-map"), Mapping):
         return meta["internal-color-map"]
     sidecar = read_sidecar(data, mask_ref)
-    if sidecar and isinstance(sidecar.get("classes"), list):
-        return {
-            str(c["index"]): {"class-name": c["class-name"], "hex-color": c["hex-color"]}
-            for c in sidecar["classes"]
-            if isinstance(c, Mapping) and {"index", "class-name", "hex-color"} <= c.keys()
-        }
+    if sidecar is not None and sidecar.classes:
+        return sidecar.internal_color_map()
     raise LabelError(f"{metadata_key(attribute)} has no internal-color-map and there is no gtseg sidecar")
 
 

@@ -33,13 +33,14 @@ from gtseg.core.consolidation import (
     WorkerAnswer,
     consolidate_worker_answers,
 )
-from gtseg.core.labels import ClassMap, LabelError
+from gtseg.core.labels import LabelError
 from gtseg.core.layout import (
     CONSOLIDATED_DIR,
     OUTPUT_MANIFEST,
     WORKER_RESPONSE_DIR,
     dataset_object_id_from_mask,
     ref_basename,
+    sidecar_ref,
 )
 from gtseg.core.manifest import (
     ManifestError,
@@ -53,11 +54,11 @@ from gtseg.core.manifest import (
 )
 from gtseg.core.masks import MaskError, encode_index_png, read_class_mask
 from gtseg.core.metrics import pixel_agreement
+from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.protocol import ProtocolError, find_segmentation_answer
 from gtseg.tools.class_maps import ClassReconciler, parse_color_map
 from gtseg.tools.errors import ToolError
 from gtseg.tools.jobdata import (
-    SIDECAR_SCHEMA,
     JobData,
     JobDataError,
     ProgressCallback,
@@ -315,13 +316,17 @@ def _reconsolidate_line(
     job_name = _job_name(line.data.get(metadata_key(attribute)), summary.job_prefix)
     try:
         data.write_bytes(mask_ref, encode_index_png(result.labels, class_map), "image/png")
-        data.write_bytes(
-            mask_ref[: -len(".png")] + ".json",
-            _sidecar(object_id, job_name, line, attribute, mask_ref, class_map, outcome, rejected).encode(
-                "utf-8"
-            ),
-            "application/json",
+        sidecar = ConsolidationSidecar.describe(
+            dataset_object_id=object_id,
+            job_name=job_name,
+            label_attribute_name=attribute,
+            source_ref=line.source_ref,
+            class_map=class_map,
+            outcome=outcome,
+            mask=mask_ref,
+            rejected=rejected,
         )
+        data.write_bytes(sidecar_ref(mask_ref), sidecar.to_json_bytes(), "application/json")
     except (JobDataError, MaskError) as exc:
         summary.errors.append(LineProblem(line.number, line.source_ref, str(exc)))
         return keep(f"not written: {exc}")
@@ -358,52 +363,6 @@ def _job_name(old_meta: Any, job_prefix: str) -> str:
     if isinstance(old_meta, Mapping) and isinstance(old_meta.get("job-name"), str):
         return old_meta["job-name"].removeprefix("labeling-job/")
     return ref_basename(job_prefix)
-
-
-def _sidecar(object_id: str, job_name: str, line: ManifestLine, attribute: str, mask_ref: str, class_map: ClassMap,
-             outcome: ObjectConsolidation, rejected: list[tuple[str, str]]) -> str:  # fmt: skip
-    """The same sidecar the consolidation Lambda writes (design contract 3), so report/export read it."""
-    result = outcome.result
-    assert result is not None
-    stats = {s.worker_id: s for s in outcome.decode_stats}
-    fractions = result.class_fractions or (0.0,) * len(class_map)
-    doc = {
-        "schema": SIDECAR_SCHEMA,
-        "datasetObjectId": object_id,
-        "job-name": job_name,
-        "labelAttributeName": attribute,
-        "source-ref": line.source_ref,
-        "mask": mask_ref,
-        "method": result.method,
-        "image-confidence": result.image_confidence,
-        "unanimous-fraction": result.unanimous_fraction,
-        "classes": [
-            {
-                "index": i,
-                "class-name": name,
-                "hex-color": color,
-                "confidence": result.class_confidence[i],
-                "pixel-fraction": fractions[i] if i < len(fractions) else 0.0,
-            }
-            for i, (name, color) in enumerate(zip(class_map.names, class_map.colors, strict=True))
-        ],
-        "workers": [
-            {
-                "workerId": w.worker_id,
-                "quality": w.quality,
-                "agreement": w.agreement,
-                "weight": w.weight,
-                "excluded": w.excluded,
-                "matched-pixels": getattr(stats.get(w.worker_id), "matched_pixels", None),
-                "snapped-pixels": getattr(stats.get(w.worker_id), "snapped_pixels", None),
-                "unmatched-pixels": getattr(stats.get(w.worker_id), "unmatched_pixels", None),
-            }
-            for w in result.workers
-        ],
-        "rejected": [{"workerId": w, "reason": r} for w, r in rejected],
-        "failure-reason": None,
-    }
-    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
 __all__ = ["ReconsolidationSummary", "answers_from_responses", "reconsolidate_job"]
