@@ -25,7 +25,12 @@ PRIOR_LABEL_ATTRIBUTE_KEY = "gtseg-prior-label-attribute"
 
 
 class ManifestError(ValueError):
-    """A manifest line that cannot be used; the message names the line."""
+    """A manifest line that cannot be used: its 1-based number and why."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        self.line = line
+        self.reason = reason
+        super().__init__(f"line {line}: {reason}")
 
 
 def job_name_from_arn(arn: str | None) -> str:
@@ -107,10 +112,10 @@ def parse_manifest(lines: Iterable[str | bytes]) -> Iterator[ManifestLine | Mani
         try:
             data = json.loads(text)
         except ValueError as exc:
-            yield ManifestError(f"line {number}: not valid JSON ({exc})")
+            yield ManifestError(number, f"not valid JSON ({exc})")
             continue
         if not isinstance(data, dict):
-            yield ManifestError(f"line {number}: a manifest line must be a JSON object")
+            yield ManifestError(number, "a manifest line must be a JSON object")
             continue
         yield ManifestLine(number, data)
 

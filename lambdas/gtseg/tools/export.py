@@ -448,7 +448,7 @@ def export_dataset(
         for item in parse_manifest(data.iter_lines(manifest)):
             summary.lines += 1
             if isinstance(item, ManifestError):
-                summary.errors.append(manifest_error_problem(item, summary.lines))
+                summary.errors.append(manifest_error_problem(item))
             else:
                 _export_line(item, data, base, manifest, chooser, reconciler, stems, writer, summary, pixels,
                              val_fraction, copy_images)  # fmt: skip

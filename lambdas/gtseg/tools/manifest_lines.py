@@ -3,7 +3,6 @@ label attribute, which mask, which colour map, why an object failed, and how a p
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,8 @@ class LineProblem:
         return f"line {self.line}{where}: {self.reason}"
 
 
-def manifest_error_problem(error: ManifestError, fallback_line: int) -> LineProblem:
-    """``ManifestError('line 7: not valid JSON ...')`` -> LineProblem(7, None, 'not valid JSON ...')."""
-    match = re.match(r"line (\d+): (.*)", str(error), re.DOTALL)
-    if match:
-        return LineProblem(int(match.group(1)), None, match.group(2))
-    return LineProblem(fallback_line, None, str(error))
+def manifest_error_problem(error: ManifestError, _line: int | None = None) -> LineProblem:  # TODO(split): drop _line
+    return LineProblem(error.line, None, error.reason)
 
 
 def mask_attributes(line: Mapping[str, Any]) -> list[str]:

@@ -239,7 +239,7 @@ def reconsolidate_job(
         ):
             for n, item in enumerate(parse_manifest(data.iter_lines(old_manifest)), start=1):
                 if isinstance(item, ManifestError):
-                    summary.errors.append(manifest_error_problem(item, n))
+                    summary.errors.append(manifest_error_problem(item))
                 else:
                     summary.objects += 1
                     row = _reconsolidate_line(
