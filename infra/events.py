@@ -56,7 +56,8 @@ class LabelingJobEvents(Construct):
         )
         # Not targets.CloudWatchLogGroup: that installs a custom-resource Lambda (with a '*' policy)
         # just to write the log group's resource policy, which CloudFormation can do directly.
-        self.rule.add_target(LogGroupTarget(self.log_group))
+        # jsii checks the interface at run time; mypy cannot see @jsii.implements
+        self.rule.add_target(LogGroupTarget(self.log_group))  # type: ignore[arg-type]
         # The same grant aws-cdk-lib's CloudWatchLogGroup target writes (EventBridge only delivers
         # to log groups in the rule's own account), scoped to this one log group.
         self.log_group.add_to_resource_policy(

@@ -162,7 +162,7 @@ def dependency_layer_code(platform: LambdaPlatform) -> lambda_.Code:
         bundling=cdk.BundlingOptions(
             # Never pulled: the local bundler always succeeds or raises.
             image=cdk.DockerImage.from_registry(f"public.ecr.aws/sam/build-python{platform.python_version}"),
-            local=bundler,
+            local=bundler,  # type: ignore[arg-type]  # @jsii.implements(ILocalBundling), checked by jsii
         ),
     )
 

@@ -245,11 +245,11 @@ def find_segmentation_answer(content: Any, element_name: str | None = None) -> S
             raise ProtocolError(f"inputImageProperties is not numeric: {exc}") from exc
     return SegmentationAnswer(
         element_name=name,
-        labelMappings=dict(mappings),
+        label_mappings=dict(mappings),
         png_image_data=png,
         width=width,
         height=height,
-        initialValueModified=answer.get("initialValueModified")
+        initial_value_modified=answer.get("initialValueModified")
         if isinstance(answer.get("initialValueModified"), bool)
         else None,
     )

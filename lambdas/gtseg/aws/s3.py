@@ -105,7 +105,7 @@ class S3Store:
         """Every object URI under ``prefix_uri`` (paginated), in key order."""
         bucket, prefix = parse_s3_prefix(prefix_uri)
         paginator = self.client.get_paginator("list_objects_v2")
-        out = []
+        out: list[str] = []
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             out.extend(f"s3://{bucket}/{obj['Key']}" for obj in page.get("Contents", []))
         return out

@@ -277,5 +277,6 @@ def labels_from_manifest_line(data_object: Mapping[str, Any]) -> tuple[str, ...]
         return LabelCategoryConfig.parse(raw, require_version=False).labels
     if not isinstance(raw, list):
         raise LabelError(f"the manifest line's 'labels' must be a list, got {type(raw).__name__}")
-    labels = [item.get("label") if isinstance(item, Mapping) else item for item in raw]
+    # validate_labels (inside) names any entry that is not a label string
+    labels: list[Any] = [item.get("label") if isinstance(item, Mapping) else item for item in raw]
     return LabelCategoryConfig.from_labels(labels).labels

@@ -14,7 +14,7 @@ import binascii
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -45,7 +45,8 @@ class DecodedMask:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.indices.shape  # type: ignore[return-value]
+        height, width = self.indices.shape
+        return height, width
 
 
 def b64decode_png(data: str | bytes) -> bytes:
@@ -195,7 +196,8 @@ def _decode_rgb_via_palette(
     if colors is None:
         return None
     counts = np.array([n for n, _ in colors], dtype=np.int64)
-    rgba = np.array([(*c, 255)[:4] for _, c in colors], dtype=np.int32)
+    # RGB(A) images: every colour is a tuple of channel values
+    rgba = np.array([(*cast(tuple[int, ...], c), 255)[:4] for _, c in colors], dtype=np.int32)
     rgb_keys = (rgba[:, 0] << 16) | (rgba[:, 1] << 8) | rgba[:, 2]
     if len(np.unique(rgb_keys)) != len(rgb_keys):
         return None  # same RGB with different alpha: an RGB palette cannot tell them apart
@@ -224,7 +226,7 @@ def _decode_rgb_via_palette(
     # merged: the per-entry pixel counts must match getcolors() exactly.
     entry_counts = np.zeros(256, dtype=np.int64)
     for n, entry in quantized.getcolors(256) or ():
-        entry_counts[entry] = n
+        entry_counts[cast(int, entry)] = n  # a palette image's colours are palette indices
     if not np.array_equal(entry_counts[: len(colors)], counts):
         return None
     indexed = np.asarray(quantized, dtype=np.uint8)

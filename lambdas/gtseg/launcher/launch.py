@@ -242,7 +242,8 @@ def build_request(
 
 def check_request(request: Mapping[str, Any]) -> None:
     """Every service-model constraint; problems name the spec field or setting to change."""
-    spec_problems, setting_problems = [], []
+    spec_problems: list[str] = []
+    setting_problems: list[str] = []
     for path, problem in limits.request_problems(request):
         source = _source_of(path)
         line = f"{source}: {problem} (CreateLabelingJob {path})"

@@ -246,7 +246,7 @@ class LocalLambda:
         return self._api
 
     def _process_environment(self, api: _RuntimeApi) -> dict[str, str]:
-        host, port = api.server_address[:2]
+        host, port = str(api.server_address[0]), int(api.server_address[1])
         env = dict(os.environ)
         env.update(
             {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import urllib.request
+from typing import Any
 from collections.abc import Mapping
 from types import TracebackType
 
@@ -63,7 +64,7 @@ class LocalMotoServer:
 
     def __init__(self, region: str = "us-east-1") -> None:
         self.region = region
-        self._server = None
+        self._server: Any = None  # moto.server.ThreadedMotoServer, imported on start
         self._env = ScopedEnvironment()
         self.endpoint_url: str | None = None
 

@@ -152,7 +152,7 @@ class SageMakerStandin:
         thread = threading.Thread(target=server.serve_forever, name="sagemaker-standin", daemon=True)
         thread.start()
         self._server, self._thread = server, thread
-        host, port = server.server_address[:2]
+        host, port = str(server.server_address[0]), int(server.server_address[1])
         self.endpoint_url = f"http://{host}:{port}"
         return self.endpoint_url
 

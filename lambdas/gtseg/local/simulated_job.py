@@ -545,7 +545,7 @@ def score_job(
                         score.estimated_quality[worker.worker_id] = worker.quality
         if score.image_confidence is None:
             color_map = metadata.get("internal-color-map") or {}
-            first = next(iter(color_map.values()), {})
+            first: dict[str, Any] = next(iter(color_map.values()), {})
             if isinstance(first.get("confidence"), int | float):
                 score.image_confidence = float(first["confidence"])
     return scores

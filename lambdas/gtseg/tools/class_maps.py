@@ -149,8 +149,8 @@ def load_class_map_file(text: str | bytes) -> ClassMap:
             raise LabelError(f"'classes' indices must be 0..N without gaps, got {indices}")
         return ClassMap(names=names, colors=colors)
     if isinstance(doc, Mapping) and isinstance(doc.get("labels"), list):
-        names = [e.get("label") if isinstance(e, Mapping) else e for e in doc["labels"]]
-        if not all(isinstance(name, str) for name in names):
+        labels: list[Any] = [e.get("label") if isinstance(e, Mapping) else e for e in doc["labels"]]
+        if not all(isinstance(name, str) for name in labels):
             raise LabelError("every entry of 'labels' needs a 'label' string")
-        return ClassMap.from_labels(names)
+        return ClassMap.from_labels(labels)
     raise LabelError("class map file needs 'classes' (gtseg labels.json) or 'labels' (label-category file)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,10 @@ def encode_tuples(masks: Sequence[np.ndarray], num_classes: int) -> TupleTable:
     memory-bound.
     """
     n = masks[0].size
-    dtype = np.uint16 if num_classes ** len(masks) <= 1 << 16 else np.int64
-    codes = np.zeros(n, dtype=dtype)
+    dtype: type[np.unsignedinteger[Any]] | type[np.signedinteger[Any]] = (
+        np.uint16 if num_classes ** len(masks) <= 1 << 16 else np.int64
+    )
+    codes: np.ndarray[Any, np.dtype[np.integer[Any]]] = np.zeros(n, dtype=dtype)
     tuples = np.zeros((1, 0), dtype=np.uint8)
     space, pending = 1, 0
 
