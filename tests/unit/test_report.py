@@ -6,7 +6,10 @@ worker-response files, consolidated masks (+ gtseg sidecars or not) and an outpu
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -16,11 +19,12 @@ import numpy as np
 from moto import mock_aws
 
 from gtseg.cli import main
-from gtseg.core.consolidation import consolidate_masks
+from gtseg.core.consolidation import ObjectConsolidation, consolidate_masks
 from gtseg.core.labels import ClassMap
 from gtseg.core.manifest import segmentation_metadata
 from gtseg.core.masks import encode_index_png
 from gtseg.core.metrics import cohen_kappa, disagreement_map, pixel_agreement
+from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.local.simulation import SimulatedCrowd, make_scene, worker_answer
 from gtseg.tools.report import build_report
 
@@ -72,15 +76,11 @@ def write_job(
         (job / rel_mask).write_bytes(encode_index_png(result.labels, cmap))
         mask_uri = f"{REMOTE_JOB}/{rel_mask}" if s3_uris else str(job / rel_mask)
         if sidecars:
-            sidecar = {
-                "schema": "gtseg/consolidation-sidecar@1", "datasetObjectId": str(object_id), "mask": mask_uri,
-                "method": result.method, "image-confidence": result.image_confidence,
-                "classes": [{"index": i, "class-name": n, "hex-color": c, "confidence": result.class_confidence[i]}
-                            for i, (n, c) in enumerate(zip(cmap.names, cmap.colors, strict=True))],
-                "workers": [{"workerId": w.worker_id, "quality": w.quality, "agreement": w.agreement}
-                            for w in result.workers],
-            }  # fmt: skip
-            (job / rel_mask).with_suffix(".json").write_text(json.dumps(sidecar))
+            sidecar = ConsolidationSidecar.describe(
+                dataset_object_id=str(object_id), job_name="seg-job", label_attribute_name=LAN,
+                source_ref=str(image), class_map=cmap, outcome=ObjectConsolidation(result), mask=mask_uri,
+            )  # fmt: skip
+            (job / rel_mask).with_suffix(".json").write_bytes(sidecar.to_json_bytes())
         meta = segmentation_metadata(cmap, job_name="seg-job", creation_date="2024-05-01T12:00:05.000000",
                                      confidences=result.class_confidence)  # fmt: skip
         lines.append({"source-ref": str(image), LAN: mask_uri, f"{LAN}-metadata": meta})
@@ -179,6 +179,49 @@ def test_image_links_work_for_file_names_with_url_characters(tmp_path):
     assert len(parsed.images) == 4
     for src in parsed.images + [h for h in parsed.links if not h.startswith("#")]:
         assert "#" not in src and (out.parent / unquote(src)).is_file(), src
+
+
+def test_values_from_the_job_are_escaped_not_read_as_markup(tmp_path):
+    """Worker ids, file names and paths come from the job: they must show as text, never as HTML."""
+    facts = write_job(tmp_path, CROWDS[:1])
+    evil_worker = "<script>alert(1)</script>"
+    line = facts["lines"][0]
+    for path in [*Path(tmp_path).rglob("worker-response/**/*.json"), Path(line[LAN]).with_suffix(".json")]:
+        path.write_text(path.read_text().replace("private.us-east-1.careful0", evil_worker))
+    image = Path(line["source-ref"])
+    source_ref = str(image.rename(image.with_name('say "cheese" & <smile>.png')))
+    line["source-ref"] = source_ref
+    facts["manifest"].write_text(json.dumps(line) + "\n")
+    out = tmp_path / "r.html"
+    summary = build_report(str(facts["manifest"]), out)
+    assert summary.objects == 1 and not summary.errors
+
+    page = out.read_text(encoding="utf-8")
+    assert "<script" not in page and "<smile>" not in page and source_ref not in page
+    assert not re.findall(r"&(?!(?:[a-z]+|#[0-9]+|#x[0-9a-f]+);)", page), "a bare '&' in the page"
+    codes = [html.unescape(text) for text in re.findall(r"<code>([^<]*)</code>", page)]
+    assert source_ref in codes  # shown as the same text once the browser unescapes it
+    parsed = parse_report(out)
+    assert [row[0] for row in parsed.worker_rows[evil_worker]] == [evil_worker, evil_worker]
+    for src in parsed.images:
+        assert (out.parent / unquote(src)).is_file(), src
+
+
+def test_the_sidecar_quality_is_shown_and_its_workers_listed_without_responses(tmp_path):
+    facts = write_job(tmp_path, CROWDS[:1])
+    sidecar = json.loads(Path(facts["lines"][0][LAN]).with_suffix(".json").read_text())
+    quality = {w["workerId"]: f"{w['quality']:.3f}" for w in sidecar["workers"]}
+    agreement = {w["workerId"]: f"{100 * w['agreement']:.1f}%" for w in sidecar["workers"]}
+    out = tmp_path / "r.html"
+    build_report(str(facts["manifest"]), out)
+    rows = parse_report(out).worker_rows
+    assert {worker: r[-1][2] for worker, r in rows.items()} == quality  # the object's rows: quality
+
+    shutil.rmtree(tmp_path / "seg-job" / "annotations" / "worker-response")
+    build_report(str(facts["manifest"]), out)
+    rows = parse_report(out).worker_rows
+    assert {worker: r[-1][1] for worker, r in rows.items()} == agreement
+    assert {worker: r[-1][2] for worker, r in rows.items()} == quality
 
 
 def test_a_job_folder_without_worker_responses_is_pointed_out(tmp_path, capsys):

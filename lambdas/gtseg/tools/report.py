@@ -13,19 +13,21 @@ the manifest is streamed: only one object's pixels are in memory at a time.
 from __future__ import annotations
 
 import heapq
-import html
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import liquid
 import numpy as np
 from PIL import Image
 
+from gtseg.core.consolidation import AppliedMethod
 from gtseg.core.labels import BACKGROUND, ClassMap, LabelError, default_colors
 from gtseg.core.layout import WORKER_RESPONSE_DIR, dataset_object_id_from_mask, job_prefix_from_mask_uri
 from gtseg.core.manifest import (
@@ -38,6 +40,7 @@ from gtseg.core.manifest import (
 )
 from gtseg.core.masks import MaskError, b64decode_png, decode_worker_mask, indices_to_rgb, read_class_mask
 from gtseg.core.metrics import cohen_kappa, disagreement_map, pixel_agreement
+from gtseg.core.sidecar import ConsolidationSidecar, SidecarWorker
 from gtseg.protocol import ProtocolError, find_segmentation_answer
 from gtseg.tools.class_maps import ClassReconciler, parse_color_map
 from gtseg.tools.errors import ToolError
@@ -65,6 +68,7 @@ from gtseg.tools.manifest_lines import (
 DEFAULT_LOWEST = 20
 DEFAULT_MAX_SIDE = 640  # report images are downscaled to this many pixels on their long side
 OVERLAY_ALPHA = 0.45
+TEMPLATE = "report.html.liquid"  # in gtseg/templates/, shipped as package data
 
 
 # --------------------------------------------------------------------------- pictures
@@ -300,11 +304,7 @@ class _ReportBuilder:
         sidecar = read_sidecar(self.data, mask_where)
         object_id = (
             dataset_object_id_from_mask(mask_ref)
-            or (
-                str(sidecar["datasetObjectId"])
-                if sidecar and sidecar.get("datasetObjectId") is not None
-                else None
-            )
+            or (sidecar.dataset_object_id if sidecar else None)
             or str(line.number - 1)  # Ground Truth numbers objects by input line, from 0
         )
         notes: list[str] = []
@@ -325,9 +325,7 @@ class _ReportBuilder:
             small = np.asarray(_scaled((heat * 255).astype(np.uint8), self.max_side, Image.Resampling.BOX))
             Image.fromarray(heat_colors(small.astype(np.float32) / 255.0)).save(self.files_dir / heatmap_file)
 
-        confidence, class_conf = self._confidences(
-            line.data.get(metadata_key(attribute)), sidecar, object_map
-        )
+        confidence, class_conf = self._confidences(line.data.get(metadata_key(attribute)), sidecar)
         agreements = [w.agreement for w in workers if w.agreement is not None]
         counts = np.bincount(consensus.ravel(), minlength=len(object_map))
         present = []
@@ -366,33 +364,30 @@ class _ReportBuilder:
             heapq.heapreplace(self._worst, entry)
 
     def _workers_on_object(self, object_id: str, mask_ref: str, consensus: np.ndarray, object_map: ClassMap,
-                           sidecar: Mapping[str, Any] | None, notes: list[str]):  # fmt: skip
+                           sidecar: ConsolidationSidecar | None,
+                           notes: list[str]) -> tuple[list[WorkerOnObject], np.ndarray | None]:  # fmt: skip
         files = self.responses_for(object_id, mask_ref)
         responses, problems = read_worker_responses(self.data, files)
         notes.extend(problems)
-        side_workers = {
-            str(w.get("workerId")): w for w in (sidecar or {}).get("workers", []) if isinstance(w, Mapping)
-        }
         out: list[WorkerOnObject] = []
         masks: list[np.ndarray] = []
         seen: set[str] = set()
         for response in responses:
-            worker = self._worker_on_object(
-                response, consensus, object_map, side_workers.get(response.worker_id)
+            decoded = self._worker_on_object(
+                response, consensus, object_map, sidecar.worker(response.worker_id) if sidecar else None
             )
-            if worker.note:
-                notes.append(f"{response.worker_id}: {worker.note}")
-            elif worker.mask is not None:
-                masks.append(worker.mask)
-            out.append(worker.figures)
+            if decoded.note:
+                notes.append(f"{response.worker_id}: {decoded.note}")
+            elif decoded.mask is not None:
+                masks.append(decoded.mask)
+            out.append(decoded.figures)
             seen.add(response.worker_id)
-        for worker_id, side in side_workers.items():  # sidecar-only workers (responses not available)
-            if worker_id in seen:
+        for side in sidecar.workers if sidecar else ():  # sidecar-only workers (responses not available)
+            if side.worker_id in seen:
                 continue
-            agreement = side.get("agreement") if isinstance(side.get("agreement"), int | float) else None
-            quality = side.get("quality") if isinstance(side.get("quality"), int | float) else None
-            out.append(WorkerOnObject(worker_id, agreement, quality, None))
-        if len(out) == 1 or (sidecar or {}).get("method") == "single-worker":
+            out.append(WorkerOnObject(side.worker_id, side.agreement, side.quality, None))
+            seen.add(side.worker_id)
+        if len(out) == 1 or (sidecar is not None and sidecar.method == AppliedMethod.SINGLE_WORKER):
             # one worker is its own consensus: no quality can be estimated (gtseg's sidecar says 0.0)
             for worker in out:
                 worker.quality = None
@@ -413,7 +408,7 @@ class _ReportBuilder:
         return out, heat
 
     def _worker_on_object(self, response: WorkerResponse, consensus: np.ndarray, object_map: ClassMap,
-                          side: Mapping[str, Any] | None) -> DecodedWorker:  # fmt: skip
+                          side: SidecarWorker | None) -> DecodedWorker:  # fmt: skip
         try:
             answer = find_segmentation_answer(response.content)
             decode_map = with_worker_labels(object_map, answer.label_mappings)
@@ -430,23 +425,20 @@ class _ReportBuilder:
             )
             return DecodedWorker(figures, None, figures.note)
         agreement = pixel_agreement(decoded.indices, consensus)
-        quality = side.get("quality") if side and isinstance(side.get("quality"), int | float) else None
+        quality = side.quality if side is not None else None
         if quality is None:
             quality = cohen_kappa(decoded.indices, consensus, len(decode_map))
         figures = WorkerOnObject(response.worker_id, agreement, float(quality), response.time_spent_seconds)
         return DecodedWorker(figures, decoded.indices)
 
     @staticmethod
-    def _confidences(meta: Any, sidecar: Mapping[str, Any] | None, object_map: ClassMap):
+    def _confidences(
+        meta: Any, sidecar: ConsolidationSidecar | None
+    ) -> tuple[float | None, dict[str, float]]:
         """Image confidence and per-class confidence (class name -> value) of one object."""
-        per_class: dict[str, float] = {}
-        image_conf = None
-        if sidecar:
-            if isinstance(sidecar.get("image-confidence"), int | float):
-                image_conf = float(sidecar["image-confidence"])
-            for entry in sidecar.get("classes") or []:
-                if isinstance(entry, Mapping) and isinstance(entry.get("confidence"), int | float):
-                    per_class[str(entry.get("class-name"))] = float(entry["confidence"])
+        per_class: dict[str, float] = sidecar.class_confidences() if sidecar else {}
+        image_conf = sidecar.image_confidence if sidecar else None
+        # the manifest's metadata is untyped JSON (Ground Truth's or gtseg's): check each value
         color_map = meta.get("internal-color-map") if isinstance(meta, Mapping) else None
         if isinstance(color_map, Mapping):
             for entry in color_map.values():
@@ -510,15 +502,90 @@ def build_report(
 
 
 # --------------------------------------------------------------------------- HTML
+# The page is ``templates/report.html.liquid``; the view-model below is everything it shows, with
+# every figure already formatted, so the template holds layout only.
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1400px}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}
-th{background:#f3f3f3}.num{text-align:right;font-variant-numeric:tabular-nums}
-.swatch{display:inline-block;width:1em;height:1em;border:1px solid #888;vertical-align:middle;margin-right:.3em}
-.object{border-top:1px solid #ddd;padding:1rem 0}.object img{max-width:48%;margin-right:1%;vertical-align:top}
-.low{color:#b00020;font-weight:600}.note{color:#8a5a00}
-"""
+
+@dataclass(frozen=True)
+class SummaryView:
+    objects: int
+    failed: int
+    not_readable: int
+    workers: int
+    mean_confidence: str
+    mean_agreement: str
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    name: str
+    color: str
+    area: str
+    objects: int
+    confidence: str
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    worker_id: str
+    objects: int
+    agreement: str
+    quality: str
+    mean_time: str
+    total_time: str
+    unusable: int
+
+
+@dataclass(frozen=True)
+class Link:
+    href: str  # URL-quoted
+    name: str
+
+
+@dataclass(frozen=True)
+class LowestRow:
+    object_id: str
+    name: str
+    agreement: str
+    confidence: str
+
+
+@dataclass(frozen=True)
+class ObjectWorkerRow:
+    worker_id: str
+    agreement: str
+    quality: str
+    time: str
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    object_id: str
+    name: str
+    line: int
+    low: bool  # among the lowest-agreement objects
+    overlay_src: str  # URL-quoted
+    heatmap_src: str | None  # URL-quoted
+    confidence: str
+    agreement: str
+    classes: str
+    source_ref: str | None
+    workers: list[ObjectWorkerRow]
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    manifest: str
+    job_prefix: str | None
+    generated: str
+    summary: SummaryView
+    classes: list[ClassRow]
+    workers: list[WorkerRow]
+    lowest_manifest: Link
+    lowest: list[LowestRow]
+    problems: list[str]
+    objects: list[ObjectView]
 
 
 def _pct(value: float | None) -> str:
@@ -529,118 +596,104 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _url(relative_path: str) -> str:
     """A relative file path as an href/src: '#', '%', '?' and spaces in file names are kept literal."""
-    return _e(quote(relative_path))
+    return quote(relative_path)
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def report_page(builder: _ReportBuilder, summary: ReportSummary, manifest: str) -> ReportPage:
+    objects = builder.objects
+    total_pixels = sum(c.pixels for c in builder.classes.values()) or 1
+    worst_ids = set(summary.lowest)
+    by_id = {o.object_id: o for o in objects}
+    lowest_name = Path(summary.lowest_manifest).name
+    return ReportPage(
+        manifest=manifest,
+        job_prefix=builder.job_prefix,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        summary=SummaryView(
+            objects=len(objects),
+            failed=len(summary.failed),
+            not_readable=len(summary.errors),
+            workers=len(builder.workers),
+            mean_confidence=_num(_mean([o.confidence for o in objects if o.confidence is not None])),
+            mean_agreement=_pct(_mean([o.agreement for o in objects if o.agreement is not None])),
+        ),
+        classes=[
+            ClassRow(
+                name=c.name,
+                color=c.color,
+                area=_pct(c.pixels / total_pixels),
+                objects=c.objects,
+                confidence=_num(c.confidence_sum / c.confidence_n if c.confidence_n else None),
+            )
+            for c in sorted(builder.classes.values(), key=lambda c: builder.reconciler.names.index(c.name))
+        ],
+        workers=[
+            WorkerRow(
+                worker_id=w.worker_id,
+                objects=w.objects,
+                agreement=_pct(w.agreement),
+                quality=_num(w.quality),
+                mean_time=_num(w.mean_time, 1),
+                total_time=_num(w.time_sum, 0),
+                unusable=w.rejected,
+            )
+            for w in sorted(builder.workers.values(), key=lambda w: (w.agreement is None, w.agreement or 0.0))
+        ],
+        lowest_manifest=Link(href=_url(lowest_name), name=lowest_name),
+        lowest=[
+            LowestRow(o.object_id, o.name, _pct(o.agreement), _num(o.confidence))
+            for o in (by_id.get(object_id) for object_id in summary.lowest)
+            if o is not None
+        ],
+        problems=[
+            *(f"failed in the job: {p}" for p in summary.failed),
+            *(f"not readable: {p}" for p in summary.errors),
+            *builder.problems,
+        ],
+        objects=[
+            ObjectView(
+                object_id=o.object_id,
+                name=o.name,
+                line=o.line,
+                low=o.object_id in worst_ids,
+                overlay_src=_url(o.overlay),
+                heatmap_src=_url(o.heatmap) if o.heatmap else None,
+                confidence=_num(o.confidence),
+                agreement=_pct(o.agreement),
+                classes=", ".join(o.classes) or "background only",
+                source_ref=o.source_ref,
+                workers=[
+                    ObjectWorkerRow(w.worker_id, _pct(w.agreement), _num(w.quality), _num(w.time_spent, 1))
+                    for w in o.workers
+                ],
+                notes=list(o.notes),
+            )
+            for o in objects
+        ],
+    )
+
+
+@cache
+def _template() -> liquid.BoundTemplate:
+    # Autoescape is what keeps worker ids, file names and error notes from becoming markup; a
+    # strict Undefined turns a misspelt name in the template into an error instead of a blank.
+    environment = liquid.Environment(
+        autoescape=True,
+        undefined=liquid.StrictUndefined,
+        loader=liquid.PackageLoader("gtseg", package_path="templates"),
+    )
+    return environment.get_template(TEMPLATE)
 
 
 def render_html(builder: _ReportBuilder, summary: ReportSummary, manifest: str) -> str:
-    objects = builder.objects
-    known = [o.agreement for o in objects if o.agreement is not None]
-    confs = [o.confidence for o in objects if o.confidence is not None]
-    total_pixels = sum(c.pixels for c in builder.classes.values()) or 1
-    worst_ids = set(summary.lowest)
-    parts: list[str] = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>gtseg report</title>',
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>Labeling job report</h1>",
-        f"<p>Manifest <code>{_e(manifest)}</code>"
-        + (f", job output <code>{_e(builder.job_prefix)}</code>" if builder.job_prefix else "")
-        + f". Generated {_e(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))} by gtseg.</p>",
-        '<section id="summary"><h2>Summary</h2><table>',
-        f'<tr><th>Objects</th><td class="num">{len(objects)}</td></tr>',
-        f'<tr><th>Failed in the job</th><td class="num">{len(summary.failed)}</td></tr>',
-        f'<tr><th>Not readable</th><td class="num">{len(summary.errors)}</td></tr>',
-        f'<tr><th>Workers</th><td class="num">{len(builder.workers)}</td></tr>',
-        f'<tr><th>Mean confidence</th><td class="num">{_num(float(np.mean(confs)) if confs else None)}</td></tr>',
-        f'<tr><th>Mean worker agreement with consensus</th><td class="num">'
-        f"{_pct(float(np.mean(known)) if known else None)}</td></tr>",
-        "</table></section>",
-        '<section id="classes"><h2>Classes</h2><table><tr><th>Class</th><th>Area</th><th>Objects</th>'
-        "<th>Mean confidence</th></tr>",
-    ]
-    for figures in sorted(builder.classes.values(), key=lambda c: builder.reconciler.names.index(c.name)):
-        conf = figures.confidence_sum / figures.confidence_n if figures.confidence_n else None
-        parts.append(
-            f'<tr data-class="{_e(figures.name)}"><td><span class="swatch" style="background:{_e(figures.color)}">'
-            f'</span>{_e(figures.name)}</td><td class="num">{_pct(figures.pixels / total_pixels)}</td>'
-            f'<td class="num">{figures.objects}</td><td class="num">{_num(conf)}</td></tr>'
-        )
-    parts.append("</table></section>")
-    parts.append(
-        '<section id="workers"><h2>Workers</h2><table><tr><th>Worker</th><th>Objects</th>'
-        "<th>Agreement with consensus</th><th>Quality</th><th>Mean time</th><th>Total time</th>"
-        "<th>Unusable answers</th></tr>"
-    )
-    for worker in sorted(builder.workers.values(), key=lambda w: (w.agreement is None, w.agreement or 0.0)):
-        parts.append(
-            f'<tr data-worker-id="{_e(worker.worker_id)}"><td>{_e(worker.worker_id)}</td>'
-            f'<td class="num">{worker.objects}</td><td class="num">{_pct(worker.agreement)}</td>'
-            f'<td class="num">{_num(worker.quality)}</td>'
-            f'<td class="num">{_num(worker.mean_time, 1)} s</td><td class="num">{_num(worker.time_sum, 0)} s</td>'
-            f'<td class="num">{worker.rejected}</td></tr>'
-        )
-    parts.append("</table><p>Quality: Cohen's kappa against the consensus (chance-corrected; a worker who "
-                 "paints one class everywhere scores 0), or gtseg's own score when its sidecar is present.</p>"
-                 "</section>")  # fmt: skip
-    parts.append(
-        f'<section id="lowest"><h2>Lowest agreement</h2><p>Written as a manifest for an adjustment job: '
-        f'<a href="{_url(Path(summary.lowest_manifest).name)}">{_e(Path(summary.lowest_manifest).name)}</a></p>'
-        "<table><tr><th>Object</th><th>Agreement</th><th>Confidence</th></tr>"
-    )
-    by_id = {o.object_id: o for o in objects}
-    for object_id in summary.lowest:
-        obj = by_id.get(object_id)
-        if obj is not None:
-            parts.append(
-                f'<tr><td><a href="#object-{_e(obj.object_id)}">{_e(obj.name)}</a></td>'
-                f'<td class="num">{_pct(obj.agreement)}</td><td class="num">{_num(obj.confidence)}</td></tr>'
-            )
-    parts.append("</table></section>")
-    if summary.failed or summary.errors or builder.problems:
-        parts.append('<section id="problems"><h2>Problems</h2><ul>')
-        for problem in summary.failed:
-            parts.append(f"<li>failed in the job: {_e(problem)}</li>")
-        for problem in summary.errors:
-            parts.append(f"<li>not readable: {_e(problem)}</li>")
-        for problem in builder.problems:
-            parts.append(f"<li>{_e(problem)}</li>")
-        parts.append("</ul></section>")
-    parts.append('<section id="objects"><h2>Objects</h2>')
-    for obj in objects:
-        low = ' class="low"' if obj.object_id in worst_ids else ""
-        parts.append(
-            f'<div class="object" id="object-{_e(obj.object_id)}" data-object-id="{_e(obj.object_id)}">'
-            f"<h3{low}>{_e(obj.name)} <small>(object {_e(obj.object_id)}, line {obj.line})</small></h3>"
-            f'<img src="{_url(obj.overlay)}" alt="consolidated mask over the image" loading="lazy">'
-        )
-        if obj.heatmap:
-            parts.append(f'<img src="{_url(obj.heatmap)}" alt="worker disagreement heatmap" loading="lazy">')
-        parts.append(
-            f"<p>Confidence {_num(obj.confidence)} · agreement {_pct(obj.agreement)} · classes: "
-            f"{_e(', '.join(obj.classes) or 'background only')}"
-            + (f" · source <code>{_e(obj.source_ref)}</code>" if obj.source_ref else "")
-            + "</p>"
-        )
-        if obj.workers:
-            parts.append("<table><tr><th>Worker</th><th>Agreement</th><th>Quality</th><th>Time</th></tr>")
-            for worker in obj.workers:
-                parts.append(
-                    f'<tr data-worker-id="{_e(worker.worker_id)}"><td>{_e(worker.worker_id)}</td>'
-                    f'<td class="num">{_pct(worker.agreement)}</td><td class="num">{_num(worker.quality)}</td>'
-                    f'<td class="num">{_num(worker.time_spent, 1)} s</td></tr>'
-                )
-            parts.append("</table>")
-        for note in obj.notes:
-            parts.append(f'<p class="note">{_e(note)}</p>')
-        parts.append("</div>")
-    parts.append("</section></body></html>\n")
-    return "\n".join(parts)
+    # Liquid reads values by key, not by attribute: the page goes in as plain dicts and lists.
+    return _template().render(**asdict(report_page(builder, summary, manifest)))
 
 
 def summary_json(summary: ReportSummary) -> str:
@@ -658,8 +711,8 @@ def summary_json(summary: ReportSummary) -> str:
 
 
 __all__ = [
-    "ToolError",
     "ReportSummary",
+    "ToolError",
     "build_report",
     "cohen_kappa",
     "disagreement_map",
