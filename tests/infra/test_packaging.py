@@ -159,6 +159,22 @@ def test_handlers_import_from_the_function_code_alone(function_code: Path) -> No
     assert result.stdout.strip().startswith(str(function_code))  # not the editable install
 
 
+def test_the_launcher_loads_neither_numpy_nor_pillow(function_code: Path) -> None:
+    """The launcher never decodes an image: its cold start must not pay for numpy and Pillow."""
+    probe = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(function_code)!r})\n"
+        "import gtseg.handlers.launcher\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL', 'liquid', 'moto'}))\n"
+    )
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_layer_asset_changes_with_requirements_platform_and_wheels(tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("numpy==2.5.5\n")

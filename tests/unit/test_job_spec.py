@@ -220,7 +220,7 @@ def test_job_name_is_accepted_exactly_when_the_model_pattern_and_length_allow(na
 
 def test_published_schema_is_up_to_date():
     assert SCHEMA_PATH.read_text(encoding="utf-8") == json_schema_text(), (
-        "docs/job-spec.schema.json is stale: run  .venv/bin/python -m gtseg.job_spec > docs/job-spec.schema.json"
+        "docs/job-spec.schema.json is stale: run  .venv/bin/python -m gtseg.launcher.spec > docs/job-spec.schema.json"
     )
 
 

@@ -2,7 +2,7 @@
 
 * ``--stack NAME`` invokes the deployed launcher Lambda (its name is the stack output
   ``LauncherFunctionName``) with the spec as the event;
-* ``--direct`` runs the same code (``gtseg.launch``) here with local credentials; the stack's
+* ``--direct`` runs the same code (``gtseg.launcher.launch``) here with local credentials; the stack's
   settings come from flags or the launcher's environment-variable names;
 * ``--dry-run`` validates, reads the input and prints the CreateLabelingJob request without
   writing or sending anything (with ``--stack`` it takes the settings from the deployed

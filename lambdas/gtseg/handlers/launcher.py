@@ -1,7 +1,7 @@
 """Launcher Lambda: a job spec in, a started labeling job out (CloudFormation has no labeling-job
 resource, so this is how a deployed stack starts jobs).
 
-Thin: read the stack's settings from the environment, hand the event to ``gtseg.launch``, answer
+Thin: read the stack's settings from the environment, hand the event to ``gtseg.launcher.launch``, answer
 ``{"jobName", "jobArn", "manifestUri", "objectCount", "labelCategoryConfigUri", ...}``. A spec
 or settings problem raises, so the caller (``gtseg launch --stack``) gets Lambda's error shape
 with a message naming the field; nothing is created in that case.

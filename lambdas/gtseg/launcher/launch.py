@@ -2,7 +2,7 @@
 
 Steps, in this order:
 
-1. parse and check the spec (``gtseg.job_spec``) and the stack's settings, then build the
+1. parse and check the spec (``gtseg.launcher.spec``) and the stack's settings, then build the
    CreateLabelingJob request and check it against every constraint of the service model:
    all before any AWS call;
 2. DescribeLabelingJob: a job of that name that carries this spec's hash in its

@@ -3,10 +3,10 @@ launcher Lambda's event).
 
 The field names are a public contract (issue 5): camelCase, and unknown fields are an error so a
 typo never passes silently. Every check that needs no AWS call happens here, at parse time, and
-names the field: the service model's constraints (via ``gtseg.sagemaker_limits``) and Ground
-Truth's own rules. Settings the stack provides (ARNs, buckets) are checked in ``gtseg.launch``.
+names the field: the service model's constraints (via ``gtseg.launcher.limits``) and Ground
+Truth's own rules. Settings the stack provides (ARNs, buckets) are checked in ``gtseg.launcher.settings``.
 
-``python -m gtseg.job_spec > docs/job-spec.schema.json`` regenerates the published JSON Schema.
+``python -m gtseg.launcher.spec > docs/job-spec.schema.json`` regenerates the published JSON Schema.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ consolidation handlers run in awslambdaric sandboxes, the worker template is ren
 checked, boto3 talks to moto's S3 and the SageMaker stand-in over HTTP, and the masks that come
 out are scored against the known truth.
 
-Sample data: synthetic street scenes (``gtseg.simulation``: several classes, small and thin
+Sample data: synthetic street scenes (``gtseg.local.simulation``: several classes, small and thin
 objects) with exact truth, or the user's own images (``images_dir``), for which the "truth" is a
 colour-quantised stand-in so that simulated workers have something image-shaped to paint.
 """
@@ -104,7 +104,7 @@ class Sample:
     image_bytes: bytes
     truth: np.ndarray  # (H, W) uint8 class indices of ``class_map``
     class_map: ClassMap
-    scene: Any = None  # gtseg.simulation.Scene for synthetic samples (workers redraw its shapes)
+    scene: Any = None  # gtseg.local.simulation.Scene for synthetic samples (workers redraw its shapes)
 
 
 @dataclass

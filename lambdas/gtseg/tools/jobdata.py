@@ -3,7 +3,7 @@
 The after-the-job tools (``gtseg export``, ``report``, ``reconsolidate``) see three kinds of
 references: ``s3://bucket/key`` URIs (what manifests contain), local paths, and S3 URIs of a job
 that was copied to a local folder (``aws s3 sync``). ``JobData`` reads and writes all three: S3
-through ``gtseg.storage.S3Store``, local paths directly, and S3 URIs under a *mapped* prefix
+through ``gtseg.aws.s3.S3Store``, local paths directly, and S3 URIs under a *mapped* prefix
 from the local copy. It also knows Ground Truth's output layout (protocol doc §4.2):
 
     <job>/manifests/output/output.manifest

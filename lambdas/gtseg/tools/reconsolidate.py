@@ -1,7 +1,7 @@
 """``gtseg reconsolidate``: re-run consolidation over a finished job's worker responses.
 
 Reads ``<job>/annotations/worker-response/`` (the raw answers Ground Truth keeps for every job,
-gtseg or built-in), consolidates each object again with ``gtseg.consolidation`` and writes, beside
+gtseg or built-in), consolidates each object again with ``gtseg.core.consolidation`` and writes, beside
 the old output manifest, a new one whose ``<lan>`` points at the new masks, plus a comparison of
 old and new masks (per-object pixel agreement and the mean). Nothing of the old job is changed.
 
