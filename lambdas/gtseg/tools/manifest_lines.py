@@ -26,7 +26,7 @@ class LineProblem:
         return f"line {self.line}{where}: {self.reason}"
 
 
-def manifest_error_problem(error: ManifestError, _line: int | None = None) -> LineProblem:  # TODO(split): drop _line
+def manifest_error_problem(error: ManifestError) -> LineProblem:
     return LineProblem(error.line, None, error.reason)
 
 

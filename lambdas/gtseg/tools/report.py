@@ -68,7 +68,7 @@ from gtseg.tools.manifest_lines import (
 DEFAULT_LOWEST = 20
 DEFAULT_MAX_SIDE = 640  # report images are downscaled to this many pixels on their long side
 OVERLAY_ALPHA = 0.45
-TEMPLATE = "report.html.liquid"  # in gtseg/templates/, shipped as package data
+TEMPLATE = "report.html.liquid"  # in gtseg/tools/templates/, shipped as package data (not uploaded with the worker UI)
 
 
 # --------------------------------------------------------------------------- pictures
@@ -483,7 +483,7 @@ def build_report(
     total = data.count_lines(manifest)
     for done, item in enumerate(parse_manifest(data.iter_lines(manifest)), start=1):
         if isinstance(item, ManifestError):
-            summary.errors.append(manifest_error_problem(item, done))
+            summary.errors.append(manifest_error_problem(item))
         else:
             builder.add_line(item, summary)
         if progress:
@@ -502,7 +502,7 @@ def build_report(
 
 
 # --------------------------------------------------------------------------- HTML
-# The page is ``templates/report.html.liquid``; the view-model below is everything it shows, with
+# The page is ``tools/templates/report.html.liquid``; the view-model below is everything it shows, with
 # every figure already formatted, so the template holds layout only.
 
 
@@ -686,7 +686,7 @@ def _template() -> liquid.BoundTemplate:
     environment = liquid.Environment(
         autoescape=True,
         undefined=liquid.StrictUndefined,
-        loader=liquid.PackageLoader("gtseg", package_path="templates"),
+        loader=liquid.PackageLoader("gtseg.tools", package_path="templates"),
     )
     return environment.get_template(TEMPLATE)
 
