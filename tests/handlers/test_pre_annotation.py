@@ -31,6 +31,7 @@ from gtseg.aws.s3 import S3Store
 from gtseg.core.labels import ClassMap, LabelCategoryConfig
 from gtseg.core.masks import read_class_mask
 from gtseg.handlers import pre_annotation as pre
+from gtseg.pre_annotation.prelabel import PRELABEL_MIN_REMAINING_MS
 
 REGION = "us-east-1"
 DATA = "gtseg-data"
@@ -381,6 +382,22 @@ def test_a_throttled_describe_skips_the_object_instead_of_using_the_default_labe
     sagemaker.assert_no_pending_responses()
 
 
+def test_a_job_that_cannot_be_found_is_not_remembered(
+    store: RecordingStore, sagemaker: Stubber, monkeypatch: pytest.MonkeyPatch, logs: LogLines
+) -> None:
+    monkeypatch.setenv("LABEL_CATEGORY_CONFIG_URI", put_labels(store.client, "config/env.json", ["sky"]))
+    sagemaker.add_client_error("describe_labeling_job", service_error_code="ResourceNotFound")
+    labels_uri = put_labels(store.client, "config/labels.json", ["road", "car"])
+    sagemaker.add_response("describe_labeling_job", describe_response(labels_uri))
+    uri = put(store.client, "img/1.jpg", encoded(16, 16))
+    assert invoke(event({"source-ref": uri}))["taskInput"]["labels"] == ["sky"]
+    warning = next(line for line in logs if line["message"] == "cannot describe the labeling job")
+    assert JOB_NAME in warning["reason"]
+    # the next object describes the job again, and this time finds its file
+    assert invoke(event({"source-ref": uri}))["taskInput"]["labels"] == ["road", "car"]
+    sagemaker.assert_no_pending_responses()
+
+
 def test_environment_labels_when_the_job_has_no_label_file(
     store: RecordingStore, sagemaker: Stubber, monkeypatch: pytest.MonkeyPatch, logs: LogLines
 ) -> None:
@@ -596,6 +613,13 @@ def test_no_prelabel_for_a_rotated_jpeg(
 
 
 class LambdaContext:
+    """What Lambda passes: Powertools reads the first four, the handler the time left."""
+
+    function_name = "gtseg-pre-annotation"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:gtseg-pre-annotation"
+    aws_request_id = "test-request"
+
     def __init__(self, remaining_ms: int) -> None:
         self.remaining_ms = remaining_ms
 
@@ -611,7 +635,7 @@ def test_no_prelabel_when_too_little_of_the_lambda_timeout_is_left(
     fake = FakeEndpoint(index_png(PRELABEL))
     pre.CLIENTS.sagemaker_runtime = fake
     line = {"source-ref": uri, "labels": ["road", "car"]}
-    response = pre.handler(event(line), LambdaContext(pre.PRELABEL_MIN_REMAINING_MS - 5_000))
+    response = pre.handler(event(line), LambdaContext(PRELABEL_MIN_REMAINING_MS - 5_000))
     assert response["isHumanAnnotationRequired"] is True
     assert "initialValue" not in response["taskInput"]
     assert fake.calls == []

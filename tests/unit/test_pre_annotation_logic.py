@@ -1,4 +1,4 @@
-"""gtseg.pre_annotation: the pure decisions of the pre-annotation Lambda."""
+"""gtseg.pre_annotation: the decisions of the pre-annotation Lambda (task, prelabel decoding)."""
 
 from __future__ import annotations
 
@@ -19,18 +19,21 @@ from gtseg.core.images import ImageFormat, ImageInfo
 from gtseg.core.labels import BACKGROUND, ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
 from gtseg.core.layout import prelabel_key
 from gtseg.core.masks import read_class_mask
+from gtseg.pre_annotation.prelabel import (
+    PRELABEL_MIN_REMAINING_MS,
+    PrelabelError,
+    decode_prelabel,
+    encode_prelabel_png,
+    prelabel_blocker,
+)
 from gtseg.pre_annotation.task import (
     MAX_IMAGE_BYTES,
     Outcome,
-    PrelabelError,
     SkipObject,
     build_task_input,
     check_image,
-    decode_prelabel,
-    encode_prelabel_png,
     find_prior_mask,
     image_source,
-    prelabel_blocker,
     prelabel_initial_value,
     resolve_labels,
     skipped_task_input,
@@ -289,6 +292,14 @@ def test_prelabels_only_for_images_shown_as_stored() -> None:
     for orientation in range(2, 9):
         reason = prelabel_blocker(ImageInfo(ImageFormat.JPEG, 40, 30, orientation))
         assert reason is not None and f"EXIF orientation {orientation}" in reason
+
+
+def test_prelabels_only_with_enough_of_the_lambda_timeout_left() -> None:
+    image = ImageInfo(ImageFormat.JPEG, 40, 30)
+    assert prelabel_blocker(image, None) is None  # unknown (no Lambda context): ask
+    assert prelabel_blocker(image, PRELABEL_MIN_REMAINING_MS) is None
+    reason = prelabel_blocker(image, PRELABEL_MIN_REMAINING_MS - 1)
+    assert reason is not None and "timeout left" in reason
 
 
 def test_prelabel_key_is_stable_per_source() -> None:

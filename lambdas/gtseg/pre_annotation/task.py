@@ -1,26 +1,23 @@
 """Pre-annotation logic: which image, which labels, which starting mask, and the task input.
 
-Pure: no boto3, no Lambda types. The handler (``gtseg.handlers.pre_annotation``) does the I/O and
-passes what it read in; anything that needs I/O but decides *order* (label sources) takes callables.
-Every reason an object cannot become a task is a ``SkipObject`` with an ``Outcome`` (the metric
-name) and a sentence naming what is wrong, because the handler must answer, never raise
-(protocol doc §1.4: a raising pre-annotation Lambda fails the whole labeling job).
+Pure: no boto3, no Lambda types. ``gtseg.pre_annotation.service`` does the I/O and passes what it
+read in; anything that needs I/O but decides *order* (label sources) takes callables. Every reason
+an object cannot become a task is a ``SkipObject`` with an ``Outcome`` (the metric name) and a
+sentence naming what is wrong, because the Lambda must answer, never raise (protocol doc §1.4: a
+raising pre-annotation Lambda fails the whole labeling job).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
-
-from gtseg.core.images import PNG_SIGNATURE, ImageFormat, ImageInfo
+from gtseg.core.images import ImageFormat, ImageInfo
 from gtseg.core.labels import ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
 from gtseg.core.manifest import METADATA_SUFFIX, metadata_key
-from gtseg.core.masks import MAX_MASK_PIXELS, MaskError, b64decode_png, encode_index_png, open_png
+from gtseg.core.masks import MAX_MASK_PIXELS
 from gtseg.core.uris import parse_s3_uri
 
 # Ground Truth's input-data quotas (protocol doc §3.6). 40 MB is read as 40 * 10**6 bytes: the
@@ -268,107 +265,6 @@ def prior_initial_value(
 def prelabel_initial_value(uri: str, labels: Sequence[str]) -> InitialValue:
     """A model pre-label written with the job's class map (``encode_index_png``)."""
     return InitialValue(ClassMap.from_labels(labels).label_mappings(), uri, "prelabel")
-
-
-# --------------------------------------------------------------------------- model pre-labels
-
-
-def prelabel_blocker(info: ImageInfo) -> str | None:
-    """Why no model pre-label should be asked for on this image, or ``None``.
-
-    Browsers show a JPEG with its EXIF orientation applied, and Ground Truth's UI appears to do
-    the same (its CORS requirement came with that browser change); the endpoint sees the stored
-    pixels. Whether the worker's canvas is rotated is unconfirmed, so a mask that might be
-    misaligned is not offered at all.
-    """
-    if info.orientation != 1:
-        return (
-            f"EXIF orientation {info.orientation}: the worker may see the image rotated from the "
-            "stored pixels the endpoint sees, so a pre-label could be misaligned"
-        )
-    return None
-
-
-class PrelabelError(ValueError):
-    """An endpoint response that is not a usable class-index mask."""
-
-
-def decode_prelabel(
-    body: bytes, content_type: str | None, num_classes: int, expected_size: tuple[int, int] | None
-) -> np.ndarray:
-    """The endpoint's answer -> (H, W) uint8 class indices.
-
-    Accepted: a single-channel PNG whose pixel values are class indices (8- or 16-bit greyscale or
-    palette), or JSON ``{"mask": [[...], ...]}`` / ``{"png": "<base64 PNG>"}``. ``expected_size``
-    is the image's (width, height); the mask must match it and every index must be < num_classes.
-    """
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if body.startswith(PNG_SIGNATURE) or kind == "image/png":
-        indices = _png_indices(body)
-    else:
-        try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PrelabelError(
-                f"response is neither a PNG nor JSON ({content_type or 'no content type'})"
-            ) from exc
-        if not isinstance(document, Mapping):
-            raise PrelabelError("JSON response must be an object with 'mask' or 'png'")
-        if "png" in document:
-            if not isinstance(document["png"], str):
-                raise PrelabelError("'png' must be a base64 string")
-            try:
-                indices = _png_indices(b64decode_png(document["png"]))
-            except MaskError as exc:
-                raise PrelabelError(f"'png': {exc}") from None
-        elif "mask" in document:
-            indices = _nested_list_indices(document["mask"])
-        else:
-            raise PrelabelError("JSON response has neither 'mask' nor 'png'")
-    height, width = indices.shape
-    if expected_size is not None and (width, height) != tuple(expected_size):
-        raise PrelabelError(
-            f"mask is {width}x{height} but the image is {expected_size[0]}x{expected_size[1]}"
-        )
-    if indices.size == 0:
-        raise PrelabelError("mask is empty")
-    low, high = int(indices.min()), int(indices.max())
-    if low < 0 or high >= num_classes:
-        raise PrelabelError(
-            f"class index {high if high >= num_classes else low} outside 0..{num_classes - 1}"
-        )
-    return indices.astype(np.uint8)
-
-
-def _png_indices(png: bytes) -> np.ndarray:
-    try:
-        image = open_png(png)
-    except MaskError as exc:
-        raise PrelabelError(str(exc)) from None
-    if image.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
-        raise PrelabelError(f"PNG is {image.mode}; expected one channel of class indices (L, P or 16-bit)")
-    return np.asarray(image).astype(np.int64)
-
-
-def _nested_list_indices(mask: Any) -> np.ndarray:
-    if not isinstance(mask, list) or not mask or not all(isinstance(row, list) for row in mask):
-        raise PrelabelError("'mask' must be a non-empty list of rows")
-    width = len(mask[0])
-    if width == 0 or any(len(row) != width for row in mask):
-        raise PrelabelError("'mask' rows must all have the same, non-zero length")
-    if len(mask) * width > MAX_IMAGE_PIXELS:
-        raise PrelabelError("'mask' is larger than 100 MP")
-    for row in mask:
-        for value in row:
-            # bool is an int subclass; True as a class index is a bug in the model wrapper
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise PrelabelError(f"'mask' values must be integers, found {value!r}")
-    return np.array(mask, dtype=np.int64)
-
-
-def encode_prelabel_png(indices: np.ndarray, labels: Sequence[str]) -> bytes:
-    """Indices -> the palette PNG offered as initial value (colours = the job's class map)."""
-    return encode_index_png(indices, ClassMap.from_labels(labels))
 
 
 # --------------------------------------------------------------------------- the answer
