@@ -36,7 +36,8 @@ class LocalContext:
 
 
 def _has_lambda_context(context: Any) -> bool:
-    return all(hasattr(context, name) for name in ("function_name", "aws_request_id", "invoked_function_arn"))
+    """Whether Powertools can read what it injects into every log line from ``context``."""
+    return all(hasattr(context, name) for name in LocalContext.__dataclass_fields__)
 
 
 def entry_point(

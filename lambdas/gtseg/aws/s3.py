@@ -36,33 +36,30 @@ class S3Store:
     client: Any = field(default_factory=s3_client)
     kms_key_id: str | None = None
 
-    def get_bytes(self, uri: str) -> bytes:
+    def _get(self, uri: str, **extra: Any) -> dict[str, Any]:
+        """GetObject; a ClientError becomes a StorageError naming the object and the error code
+        (the ClientError stays its cause, so callers can classify it)."""
         bucket, key = parse_s3_uri(uri)
         try:
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            response: dict[str, Any] = self.client.get_object(Bucket=bucket, Key=key, **extra)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "?")
             raise StorageError(f"cannot read {uri}: {code}") from exc
+        return response
+
+    def get_bytes(self, uri: str) -> bytes:
+        body: bytes = self._get(uri)["Body"].read()
+        return body
 
     def get_object(self, uri: str) -> tuple[bytes, dict[str, Any]]:
         """Bytes and the GetObject response metadata (LastModified, ContentLength, ...)."""
-        bucket, key = parse_s3_uri(uri)
-        try:
-            response = self.client.get_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "?")
-            raise StorageError(f"cannot read {uri}: {code}") from exc
+        response = self._get(uri)
         body = response.pop("Body").read()
         return body, response
 
     def get_range(self, uri: str, first: int, last: int) -> tuple[bytes, int | None]:
         """Bytes ``first..last`` (inclusive) and the object's total size (from Content-Range)."""
-        bucket, key = parse_s3_uri(uri)
-        try:
-            response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{last}")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "?")
-            raise StorageError(f"cannot read {uri}: {code}") from exc
+        response = self._get(uri, Range=f"bytes={first}-{last}")
         total = None
         content_range = response.get("ContentRange") or ""
         if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():

@@ -6,13 +6,28 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
-from typing import IO, TypeVar
+from collections.abc import Callable, Iterable
+from typing import IO, Any, TypeVar
 
+import boto3
+from botocore.config import Config
+
+from gtseg.aws.s3 import BOTO_CONFIG
 from gtseg.tools.errors import ToolError
 from gtseg.tools.jobdata import JobData, JobDataError
 
 T = TypeVar("T")
+
+
+def make_client(service: str, config: Config = BOTO_CONFIG) -> Any:
+    """boto3 client factory (tests replace it per command; AWS_ENDPOINT_URL_<SERVICE> is honoured)."""
+    return boto3.client(service, config=config)
+
+
+def print_problems(kind: str, problems: Iterable[object]) -> None:
+    """Each problem of a finished run on its own stderr line, prefixed by its kind."""
+    for problem in problems:
+        print(f"{kind}: {problem}", file=sys.stderr)
 
 
 class StderrProgress:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from gtseg.cli.common import add_map_option, job_data_from_args, run_with_progress
+from gtseg.cli.common import add_map_option, job_data_from_args, print_problems, run_with_progress
 from gtseg.core.labels import LabelError
 from gtseg.tools.class_maps import load_class_map_file
 from gtseg.tools.export import DEFAULT_VAL_FRACTION, FORMATS, export_dataset
@@ -76,10 +76,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if summary is None:
         return 2
-    for problem in summary.errors:
-        print(f"error: {problem}", file=sys.stderr)
-    for problem in summary.skipped:
-        print(f"skipped: {problem}", file=sys.stderr)
+    print_problems("error", summary.errors)
+    print_problems("skipped", summary.skipped)
     for name, colors in summary.color_conflicts.items():
         print(f"note: class {name!r} has several colours across objects ({', '.join(colors)}); "
               "matched by name, labels.json keeps one", file=sys.stderr)  # fmt: skip

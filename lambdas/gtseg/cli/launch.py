@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gtseg.aws.s3 import BOTO_CONFIG, S3Store, StorageError
+from gtseg.aws.s3 import S3Store, StorageError
+from gtseg.cli.common import make_client
 from gtseg.launcher.errors import LaunchError
 from gtseg.launcher.launch import launch, plan_launch
 from gtseg.launcher.settings import ENVIRONMENT, LauncherSettings
@@ -48,11 +48,6 @@ SETTING_FLAGS = {
     "--workteam-arn": "default_workteam_arn",
     "--kms-key-id": "output_kms_key_id",
 }
-
-
-def make_client(service: str, config: Config = BOTO_CONFIG) -> Any:
-    """boto3 client factory (tests replace it; AWS_ENDPOINT_URL_<SERVICE> is honoured)."""
-    return boto3.client(service, config=config)
 
 
 def register(subparsers: Any) -> None:

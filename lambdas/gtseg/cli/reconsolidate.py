@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from gtseg.cli.common import add_map_option, job_data_from_args, run_with_progress
+from gtseg.cli.common import add_map_option, job_data_from_args, print_problems, run_with_progress
 from gtseg.core.consolidation import DEFAULT_NEIGHBOURHOOD_RADIUS, METHODS
 from gtseg.tools.reconsolidate import reconsolidate_job
 
@@ -71,10 +71,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if summary is None:
         return 2
-    for problem in summary.errors:
-        print(f"error: {problem}", file=sys.stderr)
-    for problem in summary.kept:
-        print(f"kept old label: {problem}", file=sys.stderr)
+    print_problems("error", summary.errors)
+    print_problems("kept old label", summary.kept)
     result = summary.to_dict()
     for key in ("new-manifest", "comparison"):
         # where the file was written: a local copy's S3 URIs (as the manifest references them) are mapped

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gtseg.cli.common import add_map_option, job_data_from_args, run_with_progress
+from gtseg.cli.common import add_map_option, job_data_from_args, print_problems, run_with_progress
 from gtseg.tools.report import DEFAULT_LOWEST, DEFAULT_MAX_SIDE, build_report, summary_json
 
 MIN_MAX_SIDE = 16  # smaller report images show nothing
@@ -69,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if summary is None:
         return 2
-    for problem in summary.errors:
-        print(f"error: {problem}", file=sys.stderr)
-    for note in summary.notes:
-        print(f"note: {note}", file=sys.stderr)
+    print_problems("error", summary.errors)
+    print_problems("note", summary.notes)
     print(summary_json(summary))
     return 1 if summary.errors else 0

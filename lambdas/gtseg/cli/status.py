@@ -14,18 +14,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gtseg.aws.s3 import BOTO_CONFIG
+from gtseg.cli.common import make_client
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 BAR_WIDTH = 30
-
-
-def make_client(service: str) -> Any:
-    """boto3 client factory (tests replace it; AWS_ENDPOINT_URL_SAGEMAKER is honoured)."""
-    return boto3.client(service, config=BOTO_CONFIG)
 
 
 def register(subparsers: Any) -> None:

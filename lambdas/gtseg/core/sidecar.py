@@ -51,7 +51,9 @@ class SidecarRejection(_Record):
 
 
 class ConsolidationSidecar(_Record):
-    schema_id: Literal["gtseg/consolidation-sidecar@1"] = Field(default="gtseg/consolidation-sidecar@1", alias="schema")
+    schema_id: Literal["gtseg/consolidation-sidecar@1"] = Field(
+        default="gtseg/consolidation-sidecar@1", alias="schema"
+    )
     dataset_object_id: str = Field(alias="datasetObjectId")
     # Always written; optional when read, so a reader needs only the parts it uses.
     job_name: str | None = Field(default=None, alias="job-name")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import urllib.request
-from typing import Any
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 FAKE_CREDENTIALS: Mapping[str, str] = {
     "AWS_ACCESS_KEY_ID": "testing",
