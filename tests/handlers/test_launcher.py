@@ -12,15 +12,26 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
+from hypothesis import given
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from gtseg.aws.s3 import S3Store
+from gtseg.core.gold import GOLD_KEY, gold_reference
 from gtseg.core.labels import ClassMap, LabelCategoryConfig
 from gtseg.core.manifest import PRIOR_LABEL_ATTRIBUTE_KEY
 from gtseg.handlers import launcher as handler_module
 from gtseg.launcher import limits as sagemaker_limits
 from gtseg.launcher.errors import LaunchConfigError, LaunchConflictError
-from gtseg.launcher.launch import OBJECT_COUNT_TAG, SPEC_HASH_TAG, build_request, launch, plan_launch
+from gtseg.launcher.gold import gold_slots, mix_gold
+from gtseg.launcher.launch import (
+    GOLD_COUNT_TAG,
+    OBJECT_COUNT_TAG,
+    SPEC_HASH_TAG,
+    build_request,
+    launch,
+    plan_launch,
+)
 from gtseg.launcher.settings import LauncherSettings
 from gtseg.launcher.spec import SpecError, parse_job_spec
 
@@ -644,3 +655,361 @@ def test_launch_and_relaunch_against_the_local_sagemaker_standin(aws):
     assert second["objectCount"] == 1
     assert [op for op, _ in standin.requests].count("CreateLabelingJob") == 1
     assert "job:      street-scenes-1" in text
+
+
+# --------------------------------------------------------------------------- gold objects
+
+GOLD_LAN = "truth-ref"
+GOLD_MANIFEST = f"s3://{DATA_BUCKET}/gold/gold.manifest"
+
+
+def gold_source_line(
+    name: str,
+    labels: tuple[str, ...] = ("road", "car"),
+    *,
+    lan: str = GOLD_LAN,
+    mask: str | None = None,
+) -> dict[str, Any]:
+    """A line of an output manifest whose masks are known to be right."""
+    return {
+        "source-ref": f"s3://{IMAGES_BUCKET}/checked/{name}.jpg",
+        lan: mask or f"s3://{OUTPUT_BUCKET}/jobs/gold-set/masks/{name}.png",
+        f"{lan}-metadata": {
+            "internal-color-map": ClassMap.from_labels(labels).internal_color_map(),
+            "type": "groundtruth/semantic-segmentation",
+            "human-annotated": "yes",
+            "job-name": "labeling-job/gold-set",
+        },
+    }
+
+
+def write_gold(s3, lines: list[Any], *, uri: str = GOLD_MANIFEST, put_masks: bool = True) -> str:
+    """The gold manifest (dict lines dumped, str lines as they are) and the masks it names."""
+    put(s3, uri, "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines))
+    for line in lines:
+        mask = line.get(GOLD_LAN) if isinstance(line, dict) else None
+        if put_masks and isinstance(mask, str) and mask.startswith(("s3://gtseg-", f"s3://{IMAGES_BUCKET}/")):
+            put(s3, mask, b"\x89PNG")
+    return uri
+
+
+def put_images(s3, count: int) -> list[str]:
+    uris = [f"s3://{IMAGES_BUCKET}/batch-1/{i:03d}.jpg" for i in range(count)]
+    for uri in uris:
+        put(s3, uri)
+    return uris
+
+
+def manifest_lines(s3, uri: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in read(s3, uri).splitlines()]
+
+
+def test_gold_objects_are_mixed_in_evenly_with_only_the_gold_key(aws):
+    s3, sagemaker = aws
+    images = put_images(s3, 10)
+    write_gold(s3, [gold_source_line(n) for n in ("g1", "g2", "g3")])
+
+    result = handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+
+    assert (result["objectCount"], result["goldCount"], result["skippedCount"]) == (13, 3, 0)
+    lines = manifest_lines(s3, result["manifestUri"])
+    positions = [i for i, line in enumerate(lines) if GOLD_KEY in line]
+    assert positions == gold_slots(13, 3) == [2, 6, 10]
+    # the real lines keep their order; each gold line is the image plus the gold key, nothing else
+    assert [line["source-ref"] for line in lines if GOLD_KEY not in line] == images
+    for position, name in zip(positions, ("g1", "g2", "g3"), strict=True):
+        line = lines[position]
+        assert set(line) == {"source-ref", GOLD_KEY}
+        assert line["source-ref"] == f"s3://{IMAGES_BUCKET}/checked/{name}.jpg"
+        reference = gold_reference(line)
+        assert reference is not None
+        assert reference.mask == f"s3://{OUTPUT_BUCKET}/jobs/gold-set/masks/{name}.png"
+        assert reference.class_map().labels == ("road", "car")
+    (request,) = sagemaker.created  # FakeSageMaker validated it against botocore's model
+    tags = {t["Key"]: t["Value"] for t in request["Tags"]}
+    assert (tags[OBJECT_COUNT_TAG], tags[GOLD_COUNT_TAG]) == ("13", "3")
+
+
+def test_a_job_without_gold_has_no_gold_tag_and_a_gold_count_of_zero(aws):
+    s3, sagemaker = aws
+    put_images(s3, 1)
+    result = handler_module.handler(spec(), None)
+    assert result["goldCount"] == 0
+    assert GOLD_COUNT_TAG not in {t["Key"] for t in sagemaker.created[0]["Tags"]}
+
+
+def test_the_same_gold_spec_gives_the_same_manifest_bytes(aws):
+    s3, _ = aws
+    put_images(s3, 7)
+    write_gold(s3, [gold_source_line(n) for n in ("g1", "g2")])
+    store = S3Store(client=s3)
+    first = plan_launch(spec(gold={"manifestUri": GOLD_MANIFEST}), settings(), store, FakeSageMaker())
+    second = plan_launch(spec(gold={"manifestUri": GOLD_MANIFEST}), settings(), store, FakeSageMaker())
+    assert first.manifest_text == second.manifest_text
+    assert first.gold_count == 2 and first.object_count == 9
+    result = handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+    assert read(s3, result["manifestUri"]) == first.manifest_text
+
+
+@given(st.integers(min_value=0, max_value=300), st.integers(min_value=0, max_value=300))
+def test_gold_lines_are_spread_so_every_stretch_of_the_manifest_has_one(real, gold):
+    mixed = mix_gold([("real", i) for i in range(real)], [("gold", i) for i in range(gold)])
+    assert len(mixed) == real + gold
+    assert [item for item in mixed if item[0] == "real"] == [("real", i) for i in range(real)]
+    assert [item for item in mixed if item[0] == "gold"] == [("gold", i) for i in range(gold)]
+    if gold:
+        window = -(-(real + gold) // gold)  # ceil(T / G)
+        is_gold = [item[0] == "gold" for item in mixed]
+        assert all(any(is_gold[i : i + window]) for i in range(len(mixed) - window + 1))
+
+
+def test_gold_count_takes_the_first_usable_lines_and_refuses_more_than_there_are(aws):
+    s3, sagemaker = aws
+    put_images(s3, 4)
+    write_gold(
+        s3,
+        [
+            gold_source_line("g1"),
+            gold_source_line("bad", ("tram",)),
+            gold_source_line("g2"),
+            gold_source_line("g3"),
+        ],
+    )
+
+    result = handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST, "count": 2}), None)
+    gold = [
+        line["source-ref"].rsplit("/", 1)[1]
+        for line in manifest_lines(s3, result["manifestUri"])
+        if GOLD_KEY in line
+    ]
+    assert gold == ["g1.jpg", "g2.jpg"]
+    assert result["goldCount"] == 2 and result["objectCount"] == 6
+    assert result["skipped"] == [
+        "gold line 2: known mask uses labels not in this job's label categories: tram"
+    ]
+
+    with pytest.raises(
+        SpecError, match=r"gold\.count: 4 gold objects asked for, but .* has only 3 usable lines \(1 skipped"
+    ):
+        handler_module.handler(
+            spec(jobName="street-scenes-2", gold={"manifestUri": GOLD_MANIFEST, "count": 4}), None
+        )
+    assert len(sagemaker.created) == 1
+
+
+def test_unusable_gold_lines_are_skipped_with_their_reasons(aws):
+    s3, sagemaker = aws
+    images = put_images(s3, 3)
+    stale = gold_source_line("stale")
+    del stale[GOLD_LAN]  # the gold job failed on it
+    twice = gold_source_line("good")
+    lines = [
+        gold_source_line("good"),
+        "{not json",
+        {GOLD_LAN: "s3://x/y.png"},
+        gold_source_line("elsewhere", mask=f"s3://{IMAGES_BUCKET}/masks/elsewhere.png"),
+        gold_source_line("data-root", mask=f"s3://{DATA_BUCKET}/masks/data-root.png"),
+        gold_source_line("tram", ("road", "tram")),
+        stale,
+        gold_source_line("jpeg", mask=f"s3://{OUTPUT_BUCKET}/jobs/gold-set/masks/jpeg.jpg"),
+        {**gold_source_line("dup"), "source-ref": images[1]},
+        twice,
+        gold_source_line("in-data", mask=f"s3://{DATA_BUCKET}/jobs/gold-set/in-data.png"),
+    ]
+    write_gold(s3, lines)
+    missing = gold_source_line("missing")
+    put(s3, GOLD_MANIFEST, read(s3, GOLD_MANIFEST) + "\n" + json.dumps(missing))  # its mask is never written
+
+    result = handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+
+    gold = [line for line in manifest_lines(s3, result["manifestUri"]) if GOLD_KEY in line]
+    assert [gold_reference(line).mask for line in gold] == [
+        lines[0][GOLD_LAN],
+        f"s3://{DATA_BUCKET}/jobs/gold-set/in-data.png",  # the consolidation role reads jobs/ of both
+    ]
+    reasons = "\n".join(result["skipped"])
+    readable = f"put gold masks under s3://{DATA_BUCKET}/jobs/ or s3://{OUTPUT_BUCKET}/jobs/"
+    assert "gold line 2: not valid JSON" in reasons
+    assert "gold line 3: has no 'source-ref' string" in reasons
+    assert (
+        f"gold line 4: known mask s3://{IMAGES_BUCKET}/masks/elsewhere.png is not where the consolidation Lambda can read it: {readable}"
+        in reasons
+    )
+    assert f"gold line 5: known mask s3://{DATA_BUCKET}/masks/data-root.png is not where" in reasons
+    assert "gold line 6: known mask uses labels not in this job's label categories: tram" in reasons
+    assert f"gold line 7: has no known mask {GOLD_LAN!r}" in reasons
+    assert "gold line 8: known mask unusable: " in reasons and "is not a .png" in reasons
+    assert f"gold line 9: source-ref {images[1]} is also one of this job's images" in reasons
+    assert f"gold line 10: source-ref {twice['source-ref']} is already a gold object (gold line 1)" in reasons
+    assert f"gold line 12: known mask {missing[GOLD_LAN]} does not exist" in reasons
+    assert result["skippedCount"] == 10
+    assert (result["goldCount"], result["objectCount"]) == (2, 5)
+    assert len(sagemaker.created) == 1
+
+
+def test_a_gold_manifest_without_a_usable_line_is_refused_before_anything_is_written(aws):
+    s3, sagemaker = aws
+    put_images(s3, 2)
+    write_gold(s3, [gold_source_line("tram", ("tram",)), gold_source_line("car", ("car", "bus"))])
+    with pytest.raises(
+        SpecError,
+        match=r"gold\.manifestUri: no usable gold object in .* \(2 lines skipped; first skipped: gold line 1: known mask uses labels .*tram",
+    ):
+        handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+    assert sagemaker.created == []
+    assert keys(s3, DATA_BUCKET) == ["gold/gold.manifest"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("", r"gold\.manifestUri: s3://gtseg-data/gold/gold\.manifest has no lines"),
+        ("\n\n", r"gold\.manifestUri: .* has no lines"),
+        (
+            json.dumps({"source-ref": "s3://my-images/a.jpg"}),
+            r"gold: the gold manifest has no segmentation masks",
+        ),
+    ],
+)
+def test_an_empty_gold_manifest_is_refused(aws, body, message):
+    s3, sagemaker = aws
+    put_images(s3, 2)
+    put(s3, GOLD_MANIFEST, body)
+    with pytest.raises(SpecError, match=message):
+        handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+    assert sagemaker.created == []
+    assert keys(s3, DATA_BUCKET) == ["gold/gold.manifest"]
+
+
+def test_an_unreadable_gold_manifest_names_the_field(aws):
+    s3, _ = aws
+    put_images(s3, 1)
+    with pytest.raises(SpecError, match=r"gold\.manifestUri: cannot read s3://gtseg-data/gold/none"):
+        handler_module.handler(spec(gold={"manifestUri": f"s3://{DATA_BUCKET}/gold/none.manifest"}), None)
+
+
+def test_a_gold_manifest_with_several_mask_attributes_needs_the_attribute_named(aws):
+    s3, _ = aws
+    put_images(s3, 2)
+    both = {**gold_source_line("g1"), **gold_source_line("g1", lan="draft-ref")}
+    write_gold(s3, [both])
+    with pytest.raises(
+        SpecError,
+        match=r"gold\.labelAttributeName: the gold manifest has several mask attributes \(draft-ref, truth-ref\); say which",
+    ):
+        handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+    result = handler_module.handler(
+        spec(gold={"manifestUri": GOLD_MANIFEST, "labelAttributeName": GOLD_LAN}), None
+    )
+    assert result["goldCount"] == 1
+
+
+def test_gold_and_prior_together_are_refused_before_any_aws_call(aws):
+    s3, sagemaker = aws
+    uri = write_prior_manifest(s3)
+    with pytest.raises(SpecError, match=r"'gold' is for new-image jobs \('images'\); an adjustment job"):
+        handler_module.handler(
+            spec(
+                jobName="review-1",
+                labels=None,
+                images=None,
+                prior={"manifestUri": uri},
+                gold={"manifestUri": GOLD_MANIFEST},
+            ),
+            None,
+        )
+    assert sagemaker.created == []
+
+
+def test_input_lines_that_are_gold_objects_of_an_earlier_job_are_skipped(aws):
+    # e.g. the manifest of an earlier gtseg job reused as input: its gold lines must not be
+    # scored as gold again without the spec saying so, nor labelled as real images
+    s3, _ = aws
+    reference = {
+        "mask": f"s3://{OUTPUT_BUCKET}/jobs/x/m.png",
+        "internal-color-map": ClassMap.from_labels(["road"]).internal_color_map(),
+    }
+    manifest = "\n".join(
+        json.dumps(line)
+        for line in [
+            {"source-ref": f"s3://{IMAGES_BUCKET}/a.jpg"},
+            {"source-ref": f"s3://{IMAGES_BUCKET}/g.jpg", GOLD_KEY: reference},
+        ]
+    )
+    put(s3, f"s3://{IMAGES_BUCKET}/in.manifest", manifest)
+    result = handler_module.handler(spec(images={"manifestUri": f"s3://{IMAGES_BUCKET}/in.manifest"}), None)
+    assert manifest_lines(s3, result["manifestUri"]) == [{"source-ref": f"s3://{IMAGES_BUCKET}/a.jpg"}]
+    assert result["skipped"] == [
+        f"line 2: is a gold object of an earlier job (it has {GOLD_KEY!r}); name gold objects in 'gold'"
+    ]
+
+
+def test_gold_objects_count_towards_the_object_quota(aws, monkeypatch):
+    s3, sagemaker = aws
+    monkeypatch.setattr(sagemaker_limits, "MAX_DATASET_OBJECTS", 3)
+    put_images(s3, 2)
+    write_gold(s3, [gold_source_line("g1"), gold_source_line("g2")])
+    with pytest.raises(
+        SpecError,
+        match=r"gold: 4 data objects is over .* quota of 3 .*\(2 images and 2 gold objects; set gold\.count lower",
+    ):
+        handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+    assert sagemaker.created == []
+    result = handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST, "count": 1}), None)
+    assert (result["objectCount"], result["goldCount"]) == (3, 1)
+
+
+def test_relaunching_a_gold_spec_returns_the_job_and_its_gold_count(aws):
+    s3, sagemaker = aws
+    put_images(s3, 5)
+    write_gold(s3, [gold_source_line("g1"), gold_source_line("g2")])
+    first = handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+    manifest = read(s3, first["manifestUri"])
+    write_gold(s3, [gold_source_line("g3")])  # a changed gold manifest does not change the running job
+    second = handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST}), None)
+    assert second["created"] is False and second["jobArn"] == first["jobArn"]
+    assert (second["objectCount"], second["goldCount"]) == (7, 2)
+    assert read(s3, first["manifestUri"]) == manifest
+    assert len(sagemaker.created) == 1
+    with pytest.raises(LaunchConflictError, match="different spec"):
+        handler_module.handler(spec(gold={"manifestUri": GOLD_MANIFEST, "count": 1}), None)
+
+
+def test_a_gold_request_passes_botocore_validation_through_a_stubbed_client(aws):
+    s3, _ = aws
+    put_images(s3, 3)
+    write_gold(s3, [gold_source_line("g1")])
+    client = boto3.client("sagemaker", region_name=REGION)
+    gold_spec = spec(gold={"manifestUri": GOLD_MANIFEST}, tags={"project": "streets"})
+    expected = plan_launch(copy.deepcopy(gold_spec), settings(), S3Store(client=s3), client).request
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/street-scenes-1"
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "describe_labeling_job", service_error_code="ResourceNotFound", http_status_code=404
+        )
+        stub.add_response("create_labeling_job", {"LabelingJobArn": arn}, expected_params=expected)
+        result = launch(gold_spec, settings(), S3Store(client=s3), client)
+        stub.assert_no_pending_responses()
+    assert (result.object_count, result.gold_count) == (4, 1)
+    assert {"Key": GOLD_COUNT_TAG, "Value": "1"} in expected["Tags"]
+
+
+def test_the_documented_gold_example_is_accepted(aws):
+    """docs/examples/gold.manifest and job-spec-gold.json, with the buckets they name."""
+    from pathlib import Path
+
+    s3, _ = aws
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    example = json.loads((examples / "job-spec-gold.json").read_text())
+    data, output = "gtseg-data-111122223333", "gtseg-output-111122223333"
+    for bucket in (data, output):
+        s3.create_bucket(Bucket=bucket)
+    body = (examples / "gold.manifest").read_text()
+    put(s3, example["gold"]["manifestUri"], body)
+    for line in body.splitlines():
+        put(s3, json.loads(line)["street-scenes-review-ref"], b"\x89PNG")
+    put(s3, example["images"]["prefix"] + "0001.jpg")
+    stack = LauncherSettings.from_mapping({**ENV, "DATA_BUCKET": data, "OUTPUT_BUCKET": output})
+    example["gold"].pop("count")  # the example asks for 40; the example manifest has 2 lines
+    plan = plan_launch(example, stack, S3Store(client=s3), FakeSageMaker())
+    assert (plan.object_count, plan.gold_count, plan.skipped) == (3, 2, ())

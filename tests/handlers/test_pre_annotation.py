@@ -28,6 +28,7 @@ from PIL import Image
 
 from gtseg.aws.observability import logger as gtseg_logger
 from gtseg.aws.s3 import S3Store
+from gtseg.core.gold import GOLD_KEY, GoldReference, gold_line
 from gtseg.core.labels import ClassMap, LabelCategoryConfig
 from gtseg.core.masks import read_class_mask
 from gtseg.handlers import pre_annotation as pre
@@ -493,6 +494,45 @@ def test_the_configured_prior_attribute_wins(store: RecordingStore, monkeypatch:
 def test_no_prior_means_no_initial_value(store: RecordingStore) -> None:
     uri = put(store.client, "img/1.jpg", encoded(16, 16))
     assert "initialValue" not in invoke(event({"source-ref": uri, "labels": ["road"]}))["taskInput"]
+
+
+def test_a_gold_object_becomes_an_ordinary_task_without_its_known_mask(
+    store: RecordingStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The launcher's gold line: the image and the gtseg-gold key. Workers must see a task like any
+    # other: no trace of the known mask in taskInput, and the mask is not offered as a prior.
+    uri = put(store.client, "img/gold-free-name.jpg", encoded(16, 16))
+    known = f"s3://{OUTPUT}/jobs/gold-set/masks/known.png"
+    reference = GoldReference.model_validate(
+        {"mask": known, "internal-color-map": ClassMap.from_labels(["road", "car"]).internal_color_map()}
+    )
+    line = {**gold_line(uri, reference), "labels": ["road", "car"]}
+    response = invoke(event(line))
+    assert response == {
+        "taskInput": {
+            "taskObject": uri,
+            "labels": ["road", "car"],
+            "manifestLine": {"source-ref": uri, "labels": ["road", "car"]},
+        },
+        "isHumanAnnotationRequired": True,
+    }
+    assert known not in json.dumps(response) and GOLD_KEY not in json.dumps(response)
+    assert emitted_metrics(capsys.readouterr().out) == ["TaskCreated"]
+
+
+def test_a_gold_object_is_not_given_a_prior_even_when_the_setting_names_the_gold_key(
+    store: RecordingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRIOR_LABEL_ATTRIBUTE", GOLD_KEY)
+    uri = put(store.client, "img/g.jpg", encoded(16, 16))
+    known = f"s3://{OUTPUT}/jobs/gold-set/masks/known.png"
+    reference = GoldReference.model_validate(
+        {"mask": known, "internal-color-map": ClassMap.from_labels(["road"]).internal_color_map()}
+    )
+    response = invoke(event({**gold_line(uri, reference), "labels": ["road"]}))
+    assert response["isHumanAnnotationRequired"] is True
+    assert "initialValue" not in response["taskInput"]
+    assert known not in json.dumps(response)
 
 
 def test_a_malformed_prior_still_gives_a_task_without_it(

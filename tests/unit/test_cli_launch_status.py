@@ -120,7 +120,7 @@ def test_direct_dry_run_prints_the_request_and_writes_nothing(clients, spec_file
     assert request["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"] == (
         "s3://gtseg-data/jobs/cli-job-1/manifest.jsonl"
     )
-    assert "dry run: 2 objects" in err
+    assert "dry run: 2 objects (0 gold)" in err
     assert "Contents" not in clients["s3"].list_objects_v2(Bucket="gtseg-data")
     assert clients["sagemaker"].created == []
 
@@ -136,6 +136,48 @@ def test_direct_launch_prints_the_arn_and_relaunch_is_idempotent(clients, spec_f
     result = json.loads(capsys.readouterr().out)
     assert result["jobArn"] == JOB_ARN and result["created"] is False
     assert len(clients["sagemaker"].created) == 1
+
+
+def write_gold_set(s3: Any, tmp_path: Any) -> Any:
+    """A gold manifest with one known mask (in the output bucket's jobs/) and a spec naming it."""
+    mask = "s3://gtseg-output/jobs/gold-set/masks/g.png"
+    s3.put_object(Bucket="gtseg-output", Key="jobs/gold-set/masks/g.png", Body=b"\x89PNG")
+    line = {
+        "source-ref": "s3://my-images/checked/g.jpg",
+        "truth-ref": mask,
+        "truth-ref-metadata": {
+            "internal-color-map": {
+                "0": {"class-name": "BACKGROUND", "hex-color": "#ffffff"},
+                "1": {"class-name": "car", "hex-color": "#1f77b4"},
+            }
+        },
+    }
+    s3.put_object(Bucket="gtseg-data", Key="gold/gold.manifest", Body=json.dumps(line).encode())
+    path = tmp_path / "gold-spec.json"
+    path.write_text(json.dumps({**SPEC, "gold": {"manifestUri": "s3://gtseg-data/gold/gold.manifest"}}))
+    return path
+
+
+def test_direct_dry_run_shows_the_gold_count(clients, tmp_path, capsys):
+    path = write_gold_set(clients["s3"], tmp_path)
+    assert run("launch", str(path), "--direct", "--dry-run", *flags()) == 0
+    out, err = capsys.readouterr()
+    tags = {t["Key"]: t["Value"] for t in json.loads(out)["Tags"]}
+    assert (tags["gtseg:object-count"], tags["gtseg:gold-count"]) == ("3", "1")
+    assert "dry run: 3 objects (1 gold)" in err
+    assert "jobs/cli-job-1/manifest.jsonl" not in str(clients["s3"].list_objects_v2(Bucket="gtseg-data"))
+    assert clients["sagemaker"].created == []
+
+
+def test_direct_launch_with_gold_prints_the_gold_count(clients, tmp_path, capsys, monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = write_gold_set(clients["s3"], tmp_path)
+    assert run("launch", str(path), "--direct") == 0
+    assert "started; 3 objects (1 gold)" in capsys.readouterr().err
+    assert run("launch", str(path), "--direct", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["objectCount"], result["goldCount"], result["created"]) == (3, 1, False)
 
 
 def test_direct_launch_without_settings_names_the_missing_ones(clients, spec_file, capsys):

@@ -18,6 +18,8 @@ from gtseg.launcher.spec import SpecError, json_schema, json_schema_text, parse_
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "docs" / "job-spec.schema.json"
 EXAMPLE_PATH = ROOT / "docs" / "examples" / "job-spec.json"
+EXAMPLE_SPECS = sorted((ROOT / "docs" / "examples").glob("job-spec*.json"))
+GOLD = {"manifestUri": "s3://my-images/gold/gold.manifest"}
 WORKTEAM = "arn:aws:sagemaker:us-east-1:111122223333:workteam/private-crowd/team"
 PII = "FreeOfPersonallyIdentifiableInformation"
 
@@ -146,6 +148,17 @@ RULES = [
         "spec",
         "must differ from the prior",
     ),
+    ({"gold": {}}, "gold.manifestUri", "Field required"),
+    ({"gold": {"manifestUri": "not-s3"}}, "gold.manifestUri", "not an s3://"),
+    ({"gold": {**GOLD, "count": 0}}, "gold.count", "greater than or equal to 1"),
+    ({"gold": {**GOLD, "count": 20_001}}, "gold.count", "less than or equal to 20000"),
+    ({"gold": {**GOLD, "labelAttributeName": "bad name-ref"}}, "gold.labelAttributeName", "pattern"),
+    ({"gold": {**GOLD, "share": 0.1}}, "gold.share", "unknown field"),
+    (
+        {"images": None, "prior": {"manifestUri": "s3://out/m"}, "gold": GOLD},
+        "spec",
+        "'gold' is for new-image jobs ('images'); an adjustment job ('prior') cannot take gold objects",
+    ),
     ({"tittle": "typo"}, "tittle", "unknown field"),
     ({"images": {"prefix": "s3://abc/", "recursive": True}}, "images.recursive", "unknown field"),
 ]
@@ -164,6 +177,25 @@ def test_each_rule_fails_with_a_message_naming_the_field(change, field, words):
     problems = problems_of(data)
     assert any(field in p.split(": ", 1)[0] for p in problems), problems
     assert any(words in p for p in problems), problems
+
+
+def test_gold_is_optional_and_its_defaults_are_documented():
+    assert parse_job_spec(spec()).gold is None
+    gold = parse_job_spec(spec(gold=GOLD)).gold
+    assert gold is not None
+    assert (gold.manifest_uri, gold.label_attribute_name, gold.count) == (GOLD["manifestUri"], None, None)
+    named = parse_job_spec(spec(gold={**GOLD, "labelAttributeName": "truth-ref", "count": 25})).gold
+    assert named is not None and (named.label_attribute_name, named.count) == ("truth-ref", 25)
+
+
+def test_a_spec_without_gold_keeps_the_hash_it_had_before_gold_existed():
+    # canonical_json leaves an absent 'gold' out, so jobs launched earlier still relaunch idempotently
+    assert "gold" not in json.loads(parse_job_spec(spec()).canonical_json())
+    plain = parse_job_spec(spec()).sha256()
+    with_gold = parse_job_spec(spec(gold=GOLD)).sha256()
+    assert with_gold != plain
+    assert parse_job_spec(spec(gold={**GOLD, "count": 3})).sha256() != with_gold
+    assert parse_job_spec(spec(gold={**GOLD, "count": None})).sha256() == with_gold
 
 
 def test_not_json_and_not_an_object():
@@ -224,8 +256,10 @@ def test_published_schema_is_up_to_date():
     )
 
 
-def test_example_spec_parses_and_matches_the_schema():
-    example = json.loads(EXAMPLE_PATH.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", EXAMPLE_SPECS, ids=lambda p: p.name)
+def test_example_specs_parse_and_match_the_schema(path):
+    assert EXAMPLE_PATH in EXAMPLE_SPECS
+    example = json.loads(path.read_text(encoding="utf-8"))
     parse_job_spec(example)
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(example, json_schema())
@@ -239,6 +273,9 @@ def test_schema_rejects_what_the_model_rejects():
     assert not validator.is_valid(spec(tittle="typo"))
     assert not validator.is_valid(spec(images={"prefix": "s3://abc/", "manifestUri": "s3://abc/m"}))
     assert not validator.is_valid(spec(workersPerObject=10))
+    assert validator.is_valid(spec(gold={**GOLD, "count": 5}))
+    assert not validator.is_valid(spec(gold={**GOLD, "count": 0}))
+    assert not validator.is_valid(spec(gold={"count": 5}))
     broken = copy.deepcopy(spec())
     broken["keywords"] = ["under_score"]
     assert not validator.is_valid(broken)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from gtseg.core.gold import GOLD_KEY, GoldReference, gold_line
 from gtseg.core.images import ImageFormat, ImageInfo
 from gtseg.core.labels import BACKGROUND, ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
 from gtseg.core.layout import prelabel_key
@@ -282,6 +283,42 @@ def test_a_prior_that_failed_in_the_earlier_job_is_reported() -> None:
 def test_find_prior_mask_never_raises_on_odd_lines(line: dict) -> None:
     prior = find_prior_mask(line, LABELS)
     assert prior.initial_value is None or prior.problem is None
+
+
+# --------------------------------------------------------------------------- gold objects
+
+KNOWN_MASK = "s3://out-1/jobs/gold-set/masks/a.png"
+
+
+def a_gold_line(**extra: Any) -> dict[str, Any]:
+    reference = GoldReference.model_validate(
+        {"mask": KNOWN_MASK, "internal-color-map": ClassMap.from_labels(LABELS).internal_color_map()}
+    )
+    return {**gold_line("s3://data-1/gold/a.jpg", reference), **extra}
+
+
+def test_a_gold_objects_known_mask_is_never_a_prior() -> None:
+    prior = find_prior_mask(a_gold_line(), LABELS)
+    assert (prior.attribute, prior.initial_value, prior.problem) == (None, None, None)
+    # not even when PRIOR_LABEL_ATTRIBUTE names the gold key
+    named = find_prior_mask(a_gold_line(), LABELS, configured_attribute=GOLD_KEY)
+    assert named.initial_value is None and named.problem is None
+    assert named.notes and "never a prior" in named.notes[0]
+
+
+def test_the_gold_key_does_not_compete_with_a_real_prior() -> None:
+    prior = find_prior_mask(a_gold_line(**prior_line()), LABELS)
+    assert prior.problem is None
+    assert prior.attribute == "first-pass-ref"
+    assert prior.initial_value is not None and prior.initial_value.src != KNOWN_MASK
+
+
+def test_the_task_input_never_carries_the_known_mask() -> None:
+    line = a_gold_line(site="plant-7")
+    task_input = build_task_input(line["source-ref"], LABELS, line)
+    assert task_input["manifestLine"] == {"source-ref": line["source-ref"], "site": "plant-7"}
+    assert KNOWN_MASK not in json.dumps(task_input)
+    assert GOLD_KEY in line  # the caller's line is left as it was
 
 
 # --------------------------------------------------------------------------- model pre-labels

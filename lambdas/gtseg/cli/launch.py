@@ -4,7 +4,8 @@
   ``LauncherFunctionName``) with the spec as the event;
 * ``--direct`` runs the same code (``gtseg.launcher.launch``) here with local credentials; the stack's
   settings come from flags or the launcher's environment-variable names;
-* ``--dry-run`` validates, reads the input and prints the CreateLabelingJob request without
+* ``--dry-run`` validates, reads the input (and the gold manifest) and prints the
+  CreateLabelingJob request, the object count and how many of them are gold objects, without
   writing or sending anything (with ``--stack`` it takes the settings from the deployed
   launcher's configuration).
 
@@ -152,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         plan = plan_launch(spec, settings, S3Store(client=make_client("s3")), make_client("sagemaker"))
         print(json.dumps(plan.request, indent=2, sort_keys=True))
         print(
-            f"dry run: {plan.object_count} objects; would write {plan.manifest_uri} and "
+            f"dry run: {plan.object_count} objects ({plan.gold_count} gold); would write {plan.manifest_uri} and "
             f"{plan.label_category_config_uri}; {len(plan.skipped)} input lines skipped",
             file=sys.stderr,
         )
@@ -171,7 +172,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(result["jobArn"])
         verb = "started" if result.get("created", True) else "already running from this same spec"
-        print(f"{result['jobName']}: {verb}; {result.get('objectCount')} objects", file=sys.stderr)
+        gold = f" ({result['goldCount']} gold)" if result.get("goldCount") else ""
+        print(f"{result['jobName']}: {verb}; {result.get('objectCount')} objects{gold}", file=sys.stderr)
         if result.get("skippedCount"):
             print(
                 f"  {result['skippedCount']} input lines skipped, e.g. {result['skipped'][0]}",

@@ -15,9 +15,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gtseg.core.labels import ClassMap, LabelError
+from gtseg.core.layout import JOBS_PREFIX
 from gtseg.core.uris import parse_s3_uri
 
 GOLD_KEY = "gtseg-gold"
+# Where a known mask may live: under this prefix of the stack's data or output bucket. The
+# consolidation Lambda's role reads ``jobs/*`` of both buckets (infra/access.py) and nothing else.
+GOLD_MASK_PREFIX = f"{JOBS_PREFIX}/"
 
 
 class GoldError(ValueError):
@@ -64,3 +68,8 @@ def gold_reference(line: Mapping[str, Any]) -> GoldReference | None:
 def without_gold(line: Mapping[str, Any]) -> dict[str, Any]:
     """The line as a worker may see it: no trace of the known mask."""
     return {key: value for key, value in line.items() if key != GOLD_KEY}
+
+
+def gold_line(source_ref: str, reference: GoldReference) -> dict[str, Any]:
+    """A gold object's manifest line: the image and the gold key, nothing else a worker could notice."""
+    return {"source-ref": source_ref, GOLD_KEY: reference.to_line_value()}

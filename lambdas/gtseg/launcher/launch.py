@@ -9,7 +9,9 @@ Steps, in this order:
    ``gtseg:spec-sha256`` tag is returned as it is (idempotent relaunch); any other job of that
    name is a ``LaunchConflictError``;
 3. read the input (list the prefix, or read the manifest / the prior job's output manifest) and
-   the label categories; refuse an empty input and one over Ground Truth's quota;
+   the label categories, and the gold manifest if the spec names one (its lines are checked and
+   spread evenly through the job's manifest: ``gtseg.launcher.gold``); refuse an empty input and
+   one over Ground Truth's quota (gold objects count);
 4. write ``label-categories.json`` and ``manifest.jsonl`` under ``s3://DATA_BUCKET/jobs/<jobName>/``;
 5. CreateLabelingJob.
 
@@ -27,9 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from gtseg.aws.labeling_jobs import describe_labeling_job
 from gtseg.aws.s3 import S3Store, StorageError
+from gtseg.core.gold import GOLD_KEY, GoldError, GoldReference, gold_line, gold_reference
 from gtseg.core.labels import ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
 from gtseg.core.manifest import (
     PRIOR_LABEL_ATTRIBUTE_KEY,
@@ -43,11 +47,14 @@ from gtseg.core.manifest import (
 from gtseg.core.uris import parse_s3_uri
 from gtseg.launcher import limits as limits
 from gtseg.launcher.errors import LaunchConfigError, LaunchConflictError
+from gtseg.launcher.gold import mask_location_problem, mix_gold
 from gtseg.launcher.settings import LauncherSettings
 from gtseg.launcher.spec import JobSpec, SpecError, parse_job_spec
 
 SPEC_HASH_TAG = "gtseg:spec-sha256"
 OBJECT_COUNT_TAG = "gtseg:object-count"
+# Set only on jobs whose spec has 'gold', so the requests of other specs are unchanged.
+GOLD_COUNT_TAG = "gtseg:gold-count"
 # How many skipped input lines a result lists by name; the count is always complete.
 MAX_REPORTED_SKIPS = 50
 
@@ -73,6 +80,7 @@ class LaunchResult:
     created: bool  # False when an existing job started from the same spec was returned
     skipped_count: int = 0
     skipped: tuple[str, ...] = ()
+    gold_count: int | None = 0  # gold objects among object_count; None when a relaunch cannot tell
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +88,7 @@ class LaunchResult:
             "jobArn": self.job_arn,
             "manifestUri": self.manifest_uri,
             "objectCount": self.object_count,
+            "goldCount": self.gold_count,
             "labelCategoryConfigUri": self.label_category_config_uri,
             "created": self.created,
             "skippedCount": self.skipped_count,
@@ -89,12 +98,14 @@ class LaunchResult:
 
 @dataclass
 class JobInputs:
-    """What the job will label: manifest lines and label categories, plus what was left out."""
+    """What the job will label: manifest lines (gold objects mixed in) and label categories, plus
+    what was left out."""
 
     lines: list[dict[str, Any]]
     label_config: LabelCategoryConfig
     skipped: list[str] = field(default_factory=list)
     prior_label_attribute: str | None = None
+    gold_count: int = 0  # how many of ``lines`` are gold objects
 
     def manifest_text(self) -> str:
         return "".join(dump_manifest_line(line) for line in self.lines)
@@ -113,6 +124,7 @@ class LaunchPlan:
     object_count: int
     skipped: tuple[str, ...]
     prior_label_attribute: str | None
+    gold_count: int = 0  # gold objects among object_count
 
 
 # --------------------------------------------------------------------------- request building
@@ -185,7 +197,11 @@ def _workteam_region_problem(arn: str, settings: LauncherSettings) -> str | None
 
 
 def build_request(
-    spec: JobSpec, settings: LauncherSettings, *, object_count: int | None = None
+    spec: JobSpec,
+    settings: LauncherSettings,
+    *,
+    object_count: int | None = None,
+    gold_count: int | None = None,
 ) -> dict[str, Any]:
     """The CreateLabelingJob request for ``spec`` (pure: no AWS call)."""
     human: dict[str, Any] = {
@@ -236,6 +252,8 @@ def build_request(
     tags = [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
     tags.append({"Key": SPEC_HASH_TAG, "Value": spec.sha256()})
     tags.append({"Key": OBJECT_COUNT_TAG, "Value": str(object_count or 0)})
+    if spec.gold is not None:
+        tags.append({"Key": GOLD_COUNT_TAG, "Value": str(gold_count or 0)})
     request["Tags"] = tags
     return request
 
@@ -261,9 +279,7 @@ def _is_image(uri: str) -> bool:
     return uri.lower().endswith(limits.IMAGE_EXTENSIONS)
 
 
-def _line_problem(
-    line: Mapping[str, Any], *, label_attribute_name: str, labels: set[str] | None = None
-) -> str | None:
+def _source_problem(line: Mapping[str, Any]) -> str | None:
     source = line.get("source-ref")
     if not isinstance(source, str):
         return "has no 'source-ref' string"
@@ -273,6 +289,19 @@ def _line_problem(
         return f"source-ref {source!r} is not an s3:// URI"
     if not _is_image(source):
         return f"source-ref {source!r} is not a .jpg/.jpeg/.png image"
+    return None
+
+
+def _line_problem(
+    line: Mapping[str, Any], *, label_attribute_name: str, labels: set[str] | None = None
+) -> str | None:
+    problem = _source_problem(line)
+    if problem:
+        return problem
+    if GOLD_KEY in line:
+        # e.g. an earlier gtseg job's manifest: consolidation would score workers against it and
+        # answer with that known mask, and an adjustment job would show workers the answer
+        return f"is a gold object of an earlier job (it has {GOLD_KEY!r}); name gold objects in 'gold'"
     if label_attribute_name in line or metadata_key(label_attribute_name) in line:
         return f"already has this job's label attribute {label_attribute_name!r}"
     if len(dump_manifest_line(line).encode("utf-8")) > limits.MAX_MANIFEST_LINE_BYTES:
@@ -350,7 +379,10 @@ def _prior_manifest(spec: JobSpec, sagemaker: SageMakerClient) -> tuple[str, str
     return uri, prior.label_attribute_name or described.get("LabelAttributeName")
 
 
-def _choose_prior_attribute(rows: list[ManifestLine | ManifestError], given: str | None) -> str:
+def _choose_mask_attribute(
+    rows: list[ManifestLine | ManifestError], given: str | None, *, field_name: str = "prior"
+) -> str:
+    """The manifest's mask attribute: ``given``, or the only segmentation attribute on its lines."""
     if given is not None:
         return given
     found = Counter(
@@ -358,32 +390,50 @@ def _choose_prior_attribute(rows: list[ManifestLine | ManifestError], given: str
     )
     if not found:
         raise SpecError(
-            ["prior: the prior manifest has no segmentation masks (no '<name>' + internal-color-map)"]
+            [
+                f"{field_name}: the {field_name} manifest has no segmentation masks "
+                "(no '<name>' + internal-color-map)"
+            ]
         )
     if len(found) > 1:
         names = ", ".join(sorted(found))
         raise SpecError(
-            [f"prior.labelAttributeName: the prior manifest has several mask attributes ({names}); say which"]
+            [
+                f"{field_name}.labelAttributeName: the {field_name} manifest has several mask attributes "
+                f"({names}); say which"
+            ]
         )
     return next(iter(found))
 
 
-def _prior_line_problem(line: Mapping[str, Any], prior_attr: str, labels: set[str] | None) -> str | None:
-    if not isinstance(line.get(prior_attr), str):
-        return f"has no prior mask {prior_attr!r} (unlabelled in the prior job)"
-    meta = line.get(metadata_key(prior_attr))
+def _mask_problem(
+    line: Mapping[str, Any],
+    attribute: str,
+    labels: set[str] | None,
+    *,
+    noun: str = "prior",
+    missing: str = " (unlabelled in the prior job)",
+) -> str | None:
+    """Why the line's ``<attribute>`` mask and its colour map cannot be used; None when they can."""
+    if not isinstance(line.get(attribute), str):
+        return f"has no {noun} mask {attribute!r}{missing}"
+    meta = line.get(metadata_key(attribute))
     color_map = meta.get("internal-color-map") if isinstance(meta, Mapping) else None
     if not isinstance(color_map, Mapping):
-        return f"has no {metadata_key(prior_attr)}.internal-color-map"
+        return f"has no {metadata_key(attribute)}.internal-color-map"
     try:
-        prior_classes = ClassMap.from_internal_color_map(color_map)
+        classes = ClassMap.from_internal_color_map(color_map)
     except LabelError as exc:  # e.g. a pre-2019 manifest without hex colours
-        return f"prior colour map unusable: {exc}"
+        return f"{noun} colour map unusable: {exc}"
     if labels is not None:
-        unknown = sorted(set(prior_classes.labels) - labels)
+        unknown = sorted(set(classes.labels) - labels)
         if unknown:
-            return f"prior mask uses labels not in this job's label categories: {', '.join(unknown)}"
+            return f"{noun} mask uses labels not in this job's label categories: {', '.join(unknown)}"
     return None
+
+
+def _prior_line_problem(line: Mapping[str, Any], prior_attr: str, labels: set[str] | None) -> str | None:
+    return _mask_problem(line, prior_attr, labels)
 
 
 def _first_prior_labels(rows: list[ManifestLine | ManifestError], prior_attr: str) -> tuple[str, ...] | None:
@@ -394,7 +444,108 @@ def _first_prior_labels(rows: list[ManifestLine | ManifestError], prior_attr: st
     return None
 
 
-def prepare_inputs(spec: JobSpec, store: S3Store, sagemaker: SageMakerClient) -> JobInputs:
+# --------------------------------------------------------------------------- gold objects
+
+
+def _gold_reference_of(
+    row: ManifestLine,
+    attribute: str,
+    labels: set[str],
+    settings: LauncherSettings,
+    taken: Mapping[str, str],
+) -> str | GoldReference:
+    """The gold line's known mask, or why the line cannot be a gold object (no S3 call)."""
+    problem = _source_problem(row.data) or _mask_problem(
+        row.data, attribute, labels, noun="known", missing=""
+    )
+    if problem:
+        return problem
+    source = row.data["source-ref"].strip()
+    if source in taken:
+        return f"source-ref {source} is {taken[source]}"
+    meta = row.data[metadata_key(attribute)]
+    try:
+        reference = GoldReference.model_validate(
+            {"mask": row.data[attribute], "internal-color-map": meta["internal-color-map"]}
+        )
+        gold_reference(gold_line(source, reference))  # exactly what consolidation will parse
+    except (ValidationError, GoldError) as exc:
+        if isinstance(exc, ValidationError):
+            detail = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        else:
+            detail = str(exc)
+        return f"known mask unusable: {detail}"
+    location = mask_location_problem(reference.mask, settings)
+    if location:
+        return location
+    if len(dump_manifest_line(gold_line(source, reference)).encode("utf-8")) > limits.MAX_MANIFEST_LINE_BYTES:
+        return f"would be over Ground Truth's {limits.MAX_MANIFEST_LINE_BYTES // 1024} KB manifest-line limit"
+    return reference
+
+
+def _mask_existence_problem(store: S3Store, uri: str) -> str | None:
+    try:
+        return None if store.exists(uri) else f"known mask {uri} does not exist"
+    except StorageError as exc:
+        return f"known mask {uri} cannot be read ({exc})"
+
+
+def gold_objects(
+    spec: JobSpec,
+    store: S3Store,
+    settings: LauncherSettings,
+    labels: set[str],
+    job_images: set[str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The gold objects' manifest lines in gold-manifest order (the first ``gold.count`` usable
+    lines, or all of them), and why the other lines read were skipped. S3 reads only."""
+    gold = spec.gold
+    assert gold is not None
+    rows = _read_manifest(store, gold.manifest_uri, "gold.manifestUri")
+    if not rows:
+        raise SpecError([f"gold.manifestUri: {gold.manifest_uri} has no lines"])
+    attribute = _choose_mask_attribute(rows, gold.label_attribute_name, field_name="gold")
+    taken = {source: "also one of this job's images" for source in job_images}
+    lines: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for row in rows:
+        if gold.count is not None and len(lines) == gold.count:
+            break
+        if isinstance(row, ManifestError):
+            skipped.append(f"gold {row}")
+            continue
+        found = _gold_reference_of(row, attribute, labels, settings, taken)
+        if isinstance(found, GoldReference):  # the only S3 call per line comes last
+            found = _mask_existence_problem(store, found.mask) or found
+        if isinstance(found, str):
+            skipped.append(f"gold line {row.number}: {found}")
+            continue
+        source = row.data["source-ref"].strip()
+        taken[source] = f"already a gold object (gold line {row.number})"
+        lines.append(gold_line(source, found))
+    first = f"; first skipped: {skipped[0]}" if skipped else ""
+    if not lines:
+        raise SpecError(
+            [
+                f"gold.manifestUri: no usable gold object in {gold.manifest_uri} ({len(skipped)} lines skipped{first})"
+            ]
+        )
+    if gold.count is not None and len(lines) < gold.count:
+        raise SpecError(
+            [
+                f"gold.count: {gold.count} gold objects asked for, but {gold.manifest_uri} has only "
+                f"{len(lines)} usable lines ({len(skipped)} skipped{first})"
+            ]
+        )
+    return lines, skipped
+
+
+# --------------------------------------------------------------------------- what the job labels
+
+
+def prepare_inputs(
+    spec: JobSpec, store: S3Store, sagemaker: SageMakerClient, settings: LauncherSettings
+) -> JobInputs:
     """Read what the job will label (S3 reads only); bad lines are skipped and reported."""
     lan = spec.effective_label_attribute_name
     skipped: list[str] = []
@@ -402,7 +553,7 @@ def prepare_inputs(spec: JobSpec, store: S3Store, sagemaker: SageMakerClient) ->
     if spec.prior is not None:
         manifest_uri, known_attr = _prior_manifest(spec, sagemaker)
         rows = _read_manifest(store, manifest_uri, "prior.manifestUri")
-        prior_attr = _choose_prior_attribute(rows, known_attr)
+        prior_attr = _choose_mask_attribute(rows, known_attr)
         problems = limits.label_attribute_problems(lan, prior=prior_attr)
         if problems:
             raise SpecError(["labelAttributeName " + "; ".join(problems)])
@@ -443,6 +594,20 @@ def prepare_inputs(spec: JobSpec, store: S3Store, sagemaker: SageMakerClient) ->
     if problem:
         detail = f" ({len(skipped)} lines skipped, first: {skipped[0]})" if skipped else ""
         raise SpecError([f"{source_field}: {problem}{detail}"])
+    if spec.gold is not None:
+        images = {line["source-ref"].strip() for line in inputs.lines}
+        gold_lines, gold_skipped = gold_objects(spec, store, settings, labels, images)
+        problem = limits.object_count_problem(len(inputs.lines) + len(gold_lines))
+        if problem:  # Ground Truth's quota counts every data object, gold ones too
+            raise SpecError(
+                [
+                    f"gold: {problem} ({len(inputs.lines)} images and {len(gold_lines)} gold objects; "
+                    "set gold.count lower or split the images)"
+                ]
+            )
+        inputs.lines = mix_gold(inputs.lines, gold_lines)
+        inputs.gold_count = len(gold_lines)
+        inputs.skipped.extend(gold_skipped)
     return inputs
 
 
@@ -466,6 +631,11 @@ def _existing_result(spec: JobSpec, description: Mapping[str, Any]) -> LaunchRes
             "region and cannot be reused: choose a new jobName"
         )
     count = _tag(description, OBJECT_COUNT_TAG)
+    gold = _tag(description, GOLD_COUNT_TAG)
+    if spec.gold is None:
+        gold_count: int | None = 0
+    else:
+        gold_count = int(gold) if gold and gold.isdigit() else None
     return LaunchResult(
         job_name=description.get("LabelingJobName", spec.job_name),
         job_arn=description["LabelingJobArn"],
@@ -473,6 +643,7 @@ def _existing_result(spec: JobSpec, description: Mapping[str, Any]) -> LaunchRes
         object_count=int(count) if count and count.isdigit() else None,
         label_category_config_uri=description.get("LabelCategoryConfigS3Uri", ""),
         created=False,
+        gold_count=gold_count,
     )
 
 
@@ -486,8 +657,8 @@ def plan_launch(
     if not isinstance(spec, JobSpec):
         spec = parse_job_spec(spec)
     check_request(build_request(spec, settings))
-    inputs = prepare_inputs(spec, store, sagemaker)
-    request = build_request(spec, settings, object_count=len(inputs.lines))
+    inputs = prepare_inputs(spec, store, sagemaker, settings)
+    request = build_request(spec, settings, object_count=len(inputs.lines), gold_count=inputs.gold_count)
     check_request(request)
     return LaunchPlan(
         spec=spec,
@@ -499,6 +670,7 @@ def plan_launch(
         object_count=len(inputs.lines),
         skipped=tuple(inputs.skipped),
         prior_label_attribute=inputs.prior_label_attribute,
+        gold_count=inputs.gold_count,
     )
 
 
@@ -538,4 +710,5 @@ def launch(
         created=True,
         skipped_count=len(plan.skipped),
         skipped=plan.skipped[:MAX_REPORTED_SKIPS],
+        gold_count=plan.gold_count,
     )

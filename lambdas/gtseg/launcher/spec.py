@@ -211,6 +211,43 @@ class Prior(_Strict):
         return self
 
 
+class Gold(_Strict):
+    """Gold objects (honeypots): images with known masks, mixed into the job to score each worker.
+
+    ``manifestUri`` is an output manifest (what Ground Truth and gtseg write): per line a
+    ``source-ref``, the known mask's URI under ``labelAttributeName`` and its colour map under
+    ``<labelAttributeName>-metadata.internal-color-map``. ``labelAttributeName`` defaults to the
+    single segmentation attribute found on the lines. ``count`` gold objects (the first usable
+    lines, in manifest order) are spread evenly through the job's manifest; the default is every
+    usable line.
+    """
+
+    manifest_uri: str = Field(
+        alias="manifestUri", description="s3:// output manifest of images with known masks"
+    )
+    label_attribute_name: str | None = Field(
+        default=None,
+        alias="labelAttributeName",
+        description="the gold lines' mask attribute; defaults to the only one on the lines",
+    )
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        le=limits.MAX_DATASET_OBJECTS,
+        description="how many gold objects to mix in (the first usable lines); defaults to all of them",
+    )
+
+    @field_validator("manifest_uri")
+    @classmethod
+    def _manifest(cls, value: str) -> str:
+        return _s3_uri(value)
+
+    @field_validator("label_attribute_name")
+    @classmethod
+    def _lan(cls, value: str | None) -> str | None:
+        return None if value is None else _model_check("LabelAttributeName", value)
+
+
 class JobSpec(_Strict):
     """A semantic-segmentation labeling job, as users write it."""
 
@@ -243,6 +280,9 @@ class JobSpec(_Strict):
     )
     tags: dict[str, str] = Field(default_factory=dict)
     prior: Prior | None = Field(default=None, description="adjustment job: review a previous job's masks")
+    gold: Gold | None = Field(
+        default=None, description="gold objects (known masks) mixed into a new-image job to score workers"
+    )
 
     # ------------------------------------------------------------ field checks
 
@@ -346,6 +386,13 @@ class JobSpec(_Strict):
             raise ValueError("an adjustment job takes its images from 'prior'; remove 'images'")
         if self.images is None and self.prior is None:
             raise ValueError("give 'images' ({'prefix': ...} or {'manifestUri': ...})")
+        if self.gold is not None and self.prior is not None:
+            # Workers of an adjustment job start from a mask: a gold object would show either its
+            # known mask (the answer) or an empty canvas (unlike every other task).
+            raise ValueError(
+                "'gold' is for new-image jobs ('images'); an adjustment job ('prior') cannot take gold "
+                "objects: remove 'gold' or 'prior'"
+            )
         problems = limits.label_attribute_problems(
             self.effective_label_attribute_name,
             prior=self.prior.label_attribute_name if self.prior else None,
@@ -370,7 +417,9 @@ class JobSpec(_Strict):
 
     def canonical_json(self) -> str:
         """Every field with defaults filled in, keys sorted: equal specs give equal text."""
-        data = self.model_dump(mode="json", by_alias=True, exclude={"schema_ref"})
+        # An absent 'gold' is left out, so specs written before it existed keep their hash.
+        exclude = {"schema_ref"} | ({"gold"} if self.gold is None else set())
+        data = self.model_dump(mode="json", by_alias=True, exclude=exclude)
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def sha256(self) -> str:

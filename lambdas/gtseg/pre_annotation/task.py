@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gtseg.core.gold import GOLD_KEY, without_gold
 from gtseg.core.images import ImageFormat, ImageInfo
 from gtseg.core.labels import ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
 from gtseg.core.manifest import METADATA_SUFFIX, metadata_key
@@ -210,8 +211,12 @@ def find_prior_mask(
     """The earlier job's mask to start from (adjustment/review, protocol doc §10), if any.
 
     ``configured_attribute`` (``PRIOR_LABEL_ATTRIBUTE``) names it; otherwise it is auto-detected
-    when exactly one ``*-ref`` attribute with a colour map is on the line.
+    when exactly one ``*-ref`` attribute with a colour map is on the line. A gold object's known
+    mask (``gtseg-gold``) is never a prior, whatever the setting: it is the answer.
     """
+    data_object = without_gold(data_object)
+    if configured_attribute == GOLD_KEY:
+        return PriorMask(notes=(f"no prior mask: {GOLD_KEY!r} is a gold object's known mask, never a prior",))
     if configured_attribute:
         attribute = configured_attribute
         if attribute not in data_object and metadata_key(attribute) not in data_object:
@@ -279,12 +284,13 @@ def build_task_input(
     """``taskInput``: the keys the worker template reads (``task.input.*``).
 
     ``taskObject`` and ``labels`` keep AWS's own template working unchanged; ``manifestLine`` is
-    the whole line so templates can reach other keys (AWS's adjustment examples use it).
+    the whole line so templates can reach other keys (AWS's adjustment examples use it), except a
+    gold object's ``gtseg-gold`` key: the worker must not be able to read the known mask.
     """
     task_input: dict[str, Any] = {
         "taskObject": source_ref,
         "labels": list(labels),
-        "manifestLine": dict(data_object),
+        "manifestLine": without_gold(data_object),
     }
     header = data_object.get(HEADER_KEY)
     if isinstance(header, str) and header.strip():
