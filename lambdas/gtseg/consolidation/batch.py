@@ -14,19 +14,34 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
 
 from gtseg.core.consolidation import (
     DEFAULT_NEIGHBOURHOOD_RADIUS,
     Method,
     ObjectConsolidation,
     WorkerAnswer,
-    consolidate_worker_answers,
+    consolidate_decoded,
+    decode_answers,
+    gold_outcome,
+    without_pixels,
 )
+from gtseg.core.consolidation.reliability import WorkerPrior
+from gtseg.core.consolidation.workforce import (
+    WorkerMeasure,
+    WorkerRecord,
+    measure_against_gold,
+    measure_workers,
+    priors_for_object,
+    workforce,
+)
+from gtseg.core.gold import GOLD_KEY, GoldError, gold_reference
 from gtseg.core.labels import GROUND_TRUTH_COLORS, ClassMap, LabelError, normalize_hex
 from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, iteration_of, job_root_of_payload
 from gtseg.core.manifest import failure_content, iso_timestamp, segmentation_content, segmentation_metadata
-from gtseg.core.masks import encode_index_png
+from gtseg.core.masks import MaskError, encode_index_png, read_class_mask
 from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.core.uris import join_uri, parse_s3_uri
 from gtseg.protocol import (
@@ -39,6 +54,8 @@ from gtseg.protocol import (
     consolidation_entry,
     find_segmentation_answer,
 )
+
+T = TypeVar("T")
 
 
 class Store(Protocol):
@@ -92,6 +109,15 @@ def labels_from_mappings(answers: Sequence[SegmentationAnswer]) -> list[str]:
             except LabelError:
                 seen[label] = len(colour_rank)
     return sorted(seen, key=lambda label: (seen[label], label))
+
+
+@dataclass(frozen=True)
+class ItemEvidence:
+    """First-pass result for one object: its workers' measures, and a gold object's known mask."""
+
+    measures: dict[str, WorkerMeasure]
+    known: np.ndarray | None  # gold objects: the known mask in the job's class indices
+    gold_problem: str | None  # a gold key that could not be used, and why
 
 
 @dataclass
@@ -189,12 +215,50 @@ class BatchConsolidator:
         return ClassMap.from_labels(labels)
 
     # ----------------------------------------------------------------------------- per object
+    def _answers(self, parsed: ParsedItem) -> list[WorkerAnswer]:
+        return [
+            WorkerAnswer(wid, a.png_image_data, a.label_mappings, a.expected_size)
+            for wid, a in parsed.answers
+        ]
+
+    def _known_mask(self, parsed: ParsedItem, class_map: ClassMap) -> tuple[np.ndarray | None, str | None]:
+        """A gold object's known mask in the job's classes, or why it cannot be used."""
+        if parsed.item is None or not parsed.item.data_object:
+            return None, None
+        try:
+            reference = gold_reference(parsed.item.data_object)
+        except GoldError as exc:
+            return None, str(exc)
+        if reference is None:
+            return None, None
+        try:
+            gold_map = reference.class_map()
+            gold_indices = read_class_mask(self.store.get_bytes(reference.mask), gold_map)
+            to_job = np.array([class_map.index_of(name) for name in gold_map.names], dtype=np.uint8)
+        except (RuntimeError, LabelError, MaskError, ValueError) as exc:
+            return None, f"{GOLD_KEY}: the known mask cannot be used: {_short(exc)}"
+        return to_job[gold_indices], None
+
+    def measure_item(self, parsed: ParsedItem, class_map: ClassMap) -> ItemEvidence:
+        """First pass: what this object shows about each of its workers (nothing is written)."""
+        if parsed.error or parsed.item is None:
+            return ItemEvidence({}, None, None)
+        known, problem = self._known_mask(parsed, class_map)
+        decoded = decode_answers(self._answers(parsed), class_map)
+        if known is not None:
+            measures = measure_against_gold(decoded.masks, decoded.worker_ids, known, len(class_map))
+        else:
+            measures = measure_workers(decoded.masks, decoded.worker_ids, len(class_map))
+        return ItemEvidence(measures, known, problem)
+
     def consolidate_item(
         self,
         parsed: ParsedItem,
         class_map: ClassMap,
         creation_date: str,
-        trusted_prior: Mapping[str, float] | None = None,
+        priors: Mapping[str, WorkerPrior] | None = None,
+        evidence: ItemEvidence | None = None,
+        workforce_records: Mapping[str, WorkerRecord] | None = None,
     ) -> ObjectOutcome:
         lan = self.request.label_attribute_name
         job = self.request.job_name
@@ -208,17 +272,28 @@ class BatchConsolidator:
                 reason,
                 None,
             )
-        answers = [
-            WorkerAnswer(wid, a.png_image_data, a.label_mappings, a.expected_size)
-            for wid, a in parsed.answers
-        ]
-        outcome = consolidate_worker_answers(
-            answers,
-            class_map,
-            method=self.settings.method,
-            smoothing=self.settings.smoothing,
-            trusted_prior=trusted_prior,
-        )
+        if evidence is None:
+            known, gold_problem = self._known_mask(parsed, class_map)
+        else:
+            known, gold_problem = evidence.known, evidence.gold_problem
+        if gold_problem:
+            self.log(
+                "warning",
+                "gold object used as an ordinary object",
+                dataset_object_id=object_id,
+                reason=gold_problem,
+            )
+        decoded = decode_answers(self._answers(parsed), class_map)
+        if known is not None and decoded.masks:
+            outcome = gold_outcome(decoded, known, len(class_map))
+        else:
+            outcome = consolidate_decoded(
+                decoded,
+                class_map,
+                method=self.settings.method,
+                smoothing=self.settings.smoothing,
+                worker_priors=priors or None,
+            )
         rejected = [*parsed.rejected, *outcome.rejected]
         base = join_uri(self.prefix, _safe_key(object_id))
         mask_uri = base + ".png"
@@ -236,6 +311,7 @@ class BatchConsolidator:
             mask=mask_uri,
             rejected=rejected,
             failure_reason=failure,
+            gold_scores={w: r.gold_iou() for w, r in (workforce_records or {}).items()},
         ).to_json_bytes()
         if result is None:
             self.store.put_bytes(base + ".json", sidecar, "application/json")
@@ -249,25 +325,59 @@ class BatchConsolidator:
         metadata = segmentation_metadata(
             class_map, job_name=job, creation_date=creation_date, confidences=confidences
         )
+        # The pixels are written; only the figures travel on (a batch's masks never pile up).
         return ObjectOutcome(
-            object_id, segmentation_content(lan, mask_uri, metadata), outcome, None, mask_uri
+            object_id, segmentation_content(lan, mask_uri, metadata), without_pixels(outcome), None, mask_uri
         )
+
+    def _safe(self, work: Callable[[], T], parsed: ParsedItem, fallback: Callable[[str], T]) -> T:
+        try:
+            return work()
+        except Exception as exc:
+            reason = f"internal error: {_short(exc)}"
+            self.log("exception", "object failed", dataset_object_id=parsed.raw_id, error=reason)
+            return fallback(reason)
 
     def _safe_consolidate(
         self,
         parsed: ParsedItem,
         class_map: ClassMap,
         creation_date: str,
-        trusted_prior: Mapping[str, float] | None = None,
+        priors: Mapping[str, WorkerPrior] | None = None,
+        evidence: ItemEvidence | None = None,
+        workforce_records: Mapping[str, WorkerRecord] | None = None,
     ) -> ObjectOutcome:
-        try:
-            return self.consolidate_item(parsed, class_map, creation_date, trusted_prior)
-        except Exception as exc:
-            reason = f"internal error: {_short(exc)}"
-            self.log("exception", "object failed", dataset_object_id=parsed.raw_id, error=reason)
-            lan, job = self.request.label_attribute_name, self.request.job_name
+        lan, job = self.request.label_attribute_name, self.request.job_name
+
+        def failed(reason: str) -> ObjectOutcome:
             content = failure_content(lan, job_name=job, reason=reason, creation_date=creation_date)
             return ObjectOutcome(parsed.raw_id or "?", content, None, reason, None)
+
+        return self._safe(
+            lambda: self.consolidate_item(
+                parsed, class_map, creation_date, priors, evidence, workforce_records
+            ),
+            parsed,
+            failed,
+        )
+
+    def _map_indexed(
+        self,
+        work: Callable[[str, ParsedItem, ItemEvidence | None], T],
+        items: Sequence[tuple[str, ParsedItem, ItemEvidence | None]],
+    ) -> list[T]:
+        threads = max(1, min(self.settings.threads, len(items) or 1))
+        if threads == 1:
+            return [work(*item) for item in items]
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gtseg") as pool:
+            return list(pool.map(lambda item: work(*item), items))
+
+    def _map(self, work: Callable[[ParsedItem], T], parsed: Sequence[ParsedItem]) -> list[T]:
+        threads = max(1, min(self.settings.threads, len(parsed) or 1))
+        if threads == 1:
+            return [work(p) for p in parsed]
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gtseg") as pool:
+            return list(pool.map(work, parsed))
 
     # ----------------------------------------------------------------------------- the batch
     def run(self) -> tuple[list[dict[str, Any]], list[ObjectOutcome]]:
@@ -296,22 +406,34 @@ class BatchConsolidator:
                 for p, o in zip(parsed, failed, strict=True)
                 if p.raw_id
             ], failed
-        threads = max(1, min(self.settings.threads, len(parsed) or 1))
-        if threads == 1:
-            outcomes = [self._safe_consolidate(p, class_map, creation_date) for p in parsed]
-        else:
-            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gtseg") as pool:
-                outcomes = list(
-                    pool.map(lambda p: self._safe_consolidate(p, class_map, creation_date), parsed)
-                )
-        # Objects with no consensus of their own get a second pass that trusts the workers who
-        # agreed with their crowds on the batch's other objects (written over the first pass;
-        # the batch fixes both passes, so a retry still writes the same bytes).
-        prior = batch_worker_quality(outcomes)
-        for i, outcome in enumerate(outcomes):
-            result = outcome.consolidation.result if outcome.consolidation else None
-            if result and result.method.no_consensus and any(w.worker_id in prior for w in result.workers):
-                outcomes[i] = self._safe_consolidate(parsed[i], class_map, creation_date, prior)
+        # First pass (only when other objects can inform an object): each object's evidence about
+        # its workers. Second pass: every object consolidated with what the *other* objects of
+        # the batch (gold objects above all) showed about its workers. The payload fixes both
+        # passes, so a retry still writes the same bytes.
+        keys = [str(i) for i in range(len(parsed))]
+        has_gold = any(p.item is not None and GOLD_KEY in (p.item.data_object or {}) for p in parsed)
+        evidence: list[ItemEvidence | None] = [None] * len(parsed)
+        records: dict[str, WorkerRecord] = {}
+        if len(parsed) > 1 or has_gold:
+            evidence = self._map(
+                lambda p: self._safe(
+                    lambda: self.measure_item(p, class_map), p, lambda _r: ItemEvidence({}, None, None)
+                ),
+                parsed,
+            )
+            records = workforce({key: ev.measures for key, ev in zip(keys, evidence, strict=True) if ev})
+        indexed = list(zip(keys, parsed, evidence, strict=True))
+        outcomes = self._map_indexed(
+            lambda key, p, ev: self._safe_consolidate(
+                p,
+                class_map,
+                creation_date,
+                priors_for_object(records, key, [w for w, _ in p.answers]),
+                ev,
+                records,
+            ),
+            indexed,
+        )
         response = []
         for p, outcome in zip(parsed, outcomes, strict=True):
             result = outcome.consolidation.result if outcome.consolidation else None
@@ -332,18 +454,6 @@ class BatchConsolidator:
                 continue
             response.append(consolidation_entry(p.raw_id, outcome.content))
         return response, outcomes
-
-
-def batch_worker_quality(outcomes: Sequence[ObjectOutcome]) -> dict[str, float]:
-    """Each worker's mean quality over the batch's objects that had a consensus of their own."""
-    scores: dict[str, list[float]] = {}
-    for outcome in outcomes:
-        result = outcome.consolidation.result if outcome.consolidation else None
-        if result is None or result.method.no_consensus or len(result.workers) < 2:
-            continue
-        for worker in result.workers:
-            scores.setdefault(worker.worker_id, []).append(worker.quality)
-    return {worker: sum(values) / len(values) for worker, values in scores.items()}
 
 
 def _safe_key(object_id: str) -> str:

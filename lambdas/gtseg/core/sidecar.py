@@ -9,7 +9,7 @@ JSON keys are the published format; the model is how code reads and writes them.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,6 +43,9 @@ class SidecarWorker(_Record):
     snapped_pixels: int | None = Field(default=None, alias="snapped-pixels")
     unmatched_pixels: int | None = Field(default=None, alias="unmatched-pixels")
     unknown_labels: list[str] = Field(default_factory=list, alias="unknown-labels")
+    # the worker's mean IoU with the known masks of the batch's gold objects, and how many
+    gold_iou: float | None = Field(default=None, alias="gold-iou")
+    gold_objects: int = Field(default=0, alias="gold-objects")
 
 
 class SidecarRejection(_Record):
@@ -81,6 +84,7 @@ class ConsolidationSidecar(_Record):
         mask: str | None,
         rejected: Sequence[tuple[str | None, str]] = (),
         failure_reason: str | None = None,
+        gold_scores: Mapping[str, tuple[float | None, int]] | None = None,
     ) -> ConsolidationSidecar:
         """The sidecar of one object: ``outcome`` consolidated (``mask`` is where its PNG went) or
         not (no result; ``failure_reason`` says why)."""
@@ -117,6 +121,8 @@ class ConsolidationSidecar(_Record):
                     snapped_pixels=stat.snapped_pixels if stat else None,
                     unmatched_pixels=stat.unmatched_pixels if stat else None,
                     unknown_labels=list(stat.unknown_labels) if stat else [],
+                    gold_iou=_rounded((gold_scores or {}).get(w.worker_id, (None, 0))[0]),
+                    gold_objects=(gold_scores or {}).get(w.worker_id, (None, 0))[1],
                 )
                 for w in (result.workers if result else ())
                 for stat in [stats.get(w.worker_id)]
@@ -159,3 +165,7 @@ class ConsolidationSidecar(_Record):
 
     def class_confidences(self) -> dict[str, float]:
         return {c.class_name: c.confidence for c in self.classes if c.confidence is not None}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

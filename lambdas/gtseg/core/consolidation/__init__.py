@@ -36,10 +36,15 @@ is the mean over those classes, like a mean IoU; 0.0 when fewer than two trusted
 from __future__ import annotations
 
 from gtseg.core.consolidation.answers import (
+    DecodedAnswers,
     DecodeStats,
     ObjectConsolidation,
     WorkerAnswer,
+    consolidate_decoded,
     consolidate_worker_answers,
+    decode_answers,
+    gold_outcome,
+    without_pixels,
 )
 from gtseg.core.consolidation.methods import METHODS, AppliedMethod, Method
 from gtseg.core.consolidation.neighbourhood import DEFAULT_NEIGHBOURHOOD_RADIUS
@@ -59,13 +64,18 @@ __all__ = [
     "AppliedMethod",
     "ConsolidationResult",
     "DecodeStats",
+    "DecodedAnswers",
     "Method",
     "ObjectConsolidation",
     "TupleTable",
     "WorkerAnswer",
     "WorkerQuality",
+    "consolidate_decoded",
     "consolidate_masks",
     "consolidate_worker_answers",
+    "decode_answers",
     "encode_tuples",
+    "gold_outcome",
     "majority_vote",
+    "without_pixels",
 ]

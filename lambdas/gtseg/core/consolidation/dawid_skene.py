@@ -21,33 +21,36 @@ def dawid_skene(
     num_classes: int,
     *,
     shrinkage: float,
+    max_iterations: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Regularised Dawid-Skene EM over the included workers. Returns (posterior (T,C), log-confusions, iterations)."""
     workers = np.flatnonzero(included)
-    t = len(tuples)
+    t, n_workers = len(tuples), len(workers)
     post = np.zeros((t, num_classes))
     post[np.arange(t), init] = 1.0
     iterations = 0
-    log_pi = np.zeros((len(workers), num_classes, num_classes))
-    for iterations in range(1, EM_MAX_ITERATIONS + 1):  # noqa: B007
+    labels = tuples[:, workers].T.astype(np.intp)  # (J, T)
+    onehot = np.zeros((n_workers, t, num_classes))
+    onehot[np.arange(n_workers)[:, None], np.arange(t)[None, :], labels] = 1.0
+    eye = np.eye(num_classes, dtype=bool)
+    log_pi = np.zeros((n_workers, num_classes, num_classes))
+    for iterations in range(1, (max_iterations or EM_MAX_ITERATIONS) + 1):  # noqa: B007
         weighted = post * counts[:, None]  # (T, C) pixel mass per tuple and class
         mass = weighted.sum(axis=0)  # (C,)
         prior = (mass + 1.0) / (mass.sum() + num_classes)
-        for j, k in enumerate(workers):
-            conf = np.zeros((num_classes, num_classes))
-            for c in range(num_classes):
-                if mass[c] > 0:
-                    conf[c] = np.bincount(tuples[:, k], weights=weighted[:, c], minlength=num_classes)
-            acc = np.trace(conf) / max(conf.sum(), 1e-12)
-            acc = float(np.clip(acc, 1e-3, 1 - 1e-3))
-            one_coin = np.full((num_classes, num_classes), (1 - acc) / max(num_classes - 1, 1))
-            np.fill_diagonal(one_coin, acc)
-            pi = conf + shrinkage * one_coin
-            pi /= pi.sum(axis=1, keepdims=True)
-            log_pi[j] = np.log(np.clip(pi, 1e-12, None))
-        log_post = np.tile(np.log(prior), (t, 1))
-        for j, k in enumerate(workers):
-            log_post += log_pi[j][:, tuples[:, k]].T
+        # conf[j, c, l]: pixel mass of true class c that worker j labelled l
+        conf = np.matmul(weighted.T[None, :, :], onehot)
+        conf[:, mass <= 0, :] = 0.0
+        acc = np.clip(
+            np.trace(conf, axis1=1, axis2=2) / np.maximum(conf.sum(axis=(1, 2)), 1e-12), 1e-3, 1 - 1e-3
+        )
+        off = (1 - acc) / max(num_classes - 1, 1)
+        one_coin = np.where(eye[None, :, :], acc[:, None, None], off[:, None, None])
+        pi = conf + shrinkage * one_coin
+        pi /= pi.sum(axis=2, keepdims=True)
+        log_pi = np.log(np.clip(pi, 1e-12, None))
+        # log P(labels | true class c) per tuple, summed over workers: (T, C)
+        log_post = np.log(prior)[None, :] + log_pi[np.arange(n_workers)[:, None], :, labels].sum(axis=0)
         log_post -= log_post.max(axis=1, keepdims=True)
         new_post = np.exp(log_post)
         new_post /= new_post.sum(axis=1, keepdims=True)

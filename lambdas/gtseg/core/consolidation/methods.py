@@ -32,6 +32,8 @@ class AppliedMethod(StrEnum):
     GTSEG_NO_CONSENSUS_VOTE = "gtseg:no-consensus-vote"
     SIMPLE_NO_CONSENSUS_VOTE = "simple:no-consensus-vote"
     SINGLE_WORKER = "single-worker"
+    # a gold object: the result is its known mask
+    GOLD = "gold"
 
     @property
     def no_consensus(self) -> bool:

@@ -13,10 +13,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gtseg.core.consolidation.agreement import pairwise_kappas, simple_filter, worker_kappas
+from gtseg.core.consolidation.agreement import (
+    informative_workers,
+    pairwise_kappas,
+    simple_filter,
+    worker_kappas,
+)
 from gtseg.core.consolidation.dawid_skene import SHRINKAGE_FRACTION, dawid_skene
+from gtseg.core.consolidation.evidence import (
+    EM,
+    WEIGHTED,
+    band_radius,
+    judge_candidates,
+    trusted_share,
+    tuple_candidates,
+    undecided_tuples,
+)
 from gtseg.core.consolidation.methods import AppliedMethod, Method
-from gtseg.core.consolidation.neighbourhood import DEFAULT_NEIGHBOURHOOD_RADIUS, resolve_contested
+from gtseg.core.consolidation.neighbourhood import (
+    DEFAULT_NEIGHBOURHOOD_RADIUS,
+    PixelTuples,
+    resolve_contested,
+)
+from gtseg.core.consolidation.reliability import WorkerPrior, estimate_reliability, priors_for
 from gtseg.core.consolidation.tuples import (
     TupleTable,
     argmax_lowest,
@@ -24,6 +43,7 @@ from gtseg.core.consolidation.tuples import (
     strict_majority_missing,
     weighted_votes,
 )
+from gtseg.core.metrics import cohen_kappa, pixel_agreement
 
 # At or below this many trusted workers EM may not overrule a strict majority of them, and
 # (gtseg) contested pixels are decided by their neighbourhood.
@@ -62,7 +82,9 @@ class Crowd:
     table: TupleTable
     num_classes: int
     worker_ids: tuple[str, ...]
-    trusted_prior: Mapping[str, float] | None = None
+    shape: tuple[int, int]
+    worker_priors: Mapping[str, WorkerPrior] | None = None
+    max_radius: int = DEFAULT_NEIGHBOURHOOD_RADIUS
 
     @property
     def tuples(self) -> np.ndarray:
@@ -91,6 +113,7 @@ class Contested:
 
     tuples: np.ndarray  # (T,) bool
     share: np.ndarray  # (T, C)
+    radius: int = DEFAULT_NEIGHBOURHOOD_RADIUS
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,8 @@ class Estimate:
     iterations: int = 0
     confidence_scale: float = 1.0  # < 1 when the agreement is no better than chance
     contested: Contested | None = None  # set: contested pixels are decided by their neighbourhood
+    choice: str | None = None  # gtseg: the candidate the held-out workers chose
+    weights: np.ndarray | None = None  # (K,) vote weights, when not equal among the included
 
 
 Strategy = Callable[[Crowd], Estimate]
@@ -112,10 +137,12 @@ def _majority(crowd: Crowd) -> Estimate:
 
 
 def _prior_trusted(crowd: Crowd) -> np.ndarray | None:
-    if not crowd.trusted_prior:
+    if not crowd.worker_priors:
         return None
-    prior = crowd.trusted_prior
-    trusted = np.array([prior.get(worker_id, 0.0) >= PRIOR_TRUST_MIN for worker_id in crowd.worker_ids])
+    priors = crowd.worker_priors
+    trusted = np.array(
+        [w in priors and priors[w].kappa >= PRIOR_TRUST_MIN for w in crowd.worker_ids], dtype=bool
+    )
     return trusted if trusted.any() else None
 
 
@@ -149,7 +176,8 @@ def _without_consensus(crowd: Crowd, method: Method) -> Estimate:
 def _contested(trusted_votes: np.ndarray, n_trusted: int) -> Contested | None:
     if n_trusted > MAX_WORKERS_FOR_MAJORITY_GUARD:
         return None
-    return Contested(strict_majority_missing(trusted_votes), trusted_votes / max(n_trusted, 1))
+    # the fallbacks' neighbourhood: the radius the first version of gtseg fixed for every object
+    return Contested(strict_majority_missing(trusted_votes), trusted_votes / max(n_trusted, 1), radius=2)
 
 
 def _simple(crowd: Crowd) -> Estimate:
@@ -205,17 +233,54 @@ def _dawid_skene(crowd: Crowd) -> Estimate:
 
 
 def _gtseg(crowd: Crowd) -> Estimate:
-    filtered = simple_filter(crowd.tuples, crowd.counts, crowd.num_classes)
-    if filtered is None:
-        return _without_consensus(crowd, Method.GTSEG)
-    return _em(
-        crowd,
-        filtered.estimate,
-        filtered.included,
-        AppliedMethod.GTSEG,
-        iterations=filtered.rounds,
-        neighbourhood=True,
+    """The held-out workers choose among the plain vote, the reliability-weighted vote and
+    Dawid-Skene EM (``evidence``); pixels nothing in the votes decides follow their neighbourhood,
+    over a box as wide as their band (``band_radius``)."""
+    tuples, counts, num_classes = crowd.tuples, crowd.counts, crowd.num_classes
+    informative = informative_workers(tuples)
+    priors = priors_for(crowd.worker_ids, crowd.worker_priors)
+    everyone = crowd.everyone()
+    candidates, reliability = tuple_candidates(
+        tuples, counts, num_classes, voters=everyone, informative=informative, priors=priors
     )
+    if WEIGHTED not in candidates:
+        # nobody agrees with anybody beyond chance, and nothing is known about them from elsewhere
+        return _without_consensus(crowd, Method.GTSEG)
+    judge_weight = reliability.weight
+    em = candidates.get(EM)
+    judgement, _ = judge_candidates(
+        tuples,
+        counts,
+        num_classes,
+        informative=informative,
+        judge_weight=judge_weight,
+        priors=priors,
+        sensitivity=em.sensitivity if em is not None else None,
+    )
+    choice = judgement.choose(list(candidates))
+    chosen = candidates[choice]
+    trusted = chosen.weights > 0
+    applied = AppliedMethod.GTSEG
+    if priors is not None and not _object_alone_has_consensus(crowd, informative):
+        applied = AppliedMethod.GTSEG_BATCH_PRIOR
+    contested = None
+    undecided = undecided_tuples(chosen.scores)
+    if crowd.max_radius > 0 and undecided.any():
+        radius = band_radius(PixelTuples.of(crowd.table, crowd.shape), undecided, crowd.max_radius)
+        contested = Contested(undecided, trusted_share(tuples, trusted, num_classes), radius)
+    return Estimate(
+        chosen.scores,
+        trusted,
+        applied,
+        contested=contested,
+        choice=choice,
+        weights=chosen.weights,
+    )
+
+
+def _object_alone_has_consensus(crowd: Crowd, informative: np.ndarray) -> bool:
+    alone = estimate_reliability(crowd.tuples, crowd.counts, crowd.num_classes, candidates=informative)
+    return bool(alone.trusted.any())
 
 
 STRATEGIES: dict[Method, Strategy] = {
@@ -241,13 +306,15 @@ class Decision:
     tuple_labels: np.ndarray  # (T,) the most common final label of each tuple's pixels
 
 
-def decide(estimate: Estimate, crowd: Crowd, shape: tuple[int, int], smoothing: int) -> Decision:
+def decide(estimate: Estimate, crowd: Crowd) -> Decision:
     per_tuple = argmax_lowest(estimate.scores).astype(np.uint8)
+    shape = crowd.shape
     relabelled = None
     if estimate.contested is not None and crowd.size > 1:
         contested = estimate.contested
+        radius = min(contested.radius, crowd.max_radius)
         relabelled = resolve_contested(
-            per_tuple, contested.tuples, contested.share, crowd.table, shape, smoothing
+            per_tuple, contested.tuples, contested.share, crowd.table, shape, radius
         )
     if relabelled is None:
         return Decision(
@@ -299,9 +366,12 @@ def class_confidence(
     return per_class, float(per_class[painted].mean()) if painted.any() else 0.0
 
 
-def worker_qualities(decision: Decision, crowd: Crowd, included: np.ndarray) -> tuple[WorkerQuality, ...]:
+def worker_qualities(
+    decision: Decision, crowd: Crowd, included: np.ndarray, vote_weights: np.ndarray | None = None
+) -> tuple[WorkerQuality, ...]:
     kappas, accs = worker_kappas(crowd.tuples, crowd.counts, decision.tuple_labels, crowd.num_classes)
-    weights = included.astype(float) / max(int(included.sum()), 1)
+    raw = included.astype(float) if vote_weights is None else np.where(included, vote_weights, 0.0)
+    weights = raw / max(float(raw.sum()), 1e-12)
     return tuple(
         WorkerQuality(
             worker_id=worker_id,
@@ -343,12 +413,13 @@ def consolidate_masks(
     method: Method | str = Method.GTSEG,
     smoothing: int = DEFAULT_NEIGHBOURHOOD_RADIUS,
     worker_ids: Sequence[str] | None = None,
-    trusted_prior: Mapping[str, float] | None = None,
+    worker_priors: Mapping[str, WorkerPrior] | None = None,
 ) -> ConsolidationResult:
     """Merge K workers' masks of one object into one mask with confidence and worker scores.
 
-    ``trusted_prior`` (worker id -> quality on other objects of the same batch) is used only when
-    this object alone has no consensus: workers at or above ``PRIOR_TRUST_MIN`` are trusted.
+    ``worker_priors`` (worker id -> what other objects of the batch, or gold objects, showed of
+    that worker) add to this object's own evidence about each worker. ``smoothing`` is the largest
+    neighbourhood radius the tied pixels may be decided over (0: never).
     """
     try:
         chosen = Method(method)
@@ -368,13 +439,15 @@ def consolidate_masks(
     if len(ids) != len(masks):
         raise ValueError("worker_ids must have one id per mask")
     shape = masks[0].shape
-    crowd = Crowd(encode_tuples(masks, num_classes), num_classes, ids, trusted_prior)
+    crowd = Crowd(
+        encode_tuples(masks, num_classes), num_classes, ids, shape, worker_priors, max(int(smoothing), 0)
+    )
 
     if crowd.size == 1:
         estimate = Estimate(crowd.votes(crowd.everyone()), crowd.everyone(), AppliedMethod.SINGLE_WORKER)
     else:
         estimate = STRATEGIES[chosen](crowd)
-    decision = decide(estimate, crowd, shape, int(smoothing))
+    decision = decide(estimate, crowd)
     per_class, image_confidence = class_confidence(
         decision, crowd, estimate.included, estimate.confidence_scale
     )
@@ -386,10 +459,39 @@ def consolidate_masks(
         labels=decision.labels,
         class_confidence=tuple(round(float(c), 4) for c in per_class),
         image_confidence=round(image_confidence, 4),
-        workers=worker_qualities(decision, crowd, estimate.included),
+        workers=worker_qualities(decision, crowd, estimate.included, estimate.weights),
         method=estimate.applied,
         unanimous_fraction=round(unanimous if crowd.size > 1 else 0.0, 4),
         class_fractions=tuple(round(float(p) / max(n_pixels, 1), 6) for p in class_pixels),
         distinct_tuples=len(tuples),
         iterations=estimate.iterations,
+    )
+
+
+def known_mask_result(
+    known: np.ndarray, masks: Sequence[np.ndarray], worker_ids: Sequence[str], num_classes: int
+) -> ConsolidationResult:
+    """The result of a gold object: its known mask, full confidence, each worker scored against it."""
+    qualities = []
+    for worker_id, mask in zip(worker_ids, masks, strict=True):
+        same = mask.shape == known.shape
+        qualities.append(
+            WorkerQuality(
+                worker_id=worker_id,
+                quality=round(max(0.0, cohen_kappa(mask, known, num_classes)), 4) if same else 0.0,
+                agreement=round(pixel_agreement(mask, known), 4) if same else 0.0,
+                weight=0.0,  # nobody's vote made this mask
+                excluded=False,
+            )
+        )
+    pixels = np.bincount(known.ravel(), minlength=num_classes).astype(np.float64)
+    present = pixels > 0
+    return ConsolidationResult(
+        labels=known,
+        class_confidence=tuple(1.0 if p else 0.0 for p in present),
+        image_confidence=1.0,
+        workers=tuple(qualities),
+        method=AppliedMethod.GOLD,
+        unanimous_fraction=0.0,
+        class_fractions=tuple(round(float(p) / max(float(pixels.sum()), 1.0), 6) for p in pixels),
     )

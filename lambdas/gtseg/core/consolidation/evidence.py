@@ -1,0 +1,234 @@
+"""Choosing how to consolidate one object from the object's own evidence: held-out workers.
+
+Each worker is an independent, noisy copy of the truth, so an estimate built from the other
+workers is better the more it agrees with the one left out. For every trusted worker (the
+"judge") each candidate is rebuilt from the others and scored by its chance-corrected agreement
+with the judge; judges count by their own reliability, so a spammer or a blob painter judges
+nothing. The same test decides the neighbourhood step: whether the pixels the others leave
+undecided should follow their neighbourhood, and how widely.
+
+The plain vote is the default: another candidate is taken only when the judges prefer it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gtseg.core.consolidation.dawid_skene import SHRINKAGE_FRACTION, dawid_skene
+from gtseg.core.consolidation.neighbourhood import PixelTuples
+from gtseg.core.consolidation.reliability import Reliability, WorkerPrior, estimate_reliability, soft_votes
+from gtseg.core.consolidation.tuples import argmax_lowest, strict_majority_missing
+
+# The candidates, simplest first. The most expressive one is taken unless the judges find it worse
+# than a simpler one: "ties-em" lets EM decide only where the trusted workers have no strict
+# majority (with few workers their confusion matrices are weakly identified), "em" everywhere.
+VOTE, WEIGHTED, TIES_EM, EM = "vote", "weighted", "ties-em", "em"
+CANDIDATES = (VOTE, WEIGHTED, TIES_EM, EM)
+# A candidate is only "worse" when the judges' mean IoU with it is lower by more than this: the
+# judges are noisy copies of the truth, and a difference this small is within their own noise.
+MATERIAL_DIFFERENCE = 0.01
+MIN_WORKERS_FOR_EM = 3
+EM_ITERATIONS_FOR_JUDGING = 25
+
+
+def judged_iou(
+    judge: np.ndarray, estimate: np.ndarray, counts: np.ndarray, num_classes: int, trust: np.ndarray
+) -> float:
+    """A judge's mean IoU with an estimate, each class weighted by how reliable the judge is on it.
+
+    Class-balanced, as a mean IoU is: a small class (a pole, a sign) counts as much as the road.
+    Weighted by the judge's own sensitivity per class (from the whole crowd's EM), because a worker
+    who misses poles would otherwise vote against every estimate that finds them."""
+    joint = np.bincount(
+        judge.astype(np.int64) * num_classes + estimate, weights=counts, minlength=num_classes * num_classes
+    ).reshape(num_classes, num_classes)
+    inter = np.diag(joint)
+    union = joint.sum(axis=0) + joint.sum(axis=1) - inter
+    present = union > 0
+    weights = trust[present]
+    if not present.any() or weights.sum() <= 0:
+        return 1.0
+    return float((inter[present] / union[present]) @ weights / weights.sum())
+
+
+@dataclass(frozen=True)
+class TupleEstimate:
+    """One candidate's answer per tuple, and the trusted workers' weights it came from."""
+
+    labels: np.ndarray  # (T,) class per tuple
+    weights: np.ndarray  # (K,) vote weights of the workers it trusts (0 = not)
+    scores: np.ndarray  # (T, C) the evidence behind the labels (for ties and confidence)
+    sensitivity: np.ndarray | None = None  # (K, C) EM's P(worker says c | truth is c); EM only
+
+
+def tuple_candidates(
+    tuples: np.ndarray,
+    counts: np.ndarray,
+    num_classes: int,
+    *,
+    voters: np.ndarray,
+    informative: np.ndarray,
+    priors: Sequence[WorkerPrior | None] | None,
+    em_iterations: int | None = None,
+) -> tuple[dict[str, TupleEstimate], Reliability]:
+    """Every candidate from the workers in ``voters`` (K bool); ``informative`` may get weights."""
+    equal = voters.astype(np.float64)
+    vote_scores = soft_votes(tuples, equal, num_classes)
+    out = {VOTE: TupleEstimate(argmax_lowest(vote_scores), equal, vote_scores)}
+    reliability = estimate_reliability(
+        tuples, counts, num_classes, candidates=voters & informative, priors=priors
+    )
+    weights = reliability.weight
+    if int((voters & informative).sum()) == 1:
+        # the only worker whose mask carries information (the others painted one class each):
+        # nobody to compare with, nobody to prefer over
+        weights = (voters & informative).astype(np.float64)
+    if not weights.any():
+        return out, reliability
+    weighted_scores = soft_votes(tuples, weights, num_classes)
+    # equal weighted scores (rare) fall back to the plain vote's order
+    weighted_labels = argmax_lowest(weighted_scores + 1e-9 * vote_scores)
+    out[WEIGHTED] = TupleEstimate(weighted_labels, weights, weighted_scores)
+    trusted = weights > 0
+    # Confusion matrices are identifiable from three conditionally independent workers up; with
+    # two, EM would only restate which of the two it happened to start closer to.
+    if int(trusted.sum()) >= MIN_WORKERS_FOR_EM:
+        posterior, log_confusion, _ = dawid_skene(
+            tuples,
+            counts,
+            weighted_labels,
+            trusted,
+            num_classes,
+            shrinkage=SHRINKAGE_FRACTION * float(counts.sum()),
+            max_iterations=em_iterations,
+        )
+        em_scores = posterior + 1e-9 * weighted_scores
+        sensitivity = np.zeros((tuples.shape[1], num_classes))
+        sensitivity[trusted] = np.exp(np.diagonal(log_confusion, axis1=1, axis2=2))
+        out[EM] = TupleEstimate(argmax_lowest(em_scores), weights, em_scores, sensitivity)
+        undecided = strict_majority_missing(soft_votes(tuples, trusted.astype(np.float64), num_classes))
+        ties_scores = np.where(undecided[:, None], em_scores, weighted_scores + 1e-9 * vote_scores)
+        out[TIES_EM] = TupleEstimate(argmax_lowest(ties_scores), weights, ties_scores)
+    return out, reliability
+
+
+@dataclass
+class Judgement:
+    """What the held-out workers said: each candidate's mean IoU with each judge."""
+
+    per_judge: dict[str, list[float]] = field(default_factory=dict)  # candidate -> score per judge
+    weights: list[float] = field(default_factory=list)  # judge weights, in the same order
+
+    def score(self, name: str) -> float:
+        return float(np.average(self.per_judge[name], weights=self.weights))
+
+    def worse(self, name: str, than: str) -> bool:
+        """The judges find ``name`` materially worse than ``than``: their weighted mean IoU is lower
+        by more than ``MATERIAL_DIFFERENCE`` and most of the judges' weight sees it lower."""
+        if len(self.weights) < 2:
+            return False  # one judge's view is that judge's quirks
+        diff = np.asarray(self.per_judge[name]) - np.asarray(self.per_judge[than])
+        w = np.asarray(self.weights) / np.sum(self.weights)
+        return float(w @ diff) < -MATERIAL_DIFFERENCE and float(w[diff < 0].sum()) > 0.5
+
+    def choose(self, available: Sequence[str]) -> str:
+        """The most expressive candidate the judges do not find worse than a simpler one; one the
+        judges could not rebuild without themselves stands unopposed."""
+        ordered = [name for name in CANDIDATES if name in available]
+        judged = [name for name in ordered if name in self.per_judge]
+        for name in reversed(ordered):
+            simpler = judged[: judged.index(name)] if name in judged else []
+            if not any(self.worse(name, other) for other in simpler):
+                return name
+        return ordered[0] if ordered else VOTE
+
+
+def judge_candidates(
+    tuples: np.ndarray,
+    counts: np.ndarray,
+    num_classes: int,
+    *,
+    informative: np.ndarray,
+    judge_weight: np.ndarray,
+    priors: Sequence[WorkerPrior | None] | None,
+    sensitivity: np.ndarray | None = None,
+) -> tuple[Judgement, dict[int, dict[str, TupleEstimate]]]:
+    """Score every candidate on every judge (a worker with ``judge_weight`` > 0) left out.
+    Returns the judgement and, per judge, the candidates built without it (for the neighbourhood)."""
+    k_workers = tuples.shape[1]
+    built: dict[int, dict[str, TupleEstimate]] = {}
+    everyone = np.ones(k_workers, dtype=bool)
+    for j in np.flatnonzero(judge_weight > 0):
+        others = everyone.copy()
+        others[j] = False
+        if not (others & informative).any():
+            continue
+        built[int(j)], _ = tuple_candidates(
+            tuples,
+            counts,
+            num_classes,
+            voters=others,
+            informative=informative,
+            priors=priors,
+            em_iterations=EM_ITERATIONS_FOR_JUDGING,
+        )
+    judgement = Judgement(weights=[float(judge_weight[j]) for j in built])
+    # a candidate some judge could not build (too few trusted workers without it) is not compared
+    shared = [n for n in CANDIDATES if built and all(n in c for c in built.values())]
+    trust = sensitivity if sensitivity is not None else np.ones((k_workers, num_classes))
+    for name in shared:
+        judgement.per_judge[name] = [
+            judged_iou(tuples[:, j], candidates[name].labels, counts, num_classes, trust[j])
+            for j, candidates in built.items()
+        ]
+    return judgement, built
+
+
+# --------------------------------------------------------------------------- the neighbourhood
+
+
+def undecided_tuples(scores: np.ndarray) -> np.ndarray:
+    """(T,) True where the estimate's two leading classes have equal evidence: two workers whose
+    reliabilities nothing tells apart, disagreeing. Nothing in the votes decides these."""
+    if scores.shape[1] < 2:
+        return np.zeros(len(scores), dtype=bool)
+    ordered = np.sort(scores, axis=1)
+    top = ordered[:, -1]
+    return (top - ordered[:, -2] <= 1e-6 * np.maximum(np.abs(top), 1e-12)) & (top > 0)
+
+
+def trusted_share(tuples: np.ndarray, trusted: np.ndarray, num_classes: int) -> np.ndarray:
+    """(T, C) each class's share of the trusted workers' votes."""
+    share = soft_votes(tuples, trusted.astype(np.float64), num_classes)
+    return share / np.maximum(share.sum(axis=1, keepdims=True), 1e-12)
+
+
+def band_radius(pixels: PixelTuples, undecided: np.ndarray, max_radius: int) -> int:
+    """The box radius that lets an undecided pixel see past the middle of its band.
+
+    Two outlines of one boundary leave a band between them; its width is about twice its area
+    over its boundary length (for a band of width w and length L: area wL, boundary 2L). A box
+    reaching half a width across sees both sides of the band, so the two outlines meet in its
+    middle; a wider box would also erode what only one worker painted."""
+    if max_radius <= 0:
+        return 0
+    tied = undecided[pixels.ranks]
+    where = np.flatnonzero(tied)
+    if where.size == 0:
+        return 0
+    height, width = pixels.shape
+    ys, xs = np.divmod(where, width)
+    tied_2d = tied.reshape(height, width)
+    on_edge = np.zeros(where.size, dtype=bool)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        ny, nx = ys + dy, xs + dx
+        inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+        neighbour_tied = np.ones(where.size, dtype=bool)  # the image border does not end a band
+        neighbour_tied[inside] = tied_2d[ny[inside], nx[inside]]
+        on_edge |= ~neighbour_tied
+    edge = int(on_edge.sum())
+    band_width = 2.0 * where.size / edge if edge else float(max_radius) * 2
+    return int(np.clip(np.ceil(band_width / 2.0), 1, max_radius))
