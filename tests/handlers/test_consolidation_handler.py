@@ -416,3 +416,79 @@ def test_the_jobs_kms_key_from_the_event_wins_over_the_stack_default(s3, monkeyp
     written.clear()
     handler_module.handler(event(), None)
     assert set(written) == {"stack-key"}
+
+
+# --------------------------------------------------------------------------- the batch's workforce
+
+
+def _named_crowd(object_id: str, seed: int, workers: dict[str, str], extra_line=None):
+    """An item whose workers have stable ids (the same people across objects) and profiles."""
+    scene = make_scene(seed, 160, 120)
+    masks = SimulatedCrowd(list(workers.values()), seed=seed).paint(scene)
+    anns = [
+        annotation(worker_id, worker_answer(mask, scene.class_map))
+        for worker_id, mask in zip(workers, masks, strict=True)
+    ]
+    data_object = {"s3Uri": f"s3://in/img{object_id}.jpg", **(extra_line or {})}
+    return {"datasetObjectId": object_id, "dataObject": data_object, "annotations": anns}, scene
+
+
+def _sidecar(s3, mask_uri: str) -> dict:
+    return json.loads(get_bytes(s3, mask_uri[: -len(".png")] + ".json"))
+
+
+def test_a_gold_object_is_answered_with_its_known_mask_and_scores_every_worker(s3):
+    from gtseg.core.gold import GOLD_KEY, GoldReference
+    from gtseg.core.masks import encode_index_png
+
+    workers = {"good": "careful", "fair": "average", "blobby": "blobs"}
+    gold_scene = make_scene(41, 160, 120)
+    known_uri = f"s3://{BUCKET}/prefix/gold/41.png"
+    s3.put_object(
+        Bucket=BUCKET, Key="prefix/gold/41.png", Body=encode_index_png(gold_scene.truth, gold_scene.class_map)
+    )
+    reference = GoldReference(mask=known_uri, internal_color_map=gold_scene.class_map.internal_color_map())
+    gold_item, _ = _named_crowd("0", 41, workers, {GOLD_KEY: reference.to_line_value()})
+    other_item, _ = _named_crowd("1", 42, workers)
+    put_json(s3, PAYLOAD_URI, [gold_item, other_item])
+    response = handler_module.handler(event(), None)
+
+    gold_mask = response[0]["consolidatedAnnotation"]["content"][LAN]
+    np.testing.assert_array_equal(
+        read_class_mask(get_bytes(s3, gold_mask), gold_scene.class_map), gold_scene.truth
+    )
+    gold_sidecar = _sidecar(s3, gold_mask)
+    assert gold_sidecar["method"] == "gold" and gold_sidecar["image-confidence"] == 1.0
+    scores = {w["workerId"]: w["gold-iou"] for w in gold_sidecar["workers"]}
+    assert scores["good"] > scores["fair"] > scores["blobby"]
+    # the batch's other objects carry each worker's gold score too
+    other = {
+        w["workerId"]: w
+        for w in _sidecar(s3, response[1]["consolidatedAnnotation"]["content"][LAN])["workers"]
+    }
+    assert other["good"]["gold-iou"] == scores["good"] and other["good"]["gold-objects"] == 1
+
+
+def test_workers_shown_up_on_other_objects_decide_an_object_without_consensus(s3):
+    # One real worker, a blob painter and a spammer agree with nobody on the last object; the
+    # batch's earlier objects, where a second real worker was present, show who is who.
+    pool = {"real": "average", "blobby": "blobs", "spam": "spammer"}
+    items = [_named_crowd(str(i), 60 + i, {**pool, "other": "careful"})[0] for i in range(3)]
+    last, scene = _named_crowd("3", 70, pool)
+    put_json(s3, PAYLOAD_URI, [*items, last])
+    response = handler_module.handler(event(), None)
+    uri = response[3]["consolidatedAnnotation"]["content"][LAN]
+    labels = read_class_mask(get_bytes(s3, uri), scene.class_map)
+    real_mask = SimulatedCrowd(list(pool.values()), seed=70).paint(scene)[0]
+    assert (
+        mean_iou(labels, scene.truth, len(scene.class_map))
+        >= mean_iou(real_mask, scene.truth, len(scene.class_map)) - 0.02
+    )
+    # alone, that object has no consensus: the plain vote, far from the real worker
+    put_json(s3, PAYLOAD_URI, [last])
+    alone_uri = handler_module.handler(event(), None)[0]["consolidatedAnnotation"]["content"][LAN]
+    alone = read_class_mask(get_bytes(s3, alone_uri), scene.class_map)
+    assert (
+        mean_iou(alone, scene.truth, len(scene.class_map))
+        < mean_iou(labels, scene.truth, len(scene.class_map)) - 0.1
+    )
