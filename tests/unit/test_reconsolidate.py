@@ -24,6 +24,7 @@ from gtseg.core.consolidation import consolidate_masks, consolidate_worker_answe
 from gtseg.core.labels import ClassMap
 from gtseg.core.layout import dataset_object_id_from_mask
 from gtseg.core.masks import encode_index_png, read_class_mask
+from gtseg.core.metrics import mean_iou
 from gtseg.local.simulation import SimulatedCrowd, make_scene, worker_answer
 from gtseg.tools.errors import ToolError
 from gtseg.tools.export import export_dataset
@@ -351,3 +352,33 @@ def test_worker_responses_of_the_latest_iteration_are_used(tmp_path):
 )
 def test_dataset_object_id_from_mask_names(name, expected):
     assert dataset_object_id_from_mask(name) == expected
+
+
+def test_job_level_uses_the_whole_jobs_evidence_about_each_worker(tmp_path):
+    # The same three people label every object (worker ids follow their position); on the first
+    # objects a fourth, careful worker shows who is who, on the last nobody agrees with anybody.
+    pool = ("average", "blobs", "spammer")
+    facts = write_built_in_job(tmp_path, [(*pool, "careful")] * 4 + [pool], drift=False)
+    outputs = facts["job"] / "manifests" / "output"
+    masks = facts["job"] / "annotations" / "consolidated-annotation"
+    reconsolidate_job(str(facts["job"]), run_name="alone")
+    job_level = reconsolidate_job(str(facts["job"]), job_level=True)
+    assert job_level.job_level and job_level.workers_measured == 4
+    assert job_level.new_manifest.endswith("reconsolidated-gtseg-job-level.manifest")
+    comparison = json.loads((outputs / "reconsolidated-gtseg-job-level.comparison.json").read_text())
+    last = comparison["objects-compared"][-1]
+    assert last["job-level-change"] > 0.05  # the job's evidence changed that object
+    truth, cmap = make_scene(104, 48, 32).truth, facts["cmap"]
+
+    def iou_of(run: str) -> float:
+        return mean_iou(read_class_mask((masks / run / "4.png").read_bytes(), cmap), truth, len(cmap))
+
+    real_worker = facts["masks"]["4"][0]
+    assert iou_of("reconsolidated-gtseg-job-level") >= mean_iou(real_worker, truth, len(cmap)) - 0.02
+    assert iou_of("reconsolidated-gtseg-job-level") > iou_of("alone") + 0.1
+    # deterministic: a second run writes the same bytes
+    again = reconsolidate_job(str(facts["job"]), job_level=True, run_name="again")
+    assert (masks / "again" / "4.png").read_bytes() == (
+        masks / "reconsolidated-gtseg-job-level" / "4.png"
+    ).read_bytes()
+    assert again.mean_job_level_change == job_level.mean_job_level_change

@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--element-name", help="the crowd element's name in the worker answers (default: found)"
     )
+    parser.add_argument(
+        "--job-level",
+        action="store_true",
+        help="first measure every worker on every object of the job (gold objects against their known "
+        "masks), then consolidate each object with what the job's other objects showed about its workers; "
+        "the comparison reports per object how much that changed (default run name ...-job-level)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_map_option(parser)
     parser.set_defaults(func=run)
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             manifest=args.manifest,
             run_name=args.run_name,
             element_name=args.element_name,
+            job_level=args.job_level,
             data=data,
             progress=progress,
         ),

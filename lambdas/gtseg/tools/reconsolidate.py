@@ -31,9 +31,20 @@ from gtseg.core.consolidation import (
     METHODS,
     ObjectConsolidation,
     WorkerAnswer,
-    consolidate_worker_answers,
+    consolidate_decoded,
+    decode_answers,
+    gold_outcome,
 )
-from gtseg.core.labels import LabelError
+from gtseg.core.consolidation.workforce import (
+    WorkerMeasure,
+    WorkerRecord,
+    measure_against_gold,
+    measure_workers,
+    priors_for_object,
+    workforce,
+)
+from gtseg.core.gold import GoldError, gold_reference
+from gtseg.core.labels import ClassMap, LabelError
 from gtseg.core.layout import (
     CONSOLIDATED_DIR,
     OUTPUT_MANIFEST,
@@ -93,6 +104,9 @@ class ReconsolidationSummary:
     errors: list[LineProblem] = field(default_factory=list)
     mean_agreement: float | None = None
     changed_objects: int = 0  # objects whose new mask differs from the old one anywhere
+    job_level: bool = False
+    workers_measured: int = 0  # --job-level: workers with evidence from at least one object
+    mean_job_level_change: float | None = None  # --job-level: mean share of pixels it changed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +122,9 @@ class ReconsolidationSummary:
             "errors": len(self.errors),
             "mean-agreement-old-vs-new": self.mean_agreement,
             "changed-objects": self.changed_objects,
+            "job-level": self.job_level,
+            "workers-measured": self.workers_measured,
+            "mean-pixels-changed-by-job-level": self.mean_job_level_change,
         }
 
 
@@ -173,9 +190,15 @@ def reconsolidate_job(
     manifest: str | None = None,
     run_name: str | None = None,
     element_name: str | None = None,
+    job_level: bool = False,
     data: JobData | None = None,
     progress: ProgressCallback | None = None,
 ) -> ReconsolidationSummary:
+    """Consolidate every object of a finished job again from its worker responses.
+
+    ``job_level``: first measure every worker on every object (and on gold objects against their
+    known masks), then consolidate each object with what the job's *other* objects showed about
+    its workers; the comparison then also says, per object, how much that changed."""
     if method not in METHODS:
         raise ToolError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     data = data or JobData()
@@ -184,7 +207,7 @@ def reconsolidate_job(
     if smoothing < 0:
         raise ToolError(f"smoothing must be >= 0, got {smoothing}")
     suffix = f"-smooth{smoothing}" if smoothing != DEFAULT_NEIGHBOURHOOD_RADIUS else ""
-    run = run_name or f"reconsolidated-{method}{suffix}"
+    run = run_name or f"reconsolidated-{method}{suffix}{'-job-level' if job_level else ''}"
     if run != safe_filename(run) or run.startswith("."):
         # the name becomes a file and a folder inside the job: no path separators, no '..'
         raise ToolError(
@@ -229,6 +252,17 @@ def reconsolidate_job(
     created = iso_timestamp(datetime.now(UTC))
     total = data.count_lines(old_manifest)
     agreements: list[float] = []
+    summary.job_level = job_level
+    run_context = _Run(data, base, chooser, reconciler, responses, output_dir, created, summary,
+                       method, smoothing, element_name)  # fmt: skip
+    if job_level:
+        # Pass 1b: every worker measured on every object, before any object is consolidated.
+        for item in parse_manifest(data.iter_lines(old_manifest)):
+            if isinstance(item, ManifestLine):
+                run_context.measure(item)
+        run_context.records = workforce(run_context.per_object)
+        summary.workers_measured = len(run_context.records)
+    changes: list[float] = []
 
     # Pass 2: consolidate object by object; lines go to temporary files, uploaded at the end.
     with tempfile.TemporaryDirectory(prefix="gtseg-reconsolidate-") as tmp:
@@ -242,10 +276,9 @@ def reconsolidate_job(
                     summary.errors.append(manifest_error_problem(item))
                 else:
                     summary.objects += 1
-                    row = _reconsolidate_line(
-                        item, data, base, chooser, reconciler, responses, output_dir, created, summary,
-                        method, smoothing, element_name,
-                    )  # fmt: skip
+                    row = run_context.reconsolidate(item)
+                    if row.get("job-level-change") is not None:
+                        changes.append(row["job-level-change"])
                     new_lines.write(dump_manifest_line(row.pop("_line")))
                     rows.write(json.dumps(row, ensure_ascii=False) + "\n")
                     if row.get("agreement") is not None:
@@ -254,6 +287,7 @@ def reconsolidate_job(
                 if progress:
                     progress(n, total)
         summary.mean_agreement = round(float(np.mean(agreements)), 6) if agreements else None
+        summary.mean_job_level_change = round(float(np.mean(changes)), 6) if changes else None
         data.write_bytes(new_manifest, lines_path.read_bytes(), "application/x-ndjson")
         data.write_bytes(comparison_ref, _comparison_document(summary, rows_path), "application/json")
     return summary
@@ -266,83 +300,148 @@ def _comparison_document(summary: ReconsolidationSummary, rows_path: Path) -> by
     return (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _reconsolidate_line(
-    line: ManifestLine,
-    data: JobData,
-    base: str,
-    chooser: AttributeChooser,
-    reconciler: ClassReconciler,
-    responses: dict[str, list[str]],
-    output_dir: str,
-    created: str,
-    summary: ReconsolidationSummary,
-    method: str,
-    smoothing: int,
-    element_name: str | None,
-) -> dict[str, Any]:
-    """One object -> a comparison row; ``row["_line"]`` is the new manifest line."""
-    attribute = _label_attribute_of(line, chooser)
-    old_mask = line.data.get(attribute) if attribute else None
-    old_mask = old_mask if isinstance(old_mask, str) else None
-    object_id = (dataset_object_id_from_mask(old_mask) if old_mask else None) or str(line.number - 1)
-    row: dict[str, Any] = {"datasetObjectId": object_id, "line": line.number, "source-ref": line.source_ref,
-                           "old-mask": old_mask, "new-mask": None, "agreement": None, "_line": line.data}  # fmt: skip
+@dataclass
+class _Run:
+    """One reconsolidation: what every object's line is read and written with."""
 
-    def keep(reason: str) -> dict[str, Any]:
-        summary.kept.append(LineProblem(line.number, line.source_ref, reason))
-        row["note"] = reason
+    data: JobData
+    base: str
+    chooser: AttributeChooser
+    reconciler: ClassReconciler
+    responses: dict[str, list[str]]
+    output_dir: str
+    created: str
+    summary: ReconsolidationSummary
+    method: str
+    smoothing: int
+    element_name: str | None
+    per_object: dict[str, dict[str, WorkerMeasure]] = field(default_factory=dict)
+    records: dict[str, WorkerRecord] | None = None  # --job-level: the whole job's workforce
+
+    def _object_of(self, line: ManifestLine) -> tuple[str | None, str | None, str]:
+        """(label attribute, old mask, datasetObjectId) of a line."""
+        attribute = _label_attribute_of(line, self.chooser)
+        old_mask = line.data.get(attribute) if attribute else None
+        old_mask = old_mask if isinstance(old_mask, str) else None
+        object_id = (dataset_object_id_from_mask(old_mask) if old_mask else None) or str(line.number - 1)
+        return attribute, old_mask, object_id
+
+    def _answers(self, object_id: str) -> tuple[list[WorkerAnswer], list[tuple[str, str]], list[str]] | None:
+        files = self.responses.get(object_id)
+        if not files:
+            return None
+        worker_responses, problems = read_worker_responses(self.data, files)
+        answers, rejected = answers_from_responses(worker_responses, self.element_name)
+        self.reconciler.add_labels(_label_colors(answers))
+        return answers, rejected, problems
+
+    def _known_mask(self, line: ManifestLine, class_map: ClassMap) -> np.ndarray | None:
+        """A gold object's known mask in the run's classes (None: not gold, or not readable)."""
+        try:
+            reference = gold_reference(line.data)
+            if reference is None:
+                return None
+            gold_map = reference.class_map()
+            self.reconciler.add(gold_map)
+            planned = self.reconciler.plan(gold_map)
+            where = self.data.resolve(reference.mask, self.base)
+            return planned.to_global[read_class_mask(self.data.read_bytes(where), gold_map)]
+        except (GoldError, JobDataError, LabelError, MaskError, ValueError):
+            return None
+
+    def measure(self, line: ManifestLine) -> None:
+        """--job-level, first pass: what this object shows about each of its workers."""
+        attribute, _old, object_id = self._object_of(line)
+        found = self._answers(object_id) if attribute else None
+        if found is None:
+            return
+        answers, _rejected, _problems = found
+        known = self._known_mask(line, self.reconciler.class_map())
+        class_map = self.reconciler.class_map()
+        decoded = decode_answers(answers, class_map)
+        if known is not None:
+            self.per_object[object_id] = measure_against_gold(
+                decoded.masks, decoded.worker_ids, known, len(class_map)
+            )
+        else:
+            self.per_object[object_id] = measure_workers(decoded.masks, decoded.worker_ids, len(class_map))
+
+    def reconsolidate(self, line: ManifestLine) -> dict[str, Any]:
+        """One object -> a comparison row; ``row["_line"]`` is the new manifest line."""
+        summary = self.summary
+        attribute, old_mask, object_id = self._object_of(line)
+        row: dict[str, Any] = {"datasetObjectId": object_id, "line": line.number, "source-ref": line.source_ref,
+                               "old-mask": old_mask, "new-mask": None, "agreement": None, "_line": line.data}  # fmt: skip
+
+        def keep(reason: str) -> dict[str, Any]:
+            summary.kept.append(LineProblem(line.number, line.source_ref, reason))
+            row["note"] = reason
+            return row
+
+        if attribute is None:
+            return keep("no label attribute on this line")
+        found = self._answers(object_id)
+        if found is None:
+            return keep(f"no worker responses for datasetObjectId {object_id}")
+        answers, rejected, problems = found
+        known = self._known_mask(line, self.reconciler.class_map())
+        class_map = self.reconciler.class_map()
+        decoded = decode_answers(answers, class_map)
+        priors = None
+        if self.records is not None:
+            priors = priors_for_object(self.records, object_id, [a.worker_id for a in answers])
+        if known is not None and decoded.masks:
+            outcome: ObjectConsolidation = gold_outcome(decoded, known, len(class_map))
+        else:
+            outcome = consolidate_decoded(
+                decoded, class_map, method=self.method, smoothing=self.smoothing, worker_priors=priors or None
+            )
+        rejected += list(outcome.rejected)
+        row["rejected"] = [{"workerId": w, "reason": r} for w, r in rejected] + [
+            {"workerId": None, "reason": p} for p in problems
+        ]
+        if outcome.result is None:
+            return keep(f"not consolidated: {outcome.failure_reason}")
+        result = outcome.result
+        if priors and known is None:
+            # what the job's other objects changed: the same object consolidated on its own
+            alone = consolidate_decoded(decoded, class_map, method=self.method, smoothing=self.smoothing)
+            if alone.result is not None:
+                row["job-level-change"] = round(1.0 - pixel_agreement(alone.result.labels, result.labels), 6)
+                row["per-object-confidence"] = alone.result.image_confidence
+        mask_ref = join_ref(self.output_dir, f"{object_id}.png")
+        job_name = _job_name(line.data.get(metadata_key(attribute)), summary.job_prefix)
+        gold_scores = {w: r.gold_iou() for w, r in (self.records or {}).items()}
+        try:
+            self.data.write_bytes(mask_ref, encode_index_png(result.labels, class_map), "image/png")
+            sidecar = ConsolidationSidecar.describe(
+                dataset_object_id=object_id,
+                job_name=job_name,
+                label_attribute_name=attribute,
+                source_ref=line.source_ref,
+                class_map=class_map,
+                outcome=outcome,
+                mask=mask_ref,
+                rejected=rejected,
+                gold_scores=gold_scores,
+            )
+            self.data.write_bytes(sidecar_ref(mask_ref), sidecar.to_json_bytes(), "application/json")
+        except (JobDataError, MaskError) as exc:
+            summary.errors.append(LineProblem(line.number, line.source_ref, str(exc)))
+            return keep(f"not written: {exc}")
+        new_line = dict(line.data)
+        new_line[attribute] = mask_ref
+        new_line[metadata_key(attribute)] = segmentation_metadata(
+            class_map, job_name=job_name, creation_date=self.created, confidences=result.class_confidence
+        )
+        row.update({"_line": new_line, "new-mask": mask_ref, "image-confidence": result.image_confidence,
+                    "method": result.method, "workers": [w.worker_id for w in result.workers]})  # fmt: skip
+        summary.reconsolidated += 1
+        if old_mask is not None:
+            row["agreement"] = _old_new_agreement(
+                self.data, self.base, line, attribute, old_mask, self.reconciler, result.labels, row
+            )
         return row
-
-    if attribute is None:
-        return keep("no label attribute on this line")
-    files = responses.get(object_id)
-    if not files:
-        return keep(f"no worker responses for datasetObjectId {object_id}")
-    worker_responses, problems = read_worker_responses(data, files)
-    answers, rejected = answers_from_responses(worker_responses, element_name)
-    reconciler.add_labels(_label_colors(answers))
-    class_map = reconciler.class_map()
-    outcome: ObjectConsolidation = consolidate_worker_answers(
-        answers, class_map, method=method, smoothing=smoothing
-    )
-    rejected += list(outcome.rejected)
-    row["rejected"] = [{"workerId": w, "reason": r} for w, r in rejected] + [
-        {"workerId": None, "reason": p} for p in problems
-    ]
-    if outcome.result is None:
-        return keep(f"not consolidated: {outcome.failure_reason}")
-    result = outcome.result
-    mask_ref = join_ref(output_dir, f"{object_id}.png")
-    job_name = _job_name(line.data.get(metadata_key(attribute)), summary.job_prefix)
-    try:
-        data.write_bytes(mask_ref, encode_index_png(result.labels, class_map), "image/png")
-        sidecar = ConsolidationSidecar.describe(
-            dataset_object_id=object_id,
-            job_name=job_name,
-            label_attribute_name=attribute,
-            source_ref=line.source_ref,
-            class_map=class_map,
-            outcome=outcome,
-            mask=mask_ref,
-            rejected=rejected,
-        )
-        data.write_bytes(sidecar_ref(mask_ref), sidecar.to_json_bytes(), "application/json")
-    except (JobDataError, MaskError) as exc:
-        summary.errors.append(LineProblem(line.number, line.source_ref, str(exc)))
-        return keep(f"not written: {exc}")
-    new_line = dict(line.data)
-    new_line[attribute] = mask_ref
-    new_line[metadata_key(attribute)] = segmentation_metadata(
-        class_map, job_name=job_name, creation_date=created, confidences=result.class_confidence
-    )
-    row.update({"_line": new_line, "new-mask": mask_ref, "image-confidence": result.image_confidence,
-                "method": result.method, "workers": [w.worker_id for w in result.workers]})  # fmt: skip
-    summary.reconsolidated += 1
-    if old_mask is not None:
-        row["agreement"] = _old_new_agreement(
-            data, base, line, attribute, old_mask, reconciler, result.labels, row
-        )
-    return row
 
 
 def _old_new_agreement(data: JobData, base: str, line: ManifestLine, attribute: str, old_mask: str,
