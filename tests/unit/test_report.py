@@ -19,11 +19,11 @@ import numpy as np
 from moto import mock_aws
 
 from gtseg.cli import main
-from gtseg.core.consolidation import ObjectConsolidation, consolidate_masks
+from gtseg.core.consolidation import DecodedAnswers, ObjectConsolidation, consolidate_masks, gold_outcome
 from gtseg.core.labels import ClassMap
 from gtseg.core.manifest import segmentation_metadata
 from gtseg.core.masks import encode_index_png
-from gtseg.core.metrics import cohen_kappa, disagreement_map, pixel_agreement
+from gtseg.core.metrics import cohen_kappa, disagreement_map, mean_iou, pixel_agreement
 from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.local.simulation import SimulatedCrowd, make_scene, worker_answer
 from gtseg.tools.report import build_report
@@ -281,12 +281,13 @@ def test_per_worker_figures_separate_the_spammer_from_careful_workers(tmp_path):
     out = tmp_path / "report.html"
     build_report(str(facts["manifest"]), out)
     rows = parse_report(out).worker_rows
-    # the summary table row comes first: worker, objects, agreement, quality, mean time, total, unusable
+    # the summary table row comes first: worker, objects, agreement, quality, gold IoU, mean time, total, unusable
     spammer = rows["private.us-east-1.spammer0"][0]
     careful = rows["private.us-east-1.careful0"][0]
     assert float(spammer[3]) < 0.2 < float(careful[3])
     assert float(spammer[2].rstrip("%")) < float(careful[2].rstrip("%"))
-    assert careful[4] == "30.0 s"  # careful is the first worker on each object: 30 s
+    assert careful[4] == "–"  # no gold objects in this job
+    assert careful[5] == "30.0 s"  # careful is the first worker on each object: 30 s
 
 
 def test_lowest_agreement_objects_are_listed_and_written_as_a_manifest(tmp_path):
@@ -410,3 +411,29 @@ def test_disagreement_map_is_the_fraction_of_workers_off_consensus():
     b = np.array([[0, 0], [2, 1]], np.uint8)
     np.testing.assert_allclose(disagreement_map([a, b], consensus), [[0.0, 0.5], [0.5, 1.0]])
     assert pixel_agreement(a, consensus) == 0.5
+
+
+def test_gold_objects_give_each_worker_a_gold_iou(tmp_path):
+    """On a gold object the consensus is the known mask: each worker's mean IoU with it is shown."""
+    facts = write_job(tmp_path, [("careful", "sloppy", "blobs"), ("careful", "sloppy", "blobs")])
+    scene = make_scene(0, 64, 48)
+    cmap = scene.class_map
+    masks = SimulatedCrowd(("careful", "sloppy", "blobs"), seed=0).paint(scene)
+    ids = [f"private.us-east-1.{p}0" for p in ("careful", "sloppy", "blobs")]
+    gold = gold_outcome(DecodedAnswers(tuple(masks), tuple(ids), (), (), None), scene.truth, len(cmap))
+    mask_path = Path(facts["lines"][0][LAN])
+    mask_path.write_bytes(encode_index_png(scene.truth, cmap))
+    sidecar = ConsolidationSidecar.describe(
+        dataset_object_id="0", job_name="seg-job", label_attribute_name=LAN, source_ref=None,
+        class_map=cmap, outcome=gold, mask=str(mask_path),
+    )  # fmt: skip
+    mask_path.with_suffix(".json").write_bytes(sidecar.to_json_bytes())
+    out = tmp_path / "r.html"
+    build_report(str(facts["manifest"]), out)
+    rows = parse_report(out).worker_rows
+    gold_iou = {wid: rows[wid][0][4] for wid in ids}
+    expected = {wid: f"{mean_iou(m, scene.truth, len(cmap)):.3f}" for wid, m in zip(ids, masks, strict=True)}
+    assert gold_iou == expected
+    assert float(gold_iou[ids[0]]) > float(gold_iou[ids[1]]) > float(gold_iou[ids[2]])
+    # workers of the other object labelled no gold object
+    assert rows["private.us-east-1.careful1"][0][4] == "–"

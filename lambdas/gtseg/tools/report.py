@@ -39,7 +39,7 @@ from gtseg.core.manifest import (
     safe_filename,
 )
 from gtseg.core.masks import MaskError, b64decode_png, decode_worker_mask, indices_to_rgb, read_class_mask
-from gtseg.core.metrics import cohen_kappa, disagreement_map, pixel_agreement
+from gtseg.core.metrics import cohen_kappa, disagreement_map, mean_iou, pixel_agreement
 from gtseg.core.sidecar import ConsolidationSidecar, SidecarWorker
 from gtseg.protocol import ProtocolError, find_segmentation_answer
 from gtseg.tools.class_maps import ClassReconciler, parse_color_map
@@ -134,6 +134,12 @@ class WorkerFigures:
     time_sum: float = 0.0
     time_n: int = 0
     rejected: int = 0
+    gold_sum: float = 0.0  # mean IoU with the known mask, summed over the gold objects labelled
+    gold_n: int = 0
+
+    @property
+    def gold_iou(self) -> float | None:
+        return self.gold_sum / self.gold_n if self.gold_n else None
 
     @property
     def agreement(self) -> float | None:
@@ -155,6 +161,7 @@ class WorkerOnObject:
     quality: float | None
     time_spent: float | None
     note: str = ""
+    gold_iou: float | None = None  # on a gold object: mean IoU with its known mask
 
 
 @dataclass(frozen=True)
@@ -374,7 +381,11 @@ class _ReportBuilder:
         seen: set[str] = set()
         for response in responses:
             decoded = self._worker_on_object(
-                response, consensus, object_map, sidecar.worker(response.worker_id) if sidecar else None
+                response,
+                consensus,
+                object_map,
+                sidecar.worker(response.worker_id) if sidecar else None,
+                gold=sidecar is not None and sidecar.method == AppliedMethod.GOLD,
             )
             if decoded.note:
                 notes.append(f"{response.worker_id}: {decoded.note}")
@@ -404,11 +415,14 @@ class _ReportBuilder:
             if worker.time_spent is not None:
                 figures.time_sum += worker.time_spent
                 figures.time_n += 1
+            if worker.gold_iou is not None:
+                figures.gold_sum += worker.gold_iou
+                figures.gold_n += 1
         heat = disagreement_map(masks, consensus) if masks else None
         return out, heat
 
     def _worker_on_object(self, response: WorkerResponse, consensus: np.ndarray, object_map: ClassMap,
-                          side: SidecarWorker | None) -> DecodedWorker:  # fmt: skip
+                          side: SidecarWorker | None, gold: bool = False) -> DecodedWorker:  # fmt: skip
         try:
             answer = find_segmentation_answer(response.content)
             decode_map = with_worker_labels(object_map, answer.label_mappings)
@@ -429,6 +443,8 @@ class _ReportBuilder:
         if quality is None:
             quality = cohen_kappa(decoded.indices, consensus, len(decode_map))
         figures = WorkerOnObject(response.worker_id, agreement, float(quality), response.time_spent_seconds)
+        if gold:  # the consensus of a gold object is its known mask
+            figures.gold_iou = mean_iou(decoded.indices, consensus, len(decode_map))
         return DecodedWorker(figures, decoded.indices)
 
     @staticmethod
@@ -531,6 +547,7 @@ class WorkerRow:
     objects: int
     agreement: str
     quality: str
+    gold_iou: str
     mean_time: str
     total_time: str
     unusable: int
@@ -639,6 +656,7 @@ def report_page(builder: _ReportBuilder, summary: ReportSummary, manifest: str) 
                 objects=w.objects,
                 agreement=_pct(w.agreement),
                 quality=_num(w.quality),
+                gold_iou=_num(w.gold_iou),
                 mean_time=_num(w.mean_time, 1),
                 total_time=_num(w.time_sum, 0),
                 unusable=w.rejected,
