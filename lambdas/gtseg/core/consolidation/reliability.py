@@ -121,10 +121,10 @@ def estimate_reliability(
     The consensus a worker is compared with is built from the candidates' votes only, weighted by
     the previous round's weights (equal at first)."""
     k_workers = tuples.shape[1]
-    class_share = np.bincount(
+    pixels_per_class = np.bincount(
         tuples.ravel(), weights=np.repeat(counts, tuples.shape[1]), minlength=num_classes
-    )
-    class_share /= max(float(class_share.sum()), 1e-12)
+    ).astype(np.float64)
+    class_share = pixels_per_class / max(float(pixels_per_class.sum()), 1e-12)
     effective_classes = 1.0 / max(float(class_share @ class_share), 1e-12)
     weights = candidates.astype(np.float64)
     kappa = np.zeros(k_workers)
