@@ -30,7 +30,7 @@ help:
 	@echo "make demo   - install, then run a local labeling job end to end (no AWS account)"
 	@echo "make test   - install, then lint, check formatting, layers and types, and run every test"
 	@echo "make check  - only the static gates of make test (ruff, ruff format, import-linter, mypy)"
-	@echo "make bench  - consolidation accuracy/speed/memory benchmark"
+	@echo "make bench  - consolidation benchmark: 3 worker error models, references, speed, memory (BENCH_ARGS=--quick)"
 	@echo "make synth  - cdk synth (real CDK CLI, cdk-nag on, offline, Docker-free bundling)"
 	@echo "make lint   - ruff + cfn-lint on the synthesized template"
 	@echo "make setup  - only install (.venv, node_modules, Lambda wheelhouse)"
@@ -71,8 +71,14 @@ test: check
 test-fast: setup
 	$(FAKE_AWS) $(PY) -m pytest -m "not slow" -x -q
 
-bench: setup
-	$(FAKE_AWS) $(PY) bench/bench_consolidation.py
+# Bench-only dependencies (scikit-image, SimpleITK, crowd-kit): pinned in bench/requirements.txt,
+# installed into the same venv by this target only (make test never needs them).
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(PIP) install -q -r bench/requirements.txt
+	touch $@
+
+bench: setup $(VENV)/.bench-installed
+	$(FAKE_AWS) $(PY) bench/bench_consolidation.py $(BENCH_ARGS)
 
 # cdk-nag (AwsSolutions) runs inside every synth and fails it on an unacknowledged finding.
 # Credentials are removed for cdk: with any set, the CLI calls STS to find the account (toolchain P10).

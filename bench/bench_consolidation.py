@@ -1,388 +1,334 @@
-"""Consolidation benchmark: accuracy, speed and memory, each against a baseline measured in this run.
+"""Consolidation benchmark: accuracy under three independent worker error models, a batch with
+recurring workers, speed and memory, each against references measured in the same run.
 
-    make bench                      # full run (about a minute on 2 cores)
-    .venv/bin/python bench/bench_consolidation.py --scenes 4 --quick
+    make bench                                               # everything (installs bench/requirements.txt)
+    .venv/bin/python bench/bench_consolidation.py --quick    # the same sections, fewer and smaller images
+    .venv/bin/python bench/bench_consolidation.py --section accuracy --models object --k 3 --bad 1 --tracks full
 
-1. Accuracy: mean IoU vs the simulated truth for a plain majority vote and for gtseg (and the
-   other methods for context) at K = 3, 5, 9 workers with 0, 1, 2 bad workers (a spammer who
-   paints one class everywhere, a worker who paints random blobs), over seeded street scenes.
-2. Speed: the consolidation handler end to end (in-process, S3 via moto) for one 1920x1080
-   object with K = 5, as a ratio over the floor: Pillow decoding the K worker PNGs plus encoding
-   one output PNG, timed in the same run (best of N for both).
-3. Memory: peak resident memory of consolidating that object (decode + consolidate + encode),
-   measured in a fresh subprocess, in bytes per pixel per worker.
+Sections (``--section``, comma-separated or repeated):
+
+accuracy  mean IoU vs truth of gtseg and the references (MV, SIMPLE, DS, STAPLE, and crowd-kit on
+          the small track) for every error model x scene family, K = 3, 5, 9 x 0, 1, 2 bad workers;
+          the worst case over error models, the leave-one-model-out view, confidence vs IoU.
+batch     a workforce with recurring bad workers through BatchConsolidator.
+speed     the handler end to end for one 1920x1080 object at each K, over the decode/encode floor.
+memory    peak bytes per pixel per worker (fresh subprocess) at K = 5 and 9.
+
+All figures are also written as JSON (``--json``, default bench/results/latest.json). Accuracy and
+batch numbers are deterministic for a command line; the targets at the end may fail by design.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from gtseg.consolidation.batch import BatchConsolidator, BatchSettings
-from gtseg.core.consolidation import (
-    WorkerAnswer,
-    consolidate_masks,
-    consolidate_worker_answers,
-    majority_vote,
-)
-from gtseg.core.masks import b64decode_png, encode_index_png, read_class_mask
-from gtseg.core.metrics import mean_iou
-from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer
-from gtseg.protocol import ConsolidationRequest
-
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, Python puts bench/ first on sys.path; the package lives one level up.
+if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)
+elif str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-CLEAN = {
-    3: ["careful", "average", "sloppy"],
-    5: ["careful", "average", "average", "sloppy", "sloppy"],
-    9: ["careful", "careful", "average", "average", "average", "average", "sloppy", "sloppy", "sloppy"],
-}
-BAD_KINDS = ["spammer", "blobs"]
-SHORT = {"careful": "C", "average": "A", "sloppy": "S", "spammer": "sp", "blobs": "bl"}
-METHODS = [("majority", 0), ("simple", 0), ("dawid-skene", 0), ("gtseg", 0), ("gtseg", 2)]
-GTSEG = ("gtseg", 2)  # the default: neighbourhood radius 2 for contested pixels
-TARGET_RATIO = 3.0
-TARGET_BYTES_PER_PIXEL_PER_WORKER = 40.0
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bench import accuracy, batch_section, models, perf, references, scenes  # noqa: E402
+from bench.crowds import configurations  # noqa: E402
+from bench.metrics import pearson  # noqa: E402
+
+SECTIONS = ("accuracy", "batch", "speed", "memory")
+
+# The issue's targets (issue 11), evaluated on the worst case.
+MAX_BELOW_VOTE = 0.005
+MAX_BELOW_BEST = 0.01
+MIN_ABOVE_VOTE_WITH_BAD = 0.02
+MIN_BATCH_GAIN = 0.03
+MAX_HANDLER_RATIO = 2.5
+MAX_BYTES_PER_PIXEL_PER_WORKER = 10.0
 
 
-def crowd(k: int, bad: int, bad_kinds: list[str] | None = None) -> list[str]:
-    """K workers: the clean crowd with its last (sloppiest) members replaced by bad workers."""
-    profiles = list(CLEAN[k])
-    kinds = bad_kinds or BAD_KINDS
-    for i in range(bad):
-        profiles[-1 - i] = kinds[i % len(kinds)]
-    return profiles
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
 
 
-def accuracy(scenes: int, size: tuple[int, int]) -> tuple[list[dict], bool, bool]:
-    configs = [(k, bad, None) for k in (3, 5, 9) for bad in (0, 1, 2)]
-    configs += [(3, 2, ["spammer", "spammer"]), (5, 3, ["spammer", "blobs", "blobs"])]
-    rows = []
-    print(f"\n== Accuracy: mean IoU vs truth, {scenes} scenes of {size[0]}x{size[1]} (higher is better)")
-    header = (
-        f"{'crowd':34s} "
-        + " ".join(f"{m + (f'+s{s}' if s else ''):>12s}" for m, s in METHODS)
-        + "   gtseg-MV"
+def _names(values: list[str] | None) -> list[str]:
+    return [v.strip() for text in values or [] for v in text.split(",") if v.strip()]
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, h = (int(v) for v in text.lower().split("x"))
+    return w, h
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--quick", action="store_true", help="fewer scenes, smaller images, fewer repeats (~3 min)"
     )
-    print(header)
-    never_below, beats_with_bad = True, True
-    calibration: list[tuple[float, float]] = []
-    for k, bad, kinds in configs:
-        profiles = crowd(k, bad, kinds)
-        scores = {m: [] for m in METHODS}
-        for seed in range(scenes):
-            scene = make_scene(1000 + seed, *size)
-            masks = SimulatedCrowd(profiles, seed=seed).paint(scene)
-            for method, smoothing in METHODS:
-                result = consolidate_masks(masks, len(scene.class_map), method=method, smoothing=smoothing)
-                iou = mean_iou(result.labels, scene.truth, len(scene.class_map))
-                scores[(method, smoothing)].append(iou)
-                if (method, smoothing) == GTSEG and result.image_confidence > 0:
-                    calibration.append((result.image_confidence, iou))
-        means = {m: float(np.mean(v)) for m, v in scores.items()}
-        delta = means[GTSEG] - means[("majority", 0)]
-        label = f"K={k} bad={bad} ({' '.join(SHORT[p] for p in profiles)})"
-        print(f"{label:34s} " + " ".join(f"{means[m]:12.3f}" for m in METHODS) + f"   {delta:+.3f}")
-        # "never below": per configuration mean, with a small tolerance for float noise
-        never_below &= delta >= -1e-9
-        if bad and not (k == 3 and bad == 2 and kinds is None):
-            beats_with_bad &= delta > 0.01
-        rows.append(
-            {"k": k, "bad": bad, "profiles": profiles, **{f"{m}+s{s}": v for (m, s), v in means.items()}}
+    p.add_argument(
+        "--section", action="append", help=f"sections to run: {', '.join(SECTIONS)} (default: all)"
+    )
+    p.add_argument("--models", action="append", help=f"error models (default: {','.join(models.MODELS)})")
+    p.add_argument(
+        "--families", action="append", help=f"scene families (default: {','.join(scenes.FAMILIES)})"
+    )
+    p.add_argument("--tracks", default="full,small", help="accuracy tracks: full,small (default both)")
+    p.add_argument(
+        "--k", default="3,5,9", help="crowd sizes K (accuracy and speed; memory uses 5 and 9 of them)"
+    )
+    p.add_argument("--bad", default="0,1,2", help="bad workers per crowd (accuracy)")
+    p.add_argument("--scenes", type=int, help="scenes per street family (real shapes get half, at least 1)")
+    p.add_argument("--size", type=_size, help="full-track street size WxH (real shapes: the larger side)")
+    p.add_argument("--small-size", type=_size, help="small-track street size WxH")
+    p.add_argument("--skip", action="append", help="reference methods to leave out, e.g. ck-EM,STAPLE")
+    p.add_argument(
+        "--gtseg-options",
+        type=json.loads,
+        default={},
+        help="extra keyword arguments for consolidate_masks, as JSON, e.g. '{\"smoothing\": 0}'",
+    )
+    p.add_argument("--batch-objects", type=int, help="objects in the batch section")
+    p.add_argument("--repeats", type=int, help="timing repeats, best of N")
+    p.add_argument(
+        "--speed-models", help="speed/memory scenarios by error model (default: all three; quick: object)"
+    )
+    p.add_argument(
+        "--jobs", type=int, default=accuracy.default_jobs(), help="processes for the accuracy section"
+    )
+    p.add_argument(
+        "--json", type=Path, default=ROOT / "bench" / "results" / "latest.json", help="JSON output file"
+    )
+    return p.parse_args(argv)
+
+
+def tracks_for(args: argparse.Namespace, skip: list[str]) -> list[accuracy.TrackSpec]:
+    if args.quick:
+        full_size, small_size, streets, real = (192, 144), (96, 72), 2, 1
+    else:
+        full_size, small_size, streets, real = (384, 288), (128, 96), 8, 4
+    if args.scenes is not None:
+        streets, real = args.scenes, max(1, args.scenes // 2)
+    full_size = args.size or full_size
+    small_size = args.small_size or small_size
+    counts = (("sim-streets", streets), ("streets13", streets), ("horse", real), ("phantom", real))
+    chosen = _names([args.tracks])
+    out = []
+    if "full" in chosen:
+        out.append(
+            accuracy.TrackSpec("full", full_size, full_size[0], counts, accuracy.methods_for("full", skip))
         )
-    conf, iou = np.array(calibration).T
-    print(
-        f"confidence vs actual IoU (gtseg, {len(calibration)} objects with confidence > 0): "
-        f"Pearson r = {np.corrcoef(conf, iou)[0, 1]:.2f}"
-    )
-    return rows, never_below, beats_with_bad
-
-
-class MemoryStore:
-    """The batch's storage interface over a dict, so the benchmark runs the real batch logic."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def get_object(self, uri: str) -> tuple[bytes, dict]:
-        return self.objects[uri], {}
-
-    def get_bytes(self, uri: str) -> bytes:
-        return self.objects[uri]
-
-    def put_bytes(self, uri: str, data: bytes, content_type: str = "") -> None:
-        self.objects[uri] = data
-
-
-WORKFORCE = ["careful", "average", "average", "sloppy", "spammer", "blobs"]
-
-
-def batch_accuracy(objects: int, per_object: int, size: tuple[int, int]) -> dict:
-    """A realistic batch: a workforce of 6 (one spammer, one blob painter), each object labelled
-    by 3 of them at random. gtseg per object vs gtseg with the batch prior (the real
-    BatchConsolidator) vs the vote."""
-    rng = np.random.default_rng(2024)
-    crowd_rng = np.random.default_rng(7)
-    scenes, masks_per_object, items = [], [], []
-    for i in range(objects):
-        scene = make_scene(5000 + i, *size)
-        chosen = sorted(rng.choice(len(WORKFORCE), size=per_object, replace=False).tolist())
-        masks = [paint(scene, PROFILES[WORKFORCE[w]], crowd_rng) for w in chosen]
-        scenes.append(scene)
-        masks_per_object.append((chosen, masks))
-        items.append(
-            {
-                "datasetObjectId": str(i),
-                "annotations": [
-                    {
-                        "workerId": f"worker-{w}",
-                        "annotationData": {"content": json.dumps(worker_answer(m, scene.class_map))},
-                    }
-                    for w, m in zip(chosen, masks, strict=True)
-                ],
-            }
+    if "small" in chosen:
+        out.append(
+            accuracy.TrackSpec(
+                "small", small_size, small_size[0], counts, accuracy.methods_for("small", skip)
+            )
         )
-    store = MemoryStore()
-    payload = "s3://bench/job/annotations/consolidated-annotation/consolidation-request/iteration-1/p.json"
-    store.objects[payload] = json.dumps(items).encode()
-    request = ConsolidationRequest.model_validate(
-        {
-            "labelingJobArn": "arn:aws:sagemaker:us-east-1:111122223333:labeling-job/bench",
-            "labelCategories": list(scenes[0].labels),
-            "labelAttributeName": "bench-ref",
-            "payload": {"s3Uri": payload},
-        }
+    return out
+
+
+def target_line(ok: bool | None, text: str) -> str:
+    tag = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+    return f"  [{tag}] {text}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    sections = _names(args.section) or list(SECTIONS)
+    unknown = [s for s in sections if s not in SECTIONS]
+    model_names = _names(args.models) or list(models.MODELS)
+    families = _names(args.families) or list(scenes.FAMILIES)
+    bad_models = [m for m in model_names if m not in models.MODELS]
+    bad_families = [f for f in families if f not in scenes.FAMILIES]
+    if unknown or bad_models or bad_families:
+        print(f"unknown section/model/family: {unknown + bad_models + bad_families}", file=sys.stderr)
+        return 2
+    ks, bads = _ints(args.k), _ints(args.bad)
+    skip = _names(args.skip)
+    notes = []
+    for name in references.REFERENCES:
+        why = references.available(name)
+        if why and name not in skip:
+            skip.append(name)
+            notes.append(f"note: reference {name} left out: {why}")
+    subset = (
+        sorted(model_names) != sorted(models.MODELS)
+        or sorted(families) != sorted(scenes.FAMILIES)
+        or ks != (3, 5, 9)
+        or bads != (0, 1, 2)
+        or set(_names([args.tracks])) != {"full", "small"}
+        or bool(skip)
+        or bool(args.gtseg_options)
     )
-    _, outcomes = BatchConsolidator(request, store, settings=BatchSettings(threads=1)).run()
-    vote, alone, batch = [], [], []
-    n = len(scenes[0].class_map)
-    for scene, (_, masks), outcome in zip(scenes, masks_per_object, outcomes, strict=True):
-        vote.append(mean_iou(majority_vote(masks, n), scene.truth, n))
-        alone.append(mean_iou(consolidate_masks(masks, n).labels, scene.truth, n))
-        batch.append(
-            mean_iou(read_class_mask(store.objects[outcome.mask_uri], scene.class_map), scene.truth, n)
+    print(
+        f"gtseg consolidation benchmark ({'quick' if args.quick else 'full'} run; python {platform.python_version()}; "
+        f"{args.jobs} process(es)); models: {', '.join(model_names)}; sections: {', '.join(sections)}"
+    )
+    if args.gtseg_options:
+        print(f"gtseg options: {json.dumps(args.gtseg_options)}")
+    for note in notes:
+        print(note)
+    report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "notes": notes}
+    summary = None
+
+    if "accuracy" in sections:
+        tracks = tracks_for(args, skip)
+        configs = configurations(ks, bads)
+        tasks = accuracy.build_tasks(tracks, model_names, families, configs, args.gtseg_options)
+        t0 = time.perf_counter()
+        results = accuracy.run_all(tasks, args.jobs)
+        summary = accuracy.summarize(tasks, results, configs)
+        for track in tracks:
+            print("\n".join(accuracy.table_lines(summary, track)))
+        print("\n".join(accuracy.worst_lines(summary, model_names)))
+        print("\n".join(accuracy.confidence_lines(summary)))
+        print("\n".join(accuracy.worker_lines(summary)))
+        print("\n".join(accuracy.timing_lines(summary)))
+        print(
+            f"  ({len(tasks)} scene tasks x {len(configs)} configurations in {time.perf_counter() - t0:.0f} s)"
         )
-    prior_used = sum(o.consolidation.result.method.batch_prior for o in outcomes)
-    return {
-        "objects": objects,
-        "vote": float(np.mean(vote)),
-        "alone": float(np.mean(alone)),
-        "batch": float(np.mean(batch)),
-        "prior_used": prior_used,
-        "worst_vote": float(np.min(vote)),
-        "worst_batch": float(np.min(batch)),
-    }
+        report["accuracy"] = accuracy.as_json(summary)
+        report["accuracy"]["tracks"] = [t.describe() for t in tracks]
 
+    errors: dict[str, str] = {}
 
-def _best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    def guarded(section: str, fn: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """A section that raises is reported (and its targets fail), the others still run."""
+        try:
+            return fn()
+        except Exception as exc:
+            errors[section] = f"{type(exc).__name__}: {exc}"[:400]
+            print(f"\n!! {section} section failed: {errors[section]}")
+            traceback.print_exc(limit=3, file=sys.stdout)
+            return []
 
+    batch_rows: list[dict[str, Any]] = []
+    if "batch" in sections:
+        size = args.size or ((192, 144) if args.quick else (384, 288))
+        objects = args.batch_objects or (8 if args.quick else 24)
+        batch_rows = guarded("batch", lambda: batch_section.run(model_names, objects, size))
+        print("\n".join(batch_section.lines(batch_rows)))
+        report["batch"] = batch_rows
 
-def speed(repeats: int) -> dict:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ["DESCRIBE_LABELING_JOB"] = "false"
-    os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "gtseg-bench"
-    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-    import boto3
-    from moto import mock_aws
+    repeats = args.repeats or (3 if args.quick else 5)
+    wanted = (
+        _names([args.speed_models])
+        if args.speed_models
+        else (["object"] if args.quick else list(model_names))
+    )
+    perf_scenarios = [s for s in perf.SCENARIOS if s[0] in wanted]
+    speed_rows: list[dict[str, Any]] = []
+    if "speed" in sections:
+        speed_rows = guarded("speed", lambda: perf.speed(ks, repeats, perf_scenarios))
+        print("\n".join(perf.speed_lines(speed_rows)))
+        report["speed"] = speed_rows
+    memory_rows: list[dict[str, Any]] = []
+    if "memory" in sections:
+        memory_ks = [k for k in ks if k in (5, 9)] or list(ks)
+        memory_rows = guarded("memory", lambda: perf.memory(memory_ks, perf_scenarios))
+        print("\n".join(perf.memory_lines(memory_rows)))
+        report["memory"] = memory_rows
+    report["errors"] = errors
 
-    from gtseg.handlers.consolidation import handler
+    # ------------------------------------------------------------------ targets
+    lines = ["\n== Targets (issue 11), on the worst case" + (" -- of this SUBSET only" if subset else "")]
+    targets: list[dict[str, Any]] = []
 
-    width, height, k = 1920, 1080, 5
-    scene = make_scene(7, width, height)
-    masks = SimulatedCrowd(crowd(5, 1), seed=7).paint(scene)
-    contents = [worker_answer(m, scene.class_map) for m in masks]
-    pngs = [b64decode_png(c["crowd-semantic-segmentation"]["labeledImage"]["pngImageData"]) for c in contents]
+    def add(name: str, ok: bool | None, text: str) -> None:
+        targets.append({"target": name, "ok": ok, "detail": text})
+        lines.append(target_line(ok, text))
 
-    def floor() -> None:
-        for png in pngs:
-            Image.open(io.BytesIO(png)).load()
-        encode_index_png(masks[0], scene.class_map)
-
-    answers = [
-        WorkerAnswer(
-            f"w{i}",
-            c["crowd-semantic-segmentation"]["labeledImage"]["pngImageData"],
-            c["crowd-semantic-segmentation"]["labelMappings"],
-            (width, height),
+    if summary is not None and summary.cells:
+        worst_vote = min(
+            ((accuracy.worst_gaps(summary, c.key)[0], c) for c in summary.configs), key=lambda gc: gc[0].value
         )
-        for i, c in enumerate(contents)
-    ]
-
-    def domain() -> None:
-        outcome = consolidate_worker_answers(answers, scene.class_map)
-        encode_index_png(outcome.result.labels, scene.class_map)
-
-    payload_uri = (
-        "s3://bench-out/job/annotations/consolidated-annotation/consolidation-request/iteration-1/t.json"
-    )
-    event = {
-        "version": "2018-10-16",
-        "labelingJobArn": "arn:aws:sagemaker:us-east-1:111122223333:labeling-job/bench",
-        "labelCategories": list(scene.labels),
-        "labelAttributeName": "bench-ref",
-        "roleArn": "arn:aws:iam::111122223333:role/gt",
-        "payload": {"s3Uri": payload_uri},
-    }
-    item = {
-        "datasetObjectId": "0",
-        "dataObject": {"s3Uri": "s3://in/0.jpg"},
-        "annotations": [
-            {"workerId": f"w{i}", "annotationData": {"content": json.dumps(c)}}
-            for i, c in enumerate(contents)
-        ],
-    }
-    import contextlib
-
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="bench-out")
-        s3.put_object(Bucket="bench-out", Key=payload_uri.split("/", 3)[3], Body=json.dumps([item]).encode())
-        with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
-            handler(event, None)  # warm: imports, moto
-            t_handler = _best_of(lambda: handler(event, None), repeats)
-    t_floor = _best_of(floor, repeats)
-    t_domain = _best_of(domain, repeats)
-    return {
-        "width": width,
-        "height": height,
-        "workers": k,
-        "floor_s": t_floor,
-        "handler_s": t_handler,
-        "domain_s": t_domain,
-        "handler_ratio": t_handler / t_floor,
-        "domain_ratio": t_domain / t_floor,
-        "payload_mb": len(json.dumps([item])) / 1e6,
-    }
-
-
-_MEMORY_CHILD = r"""
-import json, resource, sys
-sys.path.insert(0, sys.argv[1])
-import numpy as np
-from gtseg.core.consolidation import WorkerAnswer, consolidate_worker_answers
-from gtseg.core.labels import ClassMap
-from gtseg.core.masks import encode_index_png
-spec = json.load(open(sys.argv[2]))
-cmap = ClassMap.from_labels(spec["labels"])
-answers = [WorkerAnswer(f"w{i}", a["png"], a["mappings"], tuple(spec["size"])) for i, a in enumerate(spec["answers"])]
-def rss():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize()
-# warm up imports and allocator on a tiny object so the measurement is the object itself
-small = ClassMap.from_labels(["a"])
-before = rss()
-peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-outcome = consolidate_worker_answers(answers, cmap)
-encode_index_png(outcome.result.labels, cmap)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"baseline": before, "peak_before": peak_before, "peak": peak}))
-"""
-
-
-def memory() -> dict:
-    width, height = 1920, 1080
-    scene = make_scene(7, width, height)
-    masks = SimulatedCrowd(crowd(5, 1), seed=7).paint(scene)
-    answers = []
-    for m in masks:
-        c = worker_answer(m, scene.class_map)["crowd-semantic-segmentation"]
-        answers.append({"png": c["labeledImage"]["pngImageData"], "mappings": c["labelMappings"]})
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump({"labels": list(scene.labels), "size": [width, height], "answers": answers}, fh)
-        spec_path = fh.name
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", _MEMORY_CHILD, str(ROOT / "lambdas"), spec_path],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    finally:
-        os.unlink(spec_path)
-    figures = json.loads(out)
-    used = figures["peak"] - max(figures["baseline"], 0)
-    per = used / (width * height * len(masks))
-    return {"peak_above_baseline_mb": used / 1e6, "bytes_per_pixel_per_worker": per, "workers": len(masks)}
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--scenes", type=int, default=12, help="scenes per configuration (default 12)")
-    parser.add_argument("--size", default="640x480", help="scene size for the accuracy part")
-    parser.add_argument("--repeats", type=int, default=7, help="timing repeats (best of N)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.lower().split("x"))
-
-    rows, never_below, beats = accuracy(args.scenes, size)  # type: ignore[arg-type]
-    ba = batch_accuracy(max(12, args.scenes * 2), 3, size)  # type: ignore[arg-type]
-    print(f"\n== Batch: {ba['objects']} objects, 3 of a workforce of 6 (C A A S sp bl) per object")
-    print(
-        f"majority vote {ba['vote']:.3f}   gtseg per object {ba['alone']:.3f}   "
-        f"gtseg with batch prior {ba['batch']:.3f}   (prior used on {ba['prior_used']} objects; "
-        f"worst object: vote {ba['worst_vote']:.3f}, gtseg {ba['worst_batch']:.3f})"
-    )
-    sp = speed(args.repeats)
-    print(
-        f"\n== Speed: one {sp['width']}x{sp['height']} object, K={sp['workers']} (payload {sp['payload_mb']:.2f} MB)"
-    )
-    print(f"floor (decode {sp['workers']} PNGs + encode 1)  {sp['floor_s'] * 1000:8.1f} ms   1.00x")
-    print(
-        f"gtseg domain (decode+consolidate+encode) {sp['domain_s'] * 1000:8.1f} ms   {sp['domain_ratio']:.2f}x"
-    )
-    print(
-        f"handler end to end (S3 via moto)       {sp['handler_s'] * 1000:8.1f} ms   {sp['handler_ratio']:.2f}x"
-    )
-    mem = memory()
-    print(
-        f"\n== Memory: peak above baseline {mem['peak_above_baseline_mb']:.1f} MB = "
-        f"{mem['bytes_per_pixel_per_worker']:.1f} bytes/pixel/worker"
-    )
-
-    checks = [
-        ("accuracy: gtseg never below majority vote (every configuration)", never_below),
-        ("accuracy: gtseg > majority vote by >0.01 IoU with bad workers (except K=3 bad=2, see note)", beats),
-        (
-            "batch: gtseg with batch prior >= per object >= majority vote",
-            ba["batch"] >= ba["alone"] - 1e-9 and ba["alone"] >= ba["vote"] - 1e-9,
-        ),
-        (f"speed: handler <= {TARGET_RATIO:.0f}x floor", sp["handler_ratio"] <= TARGET_RATIO),
-        (
-            f"memory: <= {TARGET_BYTES_PER_PIXEL_PER_WORKER:.0f} bytes/pixel/worker",
-            mem["bytes_per_pixel_per_worker"] <= TARGET_BYTES_PER_PIXEL_PER_WORKER,
-        ),
-    ]
-    print("\n== Targets")
-    for text, ok in checks:
-        print(f"  [{'PASS' if ok else 'MISS'}] {text}")
-    print(
-        "  note: K=3 with a spammer and a blob painter leaves one real worker whom nothing can corroborate;\n"
-        "        gtseg then returns the plain vote (the floor). With two spammers it recovers the real worker."
-    )
+        worst_best = min(
+            ((accuracy.worst_gaps(summary, c.key)[1], c) for c in summary.configs), key=lambda gc: gc[0].value
+        )
+        with_bad = [c for c in summary.configs if c.bad > 0]
+        add(
+            "never_below_vote",
+            worst_vote[0].value >= -MAX_BELOW_VOTE,
+            f"accuracy: never below MV by more than {MAX_BELOW_VOTE} (worst {worst_vote[0].value:+.3f}, "
+            f"{worst_vote[1].key}, {worst_vote[0].where()})",
+        )
+        add(
+            "near_best_reference",
+            worst_best[0].value >= -MAX_BELOW_BEST,
+            f"accuracy: within {MAX_BELOW_BEST} of the best reference everywhere (worst {worst_best[0].value:+.3f}, "
+            f"{worst_best[1].key}, {worst_best[0].where()})",
+        )
+        if with_bad:
+            wb = min(
+                ((accuracy.worst_gaps(summary, c.key)[0], c) for c in with_bad), key=lambda gc: gc[0].value
+            )
+            add(
+                "above_vote_with_bad",
+                wb[0].value >= MIN_ABOVE_VOTE_WITH_BAD,
+                f"accuracy: >= {MIN_ABOVE_VOTE_WITH_BAD} above MV wherever a bad worker is present "
+                f"(worst {wb[0].value:+.3f}, {wb[1].key}, {wb[0].where()})",
+            )
+        else:
+            add("above_vote_with_bad", None, "accuracy: no configuration with bad workers selected")
+    else:
+        add("never_below_vote", None, "accuracy: not run")
+    if batch_rows:
+        worst = min(batch_rows, key=lambda r: r["gain_over_alone"])
+        failed = sum(r["failed"] for r in batch_rows)
+        add(
+            "batch_gain",
+            worst["gain_over_alone"] >= MIN_BATCH_GAIN and not failed,
+            f"batch: job-level / batch evidence >= {MIN_BATCH_GAIN} above per-object gtseg where bad workers recur "
+            f"(worst {worst['gain_over_alone']:+.3f}, {worst['model']}/{worst['family']}"
+            + (f"; {failed} object(s) failed)" if failed else ")"),
+        )
+    else:
+        add("batch_gain", False if "batch" in errors else None, f"batch: {errors.get('batch', 'not run')}")
+    if speed_rows:
+        for k in sorted({r["k"] for r in speed_rows}):
+            worst = max((r for r in speed_rows if r["k"] == k), key=lambda r: r["ratio"])
+            add(
+                f"speed_k{k}",
+                worst["ratio"] <= MAX_HANDLER_RATIO,
+                f"speed: handler <= {MAX_HANDLER_RATIO}x floor at K={k} (worst {worst['ratio']:.2f}x, "
+                f"{worst['model']}/{worst['family']})",
+            )
+    else:
+        add("speed", False if "speed" in errors else None, f"speed: {errors.get('speed', 'not run')}")
+    if memory_rows:
+        worst = max(memory_rows, key=lambda r: r["bytes_per_pixel_per_worker"])
+        add(
+            "memory",
+            worst["bytes_per_pixel_per_worker"] <= MAX_BYTES_PER_PIXEL_PER_WORKER,
+            f"memory: peak <= {MAX_BYTES_PER_PIXEL_PER_WORKER:.0f} bytes/pixel/worker at K="
+            f"{','.join(str(k) for k in sorted({r['k'] for r in memory_rows}))} "
+            f"(worst {worst['bytes_per_pixel_per_worker']:.1f}, {worst['model']}/{worst['family']} K={worst['k']})",
+        )
+    else:
+        add("memory", False if "memory" in errors else None, f"memory: {errors.get('memory', 'not run')}")
+    if summary is not None:
+        rs = [pearson([c for c, _ in p], [i for _, i in p]) for p in summary.confidence.values()]
+        finite = [r for r in rs if math.isfinite(r)]
+        lines.append(
+            f"  [INFO] confidence vs actual IoU: Pearson r from {min(finite):+.2f} to {max(finite):+.2f} "
+            "over error models and tracks (see above)"
+            if finite
+            else "  [INFO] confidence vs actual IoU: not enough objects"
+        )
+    print("\n".join(lines))
+    report["targets"] = targets
+    report["seconds"] = time.perf_counter() - started
     if args.json:
-        args.json.write_text(
-            json.dumps({"accuracy": rows, "batch": ba, "speed": sp, "memory": mem}, indent=2)
-        )
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1, default=float, allow_nan=True) + "\n")
+        print(f"\n(all figures in {args.json}; {report['seconds']:.0f} s)")
     return 0
 
 
