@@ -74,6 +74,10 @@ class _MemoryStore:
     def get_bytes(self, uri: str) -> bytes:
         return self.objects[uri]
 
+    def get_range(self, uri: str, first: int, last: int) -> tuple[bytes, int | None]:
+        data = self.objects[uri]
+        return data[first : last + 1], len(data)
+
     def put_bytes(self, uri: str, data: bytes, content_type: str = "") -> None:
         self.objects[uri] = data
 
@@ -83,6 +87,16 @@ class BatchOutcome:
     labels: list[np.ndarray | None]  # per object, None when it failed
     prior_used: int  # objects whose result says the batch's evidence about its workers was used
     failures: list[str]  # failure reasons of the objects that got none
+
+
+def image_bytes(width: int, height: int) -> bytes:
+    """A JPEG of the object's size: the data object the workers labelled (consolidation may read
+    its header to check the masks' size)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 120, 120)).save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
 
 
 def run_batch(
@@ -95,8 +109,11 @@ def run_batch(
     from gtseg.protocol import ConsolidationRequest
 
     class_map = ClassMap.from_labels(labels)
+    store = _MemoryStore()
     items = []
     for i, (worker_ids, masks) in enumerate(objects):
+        height, width = masks[0].shape
+        store.objects[f"s3://bench/in/{i}.jpg"] = image_bytes(int(width), int(height))
         items.append(
             {
                 "datasetObjectId": str(i),
@@ -110,7 +127,6 @@ def run_batch(
                 ],
             }
         )
-    store = _MemoryStore()
     payload = "s3://bench/job/annotations/consolidated-annotation/consolidation-request/iteration-1/p.json"
     store.objects[payload] = json.dumps(items).encode()
     request = ConsolidationRequest.model_validate(
@@ -166,7 +182,7 @@ def handler_runner(
     }
     item = {
         "datasetObjectId": "0",
-        "dataObject": {"s3Uri": "s3://in/0.jpg"},
+        "dataObject": {"s3Uri": "s3://bench-in/0.jpg"},
         "annotations": [
             {"workerId": f"w{i}", "annotationData": {"content": json.dumps(c)}}
             for i, c in enumerate(contents)
@@ -176,6 +192,10 @@ def handler_runner(
     mock.start()
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="bench-out")
+    s3.create_bucket(Bucket="bench-in")
+    (element,) = contents[0].values()
+    size = element["inputImageProperties"]
+    s3.put_object(Bucket="bench-in", Key="0.jpg", Body=image_bytes(int(size["width"]), int(size["height"])))
     s3.put_object(Bucket="bench-out", Key=payload_uri.split("/", 3)[3], Body=json.dumps([item]).encode())
 
     def run() -> None:
