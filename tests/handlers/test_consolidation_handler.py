@@ -258,12 +258,32 @@ def test_label_categories_from_describe_labeling_job(s3, monkeypatch):
     assert [meta["internal-color-map"][str(i)]["class-name"] for i in range(1, 8)] == list(scene.labels)
 
 
-def test_output_config_is_used_when_present(s3):
+OUTPUT_DIR = "annotations/consolidated-annotation/output"
+
+
+@pytest.mark.parametrize(
+    ("output_config", "written_under"),
+    [
+        # what real events carry: <S3OutputPath>/<job>/annotations
+        (f"{JOB_ROOT}/annotations", f"{JOB_ROOT}/{OUTPUT_DIR}"),
+        (f"{JOB_ROOT}/annotations/", f"{JOB_ROOT}/{OUTPUT_DIR}"),
+        # what earlier notes and the first emulator assumed
+        (f"{JOB_ROOT}/{OUTPUT_DIR}", f"{JOB_ROOT}/{OUTPUT_DIR}"),
+        # a job whose name contains "annotations" is not cut short
+        (f"s3://{BUCKET}/p/annotations-job/annotations", f"s3://{BUCKET}/p/annotations-job/{OUTPUT_DIR}"),
+        # any other prefix is taken as the job's folder
+        (f"s3://{BUCKET}/custom/out/", f"s3://{BUCKET}/custom/out/{OUTPUT_DIR}"),
+        ({"s3Uri": f"{JOB_ROOT}/annotations"}, f"{JOB_ROOT}/{OUTPUT_DIR}"),
+    ],
+)
+def test_masks_go_where_the_built_in_task_puts_them_whatever_the_output_config(
+    s3, output_config, written_under
+):
     item, _, _ = crowd_item("5", seed=11, profiles=("careful",))
     put_json(s3, PAYLOAD_URI, [item])
-    response = handler_module.handler(event(outputConfig=f"s3://{BUCKET}/custom/out/"), None)
+    response = handler_module.handler(event(outputConfig=output_config), None)
     uri = response[0]["consolidatedAnnotation"]["content"][LAN]
-    assert uri == f"s3://{BUCKET}/custom/out/iteration-1/5.png"
+    assert uri == f"{written_under}/iteration-1/5.png"
     assert get_bytes(s3, uri)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -296,7 +316,7 @@ def test_payload_uri_without_ground_truth_layout_writes_beside_it(s3):
     out = handler_module.handler(event(payload={"s3Uri": uri}), None)[0]["consolidatedAnnotation"]["content"][
         LAN
     ]
-    assert out.startswith(f"s3://{BUCKET}/somewhere/gtseg-output/payload-")
+    assert out.startswith(f"s3://{BUCKET}/somewhere/{OUTPUT_DIR}/payload-")
 
 
 def test_base64_of_mask_is_not_inlined_in_response(s3):

@@ -70,6 +70,8 @@ class ConsolidationSidecar(_Record):
     workers: list[SidecarWorker] = Field(default_factory=list)
     rejected: list[SidecarRejection] = Field(default_factory=list)
     failure_reason: str | None = Field(default=None, alias="failure-reason")
+    # payload positions (0-based) of later items with this datasetObjectId; only the first is answered
+    duplicates: list[int] = Field(default_factory=list)
 
     @classmethod
     def describe(
@@ -85,6 +87,7 @@ class ConsolidationSidecar(_Record):
         rejected: Sequence[tuple[str | None, str]] = (),
         failure_reason: str | None = None,
         gold_scores: Mapping[str, tuple[float | None, int]] | None = None,
+        duplicates: Sequence[int] = (),
     ) -> ConsolidationSidecar:
         """The sidecar of one object: ``outcome`` consolidated (``mask`` is where its PNG went) or
         not (no result; ``failure_reason`` says why)."""
@@ -129,6 +132,7 @@ class ConsolidationSidecar(_Record):
             ],
             rejected=[SidecarRejection(worker_id=w, reason=r) for w, r in rejected],
             failure_reason=failure_reason,
+            duplicates=list(duplicates),
         )
 
     @classmethod

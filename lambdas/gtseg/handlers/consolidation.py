@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from gtseg.aws.clients import assumed_role_session
 from gtseg.aws.labeling_jobs import label_category_config_uri
 from gtseg.aws.observability import MetricUnit, entry_point, logger, metrics
+from gtseg.aws.retry import Deadline
 from gtseg.aws.s3 import BOTO_CONFIG, S3Store, s3_client
 from gtseg.consolidation.batch import BatchConsolidator, BatchSettings, ObjectOutcome
 from gtseg.consolidation.settings import ConsolidationSettings
@@ -82,6 +83,7 @@ def handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
         ),
         describe_labels=_job_labels(session, store) if settings.describe_job else None,
         log=_log,
+        deadline=Deadline.from_context(context),
     )
     response, outcomes = batch.run()
     _record_metrics(outcomes)
@@ -104,6 +106,10 @@ def _record_metrics(outcomes: list[ObjectOutcome]) -> None:
     metrics.add_metric(name="ObjectsConsolidated", unit=MetricUnit.Count, value=len(outcomes) - failed)
     metrics.add_metric(name="ObjectsFailed", unit=MetricUnit.Count, value=failed)
     metrics.add_metric(name="AnnotationsRejected", unit=MetricUnit.Count, value=rejected)
+    # objects lost to faults that outlasted their retries: repairable with gtseg reconsolidate
+    metrics.add_metric(
+        name="TransientFailures", unit=MetricUnit.Count, value=sum(1 for o in outcomes if o.transient)
+    )
     agreements = [w.agreement for r in results for w in r.workers if not w.excluded]
     if agreements:
         metrics.add_metric(

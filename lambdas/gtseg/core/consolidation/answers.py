@@ -14,8 +14,16 @@ from gtseg.core.consolidation.methods import Method
 from gtseg.core.consolidation.neighbourhood import DEFAULT_NEIGHBOURHOOD_RADIUS
 from gtseg.core.consolidation.reliability import WorkerPrior
 from gtseg.core.consolidation.strategies import ConsolidationResult, consolidate_masks, known_mask_result
+from gtseg.core.images import ImageFormat, ImageHeaderError, read_image_info
 from gtseg.core.labels import ClassMap
-from gtseg.core.masks import DecodedMask, MaskError, b64decode_png, decode_worker_mask, open_png
+from gtseg.core.masks import (
+    MAX_MASK_PIXELS,
+    DecodedMask,
+    MaskError,
+    b64decode_png,
+    decode_worker_mask,
+    open_png,
+)
 
 
 @dataclass(frozen=True)
@@ -55,34 +63,79 @@ class DecodedAnswers:
     failure_reason: str | None  # set when no mask is usable
 
 
-def decode_answers(answers: Sequence[WorkerAnswer], class_map: ClassMap) -> DecodedAnswers:
-    """Decode each worker's PNG; a bad annotation is rejected with a reason, never raised."""
-    decoded: list[tuple[str, DecodedMask]] = []
+def _png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, before a single pixel is decoded."""
+    try:
+        info = read_image_info(png[:64])
+    except ImageHeaderError as exc:
+        raise MaskError(f"not a readable PNG: {exc}") from None
+    if info.format is not ImageFormat.PNG:
+        raise MaskError(f"the mask is a {info.format.value.upper()}, not a PNG")
+    if info.pixels > MAX_MASK_PIXELS:
+        raise MaskError(f"mask is {info.width}x{info.height}; the limit is {MAX_MASK_PIXELS} pixels")
+    return info.width, info.height
+
+
+def _size_text(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def decode_answers(
+    answers: Sequence[WorkerAnswer],
+    class_map: ClassMap,
+    *,
+    image_sizes: Sequence[tuple[int, int]] = (),
+) -> DecodedAnswers:
+    """Decode each worker's PNG; a bad annotation is rejected with a reason, never raised.
+
+    The image decides the size: ``image_sizes`` are the (width, height) the image may be shown at
+    (as stored, and rotated by its EXIF orientation). Without them the workers' masks can only be
+    checked against each other: the most common size is kept, a tie going to the smaller one. Sizes
+    come from each PNG's header, so a mask of the wrong size is refused without being decoded."""
+    sized: list[tuple[WorkerAnswer, bytes, tuple[int, int]]] = []
     rejected: list[tuple[str, str]] = []
     for answer in answers:
         try:
             png = b64decode_png(answer.png) if isinstance(answer.png, str) else answer.png
-            mask = decode_worker_mask(
-                open_png(png), answer.label_mappings, class_map, expected_size=answer.expected_size
-            )
+            size = _png_size(png)
+            if not image_sizes and answer.expected_size is not None and size != tuple(answer.expected_size):
+                raise MaskError(
+                    f"mask is {_size_text(size)} but inputImageProperties says {_size_text(answer.expected_size)}"
+                )
+        except MaskError as exc:
+            rejected.append((answer.worker_id, str(exc)))
+            continue
+        sized.append((answer, png, size))
+    shown_at = [(int(w), int(h)) for w, h in image_sizes]
+    allowed: set[tuple[int, int]]
+    if shown_at:
+        allowed = set(shown_at)
+        wanted = "the image is " + " or ".join(_size_text(s) for s in dict.fromkeys(shown_at))
+    else:
+        sizes = [size for _, _, size in sized]
+        modal = min(set(sizes), key=lambda s: (-sizes.count(s), s[0] * s[1], s)) if sizes else None
+        allowed = {modal} if modal else set()
+        wanted = f"the others are {_size_text(modal)}" if modal else ""
+    usable = [(a, png, size) for a, png, size in sized if size in allowed]
+    if len({size for _, _, size in usable}) > 1:
+        # masks at both the stored and the rotated size: the larger group, ties to the display size
+        counts = {size: sum(1 for _, _, s in usable if s == size) for size in allowed}
+        keep = max(counts, key=lambda s: (counts[s], s == shown_at[-1]))
+        usable = [(a, png, size) for a, png, size in usable if size == keep]
+        wanted = f"the others are {_size_text(keep)}"
+    kept_ids = {id(a) for a, _, _ in usable}
+    for answer, _png, size in sized:
+        if id(answer) not in kept_ids:
+            rejected.append((answer.worker_id, f"mask is {_size_text(size)}, {wanted}"))
+    decoded: list[tuple[str, DecodedMask]] = []
+    for answer, png, _size in usable:
+        try:
+            # the size is settled: a worker's own inputImageProperties no longer matter
+            mask = decode_worker_mask(open_png(png), answer.label_mappings, class_map)
         except MaskError as exc:
             rejected.append((answer.worker_id, str(exc)))
             continue
         decoded.append((answer.worker_id, mask))
-    if decoded:
-        # Without inputImageProperties sizes can only be checked against each other: keep the
-        # most common size, reject the rest.
-        sizes = [m.shape for _, m in decoded]
-        modal = max(set(sizes), key=lambda s: (sizes.count(s), s))
-        kept = []
-        for worker_id, mask in decoded:
-            if mask.shape != modal:
-                rejected.append(
-                    (worker_id, f"mask is {mask.shape[1]}x{mask.shape[0]}, others are {modal[1]}x{modal[0]}")
-                )
-            else:
-                kept.append((worker_id, mask))
-        decoded = kept
     stats = tuple(
         DecodeStats(wid, m.matched_pixels, m.snapped_pixels, m.unmatched_pixels, m.unknown_labels)
         for wid, m in decoded
