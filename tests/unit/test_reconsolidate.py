@@ -382,3 +382,21 @@ def test_job_level_uses_the_whole_jobs_evidence_about_each_worker(tmp_path):
         masks / "reconsolidated-gtseg-job-level" / "4.png"
     ).read_bytes()
     assert again.mean_job_level_change == job_level.mean_job_level_change
+
+
+def test_objects_the_lambda_failed_on_a_transient_fault_are_repaired(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS)
+    manifest = facts["job"] / "manifests" / "output" / "output.manifest"
+    lines = read_lines(manifest)
+    lines[1] = {
+        "source-ref": lines[1]["source-ref"],
+        f"{LAN}-metadata": {
+            **META,
+            "failure-reason": "transient: reading the answer s3://x: transient fault (SlowDown)",
+        },
+    }
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = reconsolidate_job(str(facts["job"]))
+    repaired = read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")[1]
+    assert LAN in repaired and "failure-reason" not in repaired[f"{LAN}-metadata"]
+    assert summary.reconsolidated == 3 and not summary.kept
