@@ -8,7 +8,8 @@ Prefixes inside the buckets (the handlers' constants are imported, so they canno
 - data bucket: images and user manifests anywhere; the launcher writes only ``jobs/<job>/``
   (manifest, label-category file).
 - output bucket: ``jobs/`` is every job's ``S3OutputPath`` (Ground Truth output, our consolidated
-  masks, prior masks of adjustment jobs); ``prelabels/`` holds model pre-labels.
+  masks, prior masks of adjustment jobs); the consolidation Lambda writes only
+  ``jobs/<job>/annotations/consolidated-annotation/output/``; ``prelabels/`` holds model pre-labels.
 - assets bucket: ``templates/`` (worker template, default label-category file), read-only.
 """
 
@@ -22,7 +23,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from gtseg.core.layout import JOBS_PREFIX, PRELABEL_PREFIX
+from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, JOBS_PREFIX, PRELABEL_PREFIX
 from infra.functions import Functions
 from infra.settings import GtsegSettings
 from infra.storage import Storage
@@ -31,6 +32,8 @@ from infra.worker_ui import WorkerUiAssets
 # The same constants the handlers build their keys with.
 JOBS = JOBS_PREFIX.strip("/") + "/"  # data: launcher's job files; output: S3OutputPath
 PRELABELS = PRELABEL_PREFIX.strip("/") + "/"
+# Where the consolidation Lambda writes (output bucket): jobs/<job>/annotations/consolidated-annotation/output/
+CONSOLIDATED_OUTPUT = f"{JOBS}*/{CONSOLIDATED_OUTPUT_DIR.strip('/')}/"
 # Ground Truth writes job logs here (CloudWatch Logs group of every labeling job).
 LABELING_JOB_LOG_GROUP = "/aws/sagemaker/LabelingJobs"
 # PutMetricData has no resource-level permissions; the namespace condition is the only fence.
@@ -250,18 +253,38 @@ class GroundTruthAccess(Construct):
     def _consolidation_rights(self, consolidation: iam.IRole) -> None:
         allow(
             consolidation,
-            sid="ReadPayloadsWriteMasks",
-            actions=["s3:GetObject", "s3:PutObject"],
-            resources=[objects(self._output, JOBS)],
-            wildcard_reason=f"{OBJECT_ARNS} jobs/ (payloads in, consolidated masks and sidecars out)",
+            sid="WriteConsolidatedMasks",
+            # The only place consolidation writes: each job's masks and their sidecars. Worker
+            # responses, payloads and manifests under the same job stay Ground Truth's alone.
+            actions=["s3:PutObject"],
+            resources=[objects(self._output, CONSOLIDATED_OUTPUT)],
+            wildcard_reason=f"{OBJECT_ARNS} jobs/<job>/{CONSOLIDATED_OUTPUT_DIR}/ (one mask and sidecar "
+            "per object; the job name is chosen per job at launch)",
         )
         allow(
             consolidation,
-            sid="ReadLabelCategoryFiles",
-            # The job's label-category file, when an event carries no labels.
+            sid="ReadJobOutput",
+            # Payloads (consolidation-request/), the workers' answers and known masks of gold objects.
             actions=["s3:GetObject"],
-            resources=[objects(self._data, JOBS), self._templates],
-            wildcard_reason=f"{OBJECT_ARNS} the launcher's jobs/ files and templates/",
+            resources=[objects(self._output, JOBS)],
+            wildcard_reason=f"{OBJECT_ARNS} jobs/ (payloads, worker answers, gold masks)",
+        )
+        allow(
+            consolidation,
+            sid="ReadImagesAndLabelFiles",
+            # Every image's header (its size decides the mask size; images may live anywhere in the
+            # data bucket), the launcher's jobs/ files (label-category file, gold masks) and templates/.
+            actions=["s3:GetObject"],
+            resources=[objects(self._data), self._templates],
+            wildcard_reason=f"{OBJECT_ARNS} the data bucket (images, job files, gold masks) and templates/",
+        )
+        allow(
+            consolidation,
+            sid="TellMissingObjectsApart",
+            # Without ListBucket, S3 answers 403 for a missing key; with it, 404, so a missing image,
+            # worker answer or gold mask is reported as missing rather than as an access problem.
+            actions=["s3:ListBucket"],
+            resources=[self._data, self._output],
         )
         self._describe_labeling_jobs(consolidation)
         self._grant_key(consolidation, KMS_READ_WRITE)

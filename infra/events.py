@@ -59,12 +59,15 @@ class LabelingJobEvents(Construct):
         # jsii checks the interface at run time; mypy cannot see @jsii.implements
         self.rule.add_target(LogGroupTarget(self.log_group))  # type: ignore[arg-type]
         # The same grant aws-cdk-lib's CloudWatchLogGroup target writes (EventBridge only delivers
-        # to log groups in the rule's own account), scoped to this one log group.
+        # to log groups in the rule's own account), scoped to this one log group and, by
+        # aws:SourceArn (the rule that sends the event), to this one rule: no other rule in the
+        # account can write into the job history.
         self.log_group.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                 resources=[self.log_group.log_group_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": self.rule.rule_arn}},
             )
         )
 

@@ -69,6 +69,11 @@ PRE_ANNOTATION_TIMEOUT = Duration.seconds(60)
 # manifest; a few seconds in practice, 5 minutes as the ceiling.
 LAUNCHER_TIMEOUT = Duration.minutes(5)
 METRICS_NAMESPACE = "gtseg"
+# POWERTOOLS_SERVICE_NAME of each function: Powertools Metrics puts it in the "service" dimension of
+# every metric the function emits, so the alarms (infra/monitoring.py) select by it.
+PRE_ANNOTATION_SERVICE = "gtseg-pre-annotation"
+CONSOLIDATION_SERVICE = "gtseg-consolidation"
+LAUNCHER_SERVICE = "gtseg-launcher"
 
 
 def layer_asset_hash(requirements: Path, platform: LambdaPlatform, wheelhouse: Path) -> str:
@@ -213,7 +218,7 @@ class Functions(Construct):
             pre_annotation_env["PRELABEL_ENDPOINT_NAME"] = settings.prelabel_endpoint_name
         self.pre_annotation = self._function(
             "PreAnnotation",
-            service_name="gtseg-pre-annotation",
+            service_name=PRE_ANNOTATION_SERVICE,
             handler=PRE_ANNOTATION_HANDLER,
             description="Ground Truth pre-annotation: task input per data object",
             memory_mb=settings.pre_annotation_memory_mb,
@@ -222,7 +227,7 @@ class Functions(Construct):
         )
         self.consolidation = self._function(
             "Consolidation",
-            service_name="gtseg-consolidation",
+            service_name=CONSOLIDATION_SERVICE,
             handler=CONSOLIDATION_HANDLER,
             description="Ground Truth annotation consolidation: merged masks per batch",
             memory_mb=settings.consolidation_memory_mb,
@@ -236,7 +241,7 @@ class Functions(Construct):
         # The launcher's stack wiring (role ARN, function ARNs, ...) arrives via configure_launcher.
         self.launcher = self._function(
             "Launcher",
-            service_name="gtseg-launcher",
+            service_name=LAUNCHER_SERVICE,
             handler=LAUNCHER_HANDLER,
             description="Starts gtseg labeling jobs from a job spec",
             memory_mb=settings.launcher_memory_mb,

@@ -59,6 +59,10 @@ _KMS_KEY_ARN = (
 )
 _ENDPOINT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 _LABEL_ATTRIBUTE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}$"
+# One address, as SNS takes it for an e-mail subscription (a local part, @, a dotted domain); a
+# list or a display name ("Ops <ops@example.com>") is refused rather than half-subscribed.
+_DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+$"
 
 
 class Retention(StrEnum):
@@ -106,6 +110,12 @@ class GtsegSettings(BaseModel):
     prelabel_endpoint_name: str | None = Field(None, pattern=_ENDPOINT_NAME)
     prior_label_attribute: str | None = Field(None, pattern=_LABEL_ATTRIBUTE)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    alarm_email: str | None = Field(
+        None,
+        pattern=_EMAIL,
+        max_length=254,
+        description="subscribe this address to the alarm topic (SNS sends a confirmation mail first)",
+    )
 
     @field_validator("log_retention_days")
     @classmethod

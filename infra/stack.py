@@ -9,6 +9,7 @@ from gtseg.launcher.settings import LauncherSettings
 from infra.access import GroundTruthAccess
 from infra.events import LabelingJobEvents
 from infra.functions import Functions
+from infra.monitoring import Monitoring
 from infra.settings import GtsegSettings, LambdaPlatform
 from infra.storage import Storage
 from infra.worker_ui import WorkerUiAssets
@@ -60,6 +61,9 @@ class GtsegStack(cdk.Stack):
             )
         )
         self.events = LabelingJobEvents(self, "LabelingJobEvents", settings=settings)
+        self.monitoring = Monitoring(
+            self, "Monitoring", settings=settings, storage=self.storage, functions=self.functions
+        )
         self._outputs()
 
     def _outputs(self) -> None:
@@ -79,6 +83,8 @@ class GtsegStack(cdk.Stack):
             "WorkerTemplateUri": (self.worker_ui.worker_template_uri, "UiTemplateS3Uri"),
             "LabelCategoryConfigUri": (self.worker_ui.label_category_config_uri, "default label file"),
             "LabelingJobEventsLogGroup": (self.events.log_group.log_group_name, "job state changes"),
+            "AlarmTopicArn": (self.monitoring.topic.topic_arn, "every gtseg alarm notifies this topic"),
+            "DashboardName": (self.monitoring.dashboard.dashboard_name, "the gtseg CloudWatch dashboard"),
         }
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)

@@ -27,6 +27,7 @@ from aws_cdk.assertions import Template  # noqa: E402
 from app import build_app  # noqa: E402
 from infra.stack import GtsegStack  # noqa: E402
 
+ALARM_EMAIL = "labeling-ops@example.com"
 ACCOUNT_KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 WORKTEAM_ARN = "arn:aws:sagemaker:eu-west-1:111122223333:workteam/private-crowd/labelers"
 
@@ -42,6 +43,7 @@ SETTINGS_CASES: dict[str, dict[str, str]] = {
         "prelabelEndpointName": "road-segmenter",
         "consolidationMemoryMb": "4096",
         "consolidationMethod": "majority",
+        "alarmEmail": ALARM_EMAIL,
     },
 }
 
@@ -92,7 +94,13 @@ class Synthesized:
             "EventsLogGroup": s.events.log_group,
             "EventsRule": s.events.rule,
             "Layer": s.functions.layer,
+            "AlarmTopic": s.monitoring.topic,
+            "Dashboard": s.monitoring.dashboard,
         }
+        if s.monitoring.topic_key is not s.storage.encryption_key:
+            named["AlarmTopicKey"] = s.monitoring.topic_key
+        for alarm_name, alarm in s.monitoring.alarms.items():
+            named[f"Alarm[{alarm_name}]"] = alarm
         if isinstance(s.storage.encryption_key, cdk.Resource) and s.storage.encryption_key.node.default_child:
             named["Key"] = s.storage.encryption_key
         for fn in s.functions.all:

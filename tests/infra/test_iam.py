@@ -15,6 +15,9 @@ from infra_testkit import Synthesized
 S3_NAMESPACE = {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
 PASSED_TO_SAGEMAKER = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 LABELING_JOBS = "arn:aws:sagemaker:${Region}:${Account}:labeling-job/*"
+# The one place the consolidation Lambda writes: each job's masks and sidecars (written out here, not
+# imported from infra/, so a change of the scope has to change this test too).
+CONSOLIDATED_OUTPUT = "OutputBucket.Arn/jobs/*/annotations/consolidated-annotation/output/*"
 OUR_ROLES = ("GroundTruthRole", "PreAnnotationRole", "ConsolidationRole", "LauncherRole")
 
 Triple = tuple[str, str, str | None]
@@ -112,8 +115,11 @@ def expected_pre_annotation(synth: Synthesized) -> set[Triple]:
 def expected_consolidation(synth: Synthesized) -> set[Triple]:
     return (
         allow(["logs:CreateLogStream", "logs:PutLogEvents"], "ConsolidationLogs.Arn")
-        | allow(["s3:GetObject", "s3:PutObject"], "OutputBucket.Arn/jobs/*")
-        | allow("s3:GetObject", ["DataBucket.Arn/jobs/*", "AssetsBucket.Arn/templates/*"])
+        | allow("s3:PutObject", CONSOLIDATED_OUTPUT)
+        | allow(
+            "s3:GetObject", ["OutputBucket.Arn/jobs/*", "DataBucket.Arn/*", "AssetsBucket.Arn/templates/*"]
+        )
+        | allow("s3:ListBucket", ["DataBucket.Arn", "OutputBucket.Arn"])
         | allow("sagemaker:DescribeLabelingJob", LABELING_JOBS)
         | kms(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], synth)
     )
@@ -250,3 +256,42 @@ def test_acknowledgements_cover_exactly_the_wildcards_each_role_has(
     wildcards = {nag_spelling(r) for s in raw for r in as_list(s["Resource"]) if "*" in nag_spelling(r)}
     assert wildcards, role
     assert acknowledged == wildcards
+
+
+def test_consolidation_writes_only_consolidated_output(synthesized: Synthesized) -> None:
+    """Its PutObject is exactly the jobs' consolidated-annotation/output/ prefix: it can no longer
+    overwrite worker responses, consolidation requests or manifests."""
+    statements = triples(role_statements(synthesized, "ConsolidationRole"))
+    writes = {resource for action, resource, _ in statements if action in ("s3:PutObject", "s3:*")}
+    assert writes == {CONSOLIDATED_OUTPUT}
+    ground_truths_own = [
+        "jobs/my-job/annotations/worker-response/iteration-1/0/2024-05-01T12:00:05.json",
+        "jobs/my-job/annotations/consolidated-annotation/consolidation-request/iteration-1/x.json",
+        "jobs/my-job/manifests/output/output.manifest",
+        "jobs/my-job/manifests/intermediate/1/output.manifest",
+        "prelabels/my-job/abc.png",
+    ]
+    for key in ground_truths_own:
+        assert not _matches(CONSOLIDATED_OUTPUT, f"OutputBucket.Arn/{key}"), key
+    # ...while its own masks and sidecars (gtseg.core.layout's names) are inside the scope.
+    from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, JOBS_PREFIX
+
+    for name in ("iteration-1/0.png", "iteration-1/0.json", "iteration-2/a_b~0123456789abcdef.png"):
+        key = f"{JOBS_PREFIX}/my-job/{CONSOLIDATED_OUTPUT_DIR}/{name}"
+        assert _matches(CONSOLIDATED_OUTPUT, f"OutputBucket.Arn/{key}"), key
+
+
+def test_consolidation_reads_images_anywhere_and_job_output_but_writes_no_data_bucket(
+    synthesized: Synthesized,
+) -> None:
+    statements = triples(role_statements(synthesized, "ConsolidationRole"))
+    reads = {resource for action, resource, _ in statements if action == "s3:GetObject"}
+    assert {"DataBucket.Arn/*", "OutputBucket.Arn/jobs/*"} <= reads
+    assert not [r for a, r, _ in statements if a == "s3:PutObject" and r.startswith("DataBucket")]
+
+
+def _matches(pattern: str, resource: str) -> bool:
+    """IAM's resource matching: ``*`` is any run of characters (``/`` included)."""
+    import re
+
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), resource) is not None

@@ -54,6 +54,18 @@ def test_command_line_strings_are_coerced() -> None:
     assert s.workteam_arn is None
 
 
+@pytest.mark.parametrize(
+    "address", ["ops@example.com", "labeling.ops+gtseg@mail.example.co.uk", "a_b-c@x-y.io"]
+)
+def test_alarm_email_takes_one_address(address: str) -> None:
+    assert GtsegSettings.from_context({"alarmEmail": address}).alarm_email == address
+
+
+def test_no_alarm_email_by_default_and_empty_means_unset() -> None:
+    assert GtsegSettings.from_context({}).alarm_email is None
+    assert GtsegSettings.from_context({"alarmEmail": ""}).alarm_email is None
+
+
 def test_every_consolidation_method_of_the_handler_is_a_valid_setting() -> None:
     from gtseg.core.consolidation import METHODS
 
@@ -88,6 +100,12 @@ def test_cdk_own_context_keys_are_ignored() -> None:
         ({"kmsKeyArn": KEY_ARN}, "kmsKeyArn"),  # without encryption=kms
         ({"encryption": "kms", "kmsKeyArn": "alias/mine"}, "kmsKeyArn"),
         ({"consolidationMethod": "vote"}, "consolidationMethod"),
+        ({"alarmEmail": "ops"}, "alarmEmail"),
+        ({"alarmEmail": "ops@localhost"}, "alarmEmail"),  # SNS needs a dotted domain
+        ({"alarmEmail": "Ops <ops@example.com>"}, "alarmEmail"),  # a display name
+        ({"alarmEmail": "a@example.com,b@example.com"}, "alarmEmail"),  # one address only
+        ({"alarmEmail": "ops@example.com "}, "alarmEmail"),
+        ({"alarmEmail": "o" * 65 + "@example.com"}, "alarmEmail"),  # local part over 64
     ],
 )
 def test_bad_settings_fail_naming_the_key(context: dict[str, str], names: str) -> None:

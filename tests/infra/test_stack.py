@@ -43,7 +43,14 @@ def test_resource_counts(synthesized: Synthesized) -> None:
     assert counts["AWS::Events::Rule"] == 1
     assert counts["AWS::Logs::ResourcePolicy"] == 1
     assert counts["Custom::CDKBucketDeployment"] == 1
-    assert counts["AWS::KMS::Key"] == int(created_key)
+    # the stack's data key (encryption=kms), or else the alarm topic's own key (infra/monitoring.py)
+    assert counts["AWS::KMS::Key"] == 1
+    assert ("Key" in synthesized.names().values()) == created_key
+    assert counts["AWS::SNS::Topic"] == 1
+    assert counts["AWS::SNS::TopicPolicy"] == 1
+    assert counts["AWS::SNS::Subscription"] == int("alarmEmail" in SETTINGS_CASES[synthesized.name])
+    assert counts["AWS::CloudWatch::Alarm"] == 13  # 3 consolidation + 1 pre-annotation + 3 x 3 Lambda
+    assert counts["AWS::CloudWatch::Dashboard"] == 1
     assert counts["Custom::S3AutoDeleteObjects"] == (4 if destroy else 0)
     # No custom-resource Lambda for the events log group (we write its resource policy directly).
     assert "Custom::CloudwatchLogResourcePolicy" not in counts
@@ -287,6 +294,8 @@ def test_labeling_job_state_changes_go_to_a_log_group(synthesized: Synthesized) 
             "Effect": "Allow",
             "Principal": {"Service": "events.amazonaws.com"},
             "Resource": "EventsLogGroup.Arn",
+            # only this rule may write the job history (confused-deputy guard)
+            "Condition": {"ArnEquals": {"aws:SourceArn": "EventsRule.Arn"}},
         }
     ]
 
@@ -308,6 +317,8 @@ def test_stack_outputs(default: Synthesized) -> None:
         "WorkerTemplateUri": "s3://AssetsBucket/templates/semantic-segmentation.liquid.html",
         "LabelCategoryConfigUri": "s3://AssetsBucket/templates/label-categories.json",
         "LabelingJobEventsLogGroup": "EventsLogGroup",
+        "AlarmTopicArn": "AlarmTopic",
+        "DashboardName": "Dashboard",
     }
 
 
