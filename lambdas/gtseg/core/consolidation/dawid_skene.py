@@ -11,6 +11,11 @@ import numpy as np
 SHRINKAGE_FRACTION = 0.01
 EM_MAX_ITERATIONS = 25
 EM_TOLERANCE = 1e-4
+# Noisy crowds of many workers and classes have tens of thousands of distinct tuples, most of a
+# handful of pixels. The confusion matrices are fitted on the most common tuples (at least this
+# many, and all that together hold 99.5 % of the pixels); one last E-step then scores every tuple.
+FIT_TUPLES = 4_000
+FIT_PIXEL_SHARE = 0.995
 
 
 def dawid_skene(
@@ -25,13 +30,67 @@ def dawid_skene(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Regularised Dawid-Skene EM over the included workers. Returns (posterior (T,C), log-confusions, iterations)."""
     workers = np.flatnonzero(included)
+    fit = _fitting_tuples(counts)
+    if fit is None:
+        return _em(tuples, counts, init, workers, num_classes, shrinkage, max_iterations)
+    # the rare tuples' pixels are still counted, spread over the fitted ones, so shrinkage keeps its
+    # weight relative to the data
+    scale = float(counts.sum()) / float(counts[fit].sum())
+    _, log_pi, iterations = _em(
+        tuples[fit], counts[fit] * scale, init[fit], workers, num_classes, shrinkage, max_iterations
+    )
+    prior = _class_prior(_posterior(tuples, workers, log_pi, None, num_classes), counts, num_classes)
+    return _posterior(tuples, workers, log_pi, prior, num_classes), log_pi, iterations
+
+
+def _fitting_tuples(counts: np.ndarray) -> np.ndarray | None:
+    """Indices of the tuples to fit on, or None to fit on all of them."""
+    if len(counts) <= FIT_TUPLES:
+        return None
+    order = np.argsort(-counts, kind="stable")
+    covered = np.cumsum(counts[order]) / max(float(counts.sum()), 1e-12)
+    keep = max(FIT_TUPLES, int(np.searchsorted(covered, FIT_PIXEL_SHARE)) + 1)
+    return np.sort(order[:keep]) if keep < len(counts) else None
+
+
+def _class_prior(post: np.ndarray, counts: np.ndarray, num_classes: int) -> np.ndarray:
+    mass = (post * counts[:, None]).sum(axis=0)
+    return (mass + 1.0) / (mass.sum() + num_classes)
+
+
+def _posterior(
+    tuples: np.ndarray, workers: np.ndarray, log_pi: np.ndarray, prior: np.ndarray | None, num_classes: int
+) -> np.ndarray:
+    labels = tuples[:, workers].T.astype(np.intp)  # (J, T)
+    log_post = log_pi[np.arange(len(workers))[:, None], :, labels].sum(axis=0)
+    if prior is not None:
+        log_post = log_post + np.log(prior)[None, :]
+    log_post -= log_post.max(axis=1, keepdims=True)
+    post = np.exp(log_post)
+    post /= post.sum(axis=1, keepdims=True)
+    return post
+
+
+def _em(
+    tuples: np.ndarray,
+    counts: np.ndarray,
+    init: np.ndarray,
+    workers: np.ndarray,
+    num_classes: int,
+    shrinkage: float,
+    max_iterations: int | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
     t, n_workers = len(tuples), len(workers)
     post = np.zeros((t, num_classes))
     post[np.arange(t), init] = 1.0
     iterations = 0
     labels = tuples[:, workers].T.astype(np.intp)  # (J, T)
-    onehot = np.zeros((n_workers, t, num_classes))
-    onehot[np.arange(n_workers)[:, None], np.arange(t)[None, :], labels] = 1.0
+    # one bincount per M-step: cell (j, l, c) of every (worker, tuple, true class), weighted by the
+    # class's pixel mass in the tuple (BLAS is slower at these small, oddly shaped products)
+    cells = (
+        (np.arange(n_workers)[:, None] * num_classes + labels)[:, :, None] * num_classes
+        + np.arange(num_classes)[None, None, :]
+    ).ravel()
     eye = np.eye(num_classes, dtype=bool)
     log_pi = np.zeros((n_workers, num_classes, num_classes))
     for iterations in range(1, (max_iterations or EM_MAX_ITERATIONS) + 1):  # noqa: B007
@@ -39,7 +98,15 @@ def dawid_skene(
         mass = weighted.sum(axis=0)  # (C,)
         prior = (mass + 1.0) / (mass.sum() + num_classes)
         # conf[j, c, l]: pixel mass of true class c that worker j labelled l
-        conf = np.matmul(weighted.T[None, :, :], onehot)
+        conf = (
+            np.bincount(
+                cells,
+                weights=np.broadcast_to(weighted[None], (n_workers, t, num_classes)).ravel(),
+                minlength=n_workers * num_classes * num_classes,
+            )
+            .reshape(n_workers, num_classes, num_classes)
+            .transpose(0, 2, 1)
+        )
         conf[:, mass <= 0, :] = 0.0
         acc = np.clip(
             np.trace(conf, axis1=1, axis2=2) / np.maximum(conf.sum(axis=(1, 2)), 1e-12), 1e-3, 1 - 1e-3
@@ -49,11 +116,7 @@ def dawid_skene(
         pi = conf + shrinkage * one_coin
         pi /= pi.sum(axis=2, keepdims=True)
         log_pi = np.log(np.clip(pi, 1e-12, None))
-        # log P(labels | true class c) per tuple, summed over workers: (T, C)
-        log_post = np.log(prior)[None, :] + log_pi[np.arange(n_workers)[:, None], :, labels].sum(axis=0)
-        log_post -= log_post.max(axis=1, keepdims=True)
-        new_post = np.exp(log_post)
-        new_post /= new_post.sum(axis=1, keepdims=True)
+        new_post = _posterior(tuples, workers, log_pi, prior, num_classes)
         delta = float(np.abs(new_post - post).max())
         post = new_post
         if delta < EM_TOLERANCE:

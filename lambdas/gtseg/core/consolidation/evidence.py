@@ -31,7 +31,8 @@ CANDIDATES = (VOTE, WEIGHTED, TIES_EM, EM)
 # judges are noisy copies of the truth, and a difference this small is within their own noise.
 MATERIAL_DIFFERENCE = 0.01
 MIN_WORKERS_FOR_EM = 3
-EM_ITERATIONS_FOR_JUDGING = 25
+MAX_JUDGES = 5
+EM_ITERATIONS_FOR_JUDGING = 10
 
 
 def judged_iou(
@@ -161,7 +162,10 @@ def judge_candidates(
     k_workers = tuples.shape[1]
     built: dict[int, dict[str, TupleEstimate]] = {}
     everyone = np.ones(k_workers, dtype=bool)
-    for j in np.flatnonzero(judge_weight > 0):
+    # the most reliable workers judge: a handful is enough to veto a failing candidate, and each
+    # judge costs one rebuild of every candidate
+    ranked = [int(j) for j in np.argsort(-judge_weight, kind="stable") if judge_weight[j] > 0]
+    for j in ranked[:MAX_JUDGES]:
         others = everyone.copy()
         others[j] = False
         if not (others & informative).any():
