@@ -1,13 +1,17 @@
-"""Choosing how to consolidate one object from the object's own evidence: held-out workers.
+"""Choosing how to consolidate one object from the object's own evidence.
 
-Each worker is an independent, noisy copy of the truth, so an estimate built from the other
-workers is better the more it agrees with the one left out. For every trusted worker (the
-"judge") each candidate is rebuilt from the others and scored by its chance-corrected agreement
-with the judge; judges count by their own reliability, so a spammer or a blob painter judges
-nothing. The same test decides the neighbourhood step: whether the pixels the others leave
-undecided should follow their neighbourhood, and how widely.
+The default is the reliability-weighted vote (``reliability``). The other candidates are the
+plain vote, SIMPLE's selection of the best workers (Langerak et al. 2010), Dawid-Skene EM, and EM
+deciding only where the trusted workers have no strict majority. They are judged by held-out
+workers: each of the most reliable workers (a "judge") is left out in turn, every candidate is
+rebuilt from the others, and scored by its mean IoU with the judge, each class weighted by the
+judge's own sensitivity to it. A candidate replaces the weighted vote only when the judges find it
+*materially* better (by more than ``MATERIAL_DIFFERENCE``, most of their weight agreeing): held-out
+workers share the crowd's systematic errors (they miss the same poles), so their preference is
+evidence when it is clear, never by a hair.
 
-The plain vote is the default: another candidate is taken only when the judges prefer it.
+Pixels nothing in the votes decides (two workers whose reliabilities nothing tells apart,
+disagreeing) follow their neighbourhood over a box as wide as half their band (``band_radius``).
 """
 
 from __future__ import annotations
@@ -22,12 +26,11 @@ from gtseg.core.consolidation.neighbourhood import PixelTuples
 from gtseg.core.consolidation.reliability import Reliability, WorkerPrior, estimate_reliability, soft_votes
 from gtseg.core.consolidation.tuples import argmax_lowest, strict_majority_missing
 
-# The candidates, simplest first. The most expressive one is taken unless the judges find it worse
-# than a simpler one: "ties-em" lets EM decide only where the trusted workers have no strict
-# majority (with few workers their confusion matrices are weakly identified), "em" everywhere.
-VOTE, WEIGHTED, TIES_EM, EM = "vote", "weighted", "ties-em", "em"
-CANDIDATES = (VOTE, WEIGHTED, TIES_EM, EM)
-# A candidate is only "worse" when the judges' mean IoU with it is lower by more than this: the
+# The candidates. "ties-em" lets EM decide only where the trusted workers have no strict majority
+# (with few workers their confusion matrices are weakly identified), "em" everywhere.
+VOTE, WEIGHTED, SELECTED, TIES_EM, EM = "vote", "weighted", "selected", "ties-em", "em"
+CANDIDATES = (VOTE, WEIGHTED, SELECTED, TIES_EM, EM)
+# A candidate is only "better" when the judges' mean IoU with it is higher by more than this: the
 # judges are noisy copies of the truth, and a difference this small is within their own noise.
 MATERIAL_DIFFERENCE = 0.01
 MIN_WORKERS_FOR_EM = 3
@@ -94,6 +97,13 @@ def tuple_candidates(
     weighted_labels = argmax_lowest(weighted_scores + 1e-9 * vote_scores)
     out[WEIGHTED] = TupleEstimate(weighted_labels, weights, weighted_scores)
     trusted = weights > 0
+    selected = _selected(reliability.kappa, trusted)
+    if selected is not None:
+        selected_weights = np.where(selected, weights, 0.0)
+        selected_scores = soft_votes(tuples, selected_weights, num_classes)
+        out[SELECTED] = TupleEstimate(
+            argmax_lowest(selected_scores + 1e-9 * weighted_scores), selected_weights, selected_scores
+        )
     # Confusion matrices are identifiable from three conditionally independent workers up; with
     # two, EM would only restate which of the two it happened to start closer to.
     if int(trusted.sum()) >= MIN_WORKERS_FOR_EM:
@@ -116,6 +126,16 @@ def tuple_candidates(
     return out, reliability
 
 
+def _selected(kappa: np.ndarray, trusted: np.ndarray) -> np.ndarray | None:
+    """SIMPLE's selection (Langerak et al. 2010): the trusted workers whose agreement is not below
+    the trusted workers' mean by more than one standard deviation; None when that drops nobody."""
+    if int(trusted.sum()) < 3:
+        return None
+    scores = kappa[trusted]
+    keep = trusted & (kappa >= scores.mean() - scores.std())
+    return keep if int(keep.sum()) < int(trusted.sum()) else None
+
+
 @dataclass
 class Judgement:
     """What the held-out workers said: each candidate's mean IoU with each judge."""
@@ -126,25 +146,25 @@ class Judgement:
     def score(self, name: str) -> float:
         return float(np.average(self.per_judge[name], weights=self.weights))
 
-    def worse(self, name: str, than: str) -> bool:
-        """The judges find ``name`` materially worse than ``than``: their weighted mean IoU is lower
-        by more than ``MATERIAL_DIFFERENCE`` and most of the judges' weight sees it lower."""
-        if len(self.weights) < 2:
-            return False  # one judge's view is that judge's quirks
-        diff = np.asarray(self.per_judge[name]) - np.asarray(self.per_judge[than])
+    def gain(self, name: str, over: str) -> float | None:
+        """How much better the judges find ``name`` than ``over`` (their weighted mean IoU), when
+        the gain is material (more than ``MATERIAL_DIFFERENCE``) and most of their weight sees it;
+        None otherwise."""
+        if len(self.weights) < 2 or name not in self.per_judge or over not in self.per_judge:
+            return None  # one judge's view is that judge's quirks
+        diff = np.asarray(self.per_judge[name]) - np.asarray(self.per_judge[over])
         w = np.asarray(self.weights) / np.sum(self.weights)
-        return float(w @ diff) < -MATERIAL_DIFFERENCE and float(w[diff < 0].sum()) > 0.5
+        mean = float(w @ diff)
+        return mean if mean > MATERIAL_DIFFERENCE and float(w[diff > 0].sum()) > 0.5 else None
 
     def choose(self, available: Sequence[str]) -> str:
-        """The most expressive candidate the judges do not find worse than a simpler one; one the
-        judges could not rebuild without themselves stands unopposed."""
-        ordered = [name for name in CANDIDATES if name in available]
-        judged = [name for name in ordered if name in self.per_judge]
-        for name in reversed(ordered):
-            simpler = judged[: judged.index(name)] if name in judged else []
-            if not any(self.worse(name, other) for other in simpler):
-                return name
-        return ordered[0] if ordered else VOTE
+        """The reliability-weighted vote, unless the judges find another candidate materially
+        better (then the one they find best). Held-out workers share the crowd's systematic errors,
+        so their preference is taken only when it is clear, never by a hair."""
+        default = WEIGHTED if WEIGHTED in available else VOTE
+        gains = {name: self.gain(name, default) for name in available if name != default}
+        better = {name: g for name, g in gains.items() if g is not None}
+        return max(better, key=lambda n: better[n]) if better else default
 
 
 def judge_candidates(

@@ -92,6 +92,44 @@ def _agreement_with_others(
     return observed, chance, mass
 
 
+def class_balanced_kappa(
+    tuples: np.ndarray, counts: np.ndarray, weights: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Per worker: the mean over classes of its chance-corrected agreement (Cohen's kappa of "is it
+    this class?") with the others' soft consensus.
+
+    Class-balanced like the mean IoU the result is judged by: a thin structure (a pole, a ring)
+    counts as much as the road, so a worker who keeps the thin structures the others lose is told
+    apart from one who loses them too. Chance-corrected per class, so one class everywhere, or
+    random blobs, score about 0."""
+    votes = soft_votes(tuples, weights, num_classes)
+    k_workers = tuples.shape[1]
+    out = np.zeros(k_workers)
+    w = np.asarray(weights, dtype=np.float64)
+    total = float(counts.sum())
+    if total <= 0:
+        return out
+    rows = np.arange(len(tuples))
+    for k in range(k_workers):
+        others_total = float(w.sum() - w[k])
+        if others_total <= 1e-12:
+            continue
+        share = votes.copy()
+        share[rows, tuples[:, k]] -= w[k]
+        share /= others_total  # (T, C) the others' share of each class
+        own = np.zeros_like(share)
+        own[rows, tuples[:, k]] = 1.0
+        a = counts @ own / total  # P(worker says c)
+        b = counts @ share / total  # P(the others say c)
+        both = counts @ (own * share) / total
+        observed = 1.0 - a - b + 2.0 * both  # agreement on "c" and on "not c"
+        chance = a * b + (1.0 - a) * (1.0 - b)
+        present = (a > 0) | (b > 1e-12)
+        kappa = np.where(chance < 1.0 - 1e-12, (observed - chance) / np.maximum(1.0 - chance, 1e-12), 0.0)
+        out[k] = float(kappa[present].mean()) if present.any() else 0.0
+    return out
+
+
 def _kappa(observed: np.ndarray, chance: np.ndarray) -> np.ndarray:
     denominator = np.maximum(1.0 - chance, 1e-12)
     return np.where(chance >= 1.0 - 1e-12, 0.0, (observed - chance) / denominator)
@@ -107,6 +145,14 @@ def vote_weight(kappa: np.ndarray, effective_classes: float) -> np.ndarray:
     return np.where(kappa > CHANCE_KAPPA, weight, 0.0)
 
 
+def _effective_classes(tuples: np.ndarray, counts: np.ndarray, num_classes: int) -> float:
+    pixels_per_class = np.bincount(
+        tuples.ravel(), weights=np.repeat(counts, tuples.shape[1]), minlength=num_classes
+    ).astype(np.float64)
+    class_share = pixels_per_class / max(float(pixels_per_class.sum()), 1e-12)
+    return 1.0 / max(float(class_share @ class_share), 1e-12)
+
+
 def estimate_reliability(
     tuples: np.ndarray,
     counts: np.ndarray,
@@ -118,14 +164,14 @@ def estimate_reliability(
 ) -> Reliability:
     """Reliability of every worker; only ``candidates`` (K bool) may get a weight.
 
+    Whether a worker is trusted at all follows from its chance-corrected agreement over the whole
+    object. How much its vote weighs follows from how often it sides with the others *where the
+    candidates disagree*: everywhere else all votes say the same, and counting those pixels would
+    make a careful and a sloppy worker look alike exactly where telling them apart decides pixels.
     The consensus a worker is compared with is built from the candidates' votes only, weighted by
     the previous round's weights (equal at first)."""
     k_workers = tuples.shape[1]
-    pixels_per_class = np.bincount(
-        tuples.ravel(), weights=np.repeat(counts, tuples.shape[1]), minlength=num_classes
-    ).astype(np.float64)
-    class_share = pixels_per_class / max(float(pixels_per_class.sum()), 1e-12)
-    effective_classes = 1.0 / max(float(class_share @ class_share), 1e-12)
+    effective_classes = _effective_classes(tuples, counts, num_classes)
     weights = candidates.astype(np.float64)
     kappa = np.zeros(k_workers)
     accuracy = np.zeros(k_workers)
@@ -137,7 +183,9 @@ def estimate_reliability(
             observed, chance, mass = _with_priors(observed, chance, mass, priors, object_pixels)
         kappa = _kappa(observed, chance)
         accuracy = observed
-        new_weights = np.where(candidates, vote_weight(kappa, effective_classes), 0.0)
+        trusted = candidates & (kappa > CHANCE_KAPPA)
+        balanced = class_balanced_kappa(tuples, counts, weights, num_classes)
+        new_weights = np.where(trusted, np.maximum(vote_weight(balanced, effective_classes), 1e-3), 0.0)
         converged = np.allclose(new_weights, weights, rtol=1e-3, atol=1e-6)
         # nobody agreeing beyond chance with anybody leaves nothing to weight the consensus by
         if converged or not new_weights.any():

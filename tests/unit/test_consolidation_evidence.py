@@ -1,0 +1,130 @@
+"""The parts of consolidation that decide from an object's own evidence: worker reliability,
+the held-out judges, the neighbourhood's radius, and Dawid-Skene fitted on the common tuples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gtseg.core.consolidation import consolidate_masks
+from gtseg.core.consolidation import dawid_skene as ds
+from gtseg.core.consolidation.evidence import (
+    EM,
+    VOTE,
+    WEIGHTED,
+    Judgement,
+    band_radius,
+    undecided_tuples,
+)
+from gtseg.core.consolidation.neighbourhood import PixelTuples
+from gtseg.core.consolidation.reliability import WorkerPrior, estimate_reliability
+from gtseg.core.consolidation.tuples import encode_tuples
+from gtseg.core.metrics import mean_iou
+from gtseg.local.simulation import SimulatedCrowd, make_scene
+
+
+def _reliability(masks, num_classes, priors=None):
+    table = encode_tuples(masks, num_classes)
+    return estimate_reliability(
+        table.tuples,
+        table.counts.astype(float),
+        num_classes,
+        candidates=np.ones(len(masks), dtype=bool),
+        priors=priors,
+    )
+
+
+def test_the_worker_who_keeps_the_thin_structures_weighs_most():
+    # Road everywhere, a few thin poles; the careful worker paints them, two sloppy ones miss most
+    truth = np.ones((120, 160), dtype=np.uint8)
+    for x in range(10, 160, 20):
+        truth[20:110, x : x + 2] = 2
+    careful = truth.copy()
+    sloppy_a, sloppy_b = truth.copy(), truth.copy()
+    sloppy_a[:, 10:90][sloppy_a[:, 10:90] == 2] = 1
+    sloppy_b[:, 70:160][sloppy_b[:, 70:160] == 2] = 1
+    reliability = _reliability([careful, sloppy_a, sloppy_b], 3)
+    assert reliability.weight[0] > reliability.weight[1] and reliability.weight[0] > reliability.weight[2]
+    result = consolidate_masks([careful, sloppy_a, sloppy_b], 3)
+    assert mean_iou(result.labels, truth, 3) >= mean_iou(sloppy_a, truth, 3)
+
+
+def test_a_spammer_and_a_blob_painter_carry_no_weight_and_a_prior_can_speak_for_a_worker():
+    scene = make_scene(21, 160, 120)
+    masks = SimulatedCrowd(["careful", "average", "spammer", "blobs"], seed=4).paint(scene)
+    reliability = _reliability(masks, 8)
+    assert reliability.weight[2] == 0.0  # one class everywhere: chance agreement
+    assert reliability.weight[3] < 0.1 * reliability.weight[0]
+    # a worker the batch knows as bad loses the little weight it had
+    known_bad = [None, None, None, WorkerPrior(kappa=0.0, accuracy=0.1, objects=4)]
+    assert _reliability(masks, 8, known_bad).weight[3] < reliability.weight[3] or reliability.weight[3] == 0.0
+
+
+def _judgement(per_judge: dict[str, list[float]], weights=(1.0, 1.0, 1.0)) -> Judgement:
+    return Judgement(per_judge={k: list(v) for k, v in per_judge.items()}, weights=list(weights))
+
+
+def test_the_weighted_vote_stands_unless_the_judges_clearly_prefer_another():
+    available = [VOTE, WEIGHTED, EM]
+    # a hair better for EM: not evidence
+    assert _judgement({VOTE: [0.7] * 3, WEIGHTED: [0.7] * 3, EM: [0.705] * 3}).choose(available) == WEIGHTED
+    # materially better for most of the judges' weight: EM
+    assert _judgement({VOTE: [0.7] * 3, WEIGHTED: [0.7] * 3, EM: [0.75, 0.76, 0.69]}).choose(available) == EM
+    # one heavy judge alone does not carry it
+    assert (
+        _judgement({VOTE: [0.7] * 3, WEIGHTED: [0.7] * 3, EM: [0.9, 0.69, 0.69]}, (1.0, 1.0, 1.0)).choose(
+            available
+        )
+        == WEIGHTED
+    )
+    # one judge is never enough
+    assert _judgement({WEIGHTED: [0.5], EM: [0.9]}, (1.0,)).choose(available) == WEIGHTED
+    # without a weighted vote (nobody trusted) the plain vote is the default
+    assert _judgement({}).choose([VOTE]) == VOTE
+
+
+@pytest.mark.parametrize("band", [2, 4, 6])
+def test_the_neighbourhood_reaches_half_across_the_band_two_outlines_leave(band):
+    # two workers trace one vertical boundary `band` pixels apart
+    left = np.zeros((60, 80), dtype=np.uint8)
+    left[:, 40:] = 1
+    right = np.zeros_like(left)
+    right[:, 40 + band :] = 1
+    table = encode_tuples([left, right], 2)
+    scores = np.zeros((len(table.tuples), 2))
+    for t, (a, b) in enumerate(table.tuples):
+        scores[t, a] += 1
+        scores[t, b] += 1
+    undecided = undecided_tuples(scores)
+    radius = band_radius(PixelTuples.of(table, left.shape), undecided, max_radius=8)
+    assert radius == int(np.ceil(band / 2))
+    assert band_radius(PixelTuples.of(table, left.shape), undecided, max_radius=1) == 1
+    assert band_radius(PixelTuples.of(table, left.shape), undecided, max_radius=0) == 0
+
+
+def test_two_unranked_workers_meet_in_the_middle_of_their_band():
+    left = np.zeros((40, 60), dtype=np.uint8)
+    left[:, 20:] = 1
+    right = np.zeros_like(left)
+    right[:, 26:] = 1
+    result = consolidate_masks([left, right], 2)
+    columns = result.labels[20]
+    assert columns[:22].max() == 0 and columns[25:].min() == 1  # the boundary lands inside the band
+
+
+def test_dawid_skene_fitted_on_the_common_tuples_matches_the_full_fit(monkeypatch):
+    scene = make_scene(33, 320, 240)
+    masks = SimulatedCrowd(["careful", "average", "average", "sloppy", "sloppy", "blobs"], seed=8).paint(
+        scene
+    )
+    table = encode_tuples(masks, 8)
+    counts = table.counts.astype(float)
+    init = table.tuples[:, 0].astype(np.intp)
+    included = np.ones(len(masks), dtype=bool)
+    assert len(counts) > 300
+    monkeypatch.setattr(ds, "FIT_TUPLES", 10**9)
+    full, _, _ = ds.dawid_skene(table.tuples, counts, init, included, 8, shrinkage=0.01 * counts.sum())
+    monkeypatch.setattr(ds, "FIT_TUPLES", 100)
+    fitted, _, _ = ds.dawid_skene(table.tuples, counts, init, included, 8, shrinkage=0.01 * counts.sum())
+    agree = counts[full.argmax(axis=1) == fitted.argmax(axis=1)].sum() / counts.sum()
+    assert agree > 0.995
