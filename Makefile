@@ -48,6 +48,16 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
+# The browser tests (Playwright from requirements.txt) drive Debian's chromium, never a browser
+# Playwright downloads: installed here where apt-get can; otherwise this says what to install, and
+# those tests skip saying the same.
+setup: $(VENV)/.chromium
+$(VENV)/.chromium: | $(VENV)/.installed
+	@if command -v chromium >/dev/null 2>&1; then touch $@; \
+	elif { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	  && command -v chromium >/dev/null 2>&1; then touch $@; \
+	else echo "install Debian's chromium package for the browser tests (apt-get install -y chromium); they skip without it"; fi
+
 # arm64 wheels for the Lambda layer, fetched once so synth and tests never reach the network.
 $(WHEELHOUSE)/.installed: lambdas/requirements.txt Makefile $(VENV)/.installed
 	mkdir -p $(WHEELHOUSE)

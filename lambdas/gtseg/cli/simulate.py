@@ -58,6 +58,25 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--job-name", default="gtseg-demo", help="labeling job name (default gtseg-demo)")
     parser.add_argument("--template", type=Path, help="worker task template to try (default: gtseg's own)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--human",
+        action="store_true",
+        help="you are one of the workers: each task opens in your browser (URL printed) and the job waits "
+        "for your answer; the summary scores you like the simulated workers (default 3 objects)",
+    )
+    parser.add_argument(
+        "--human-port",
+        type=int,
+        default=8765,
+        metavar="N",
+        help="with --human: the port on 127.0.0.1 of your task page (default 8765; 0 = any free one)",
+    )
+    parser.add_argument(
+        "--human-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --human: how long the job waits for each of your answers (default: as long as it takes)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -126,9 +145,15 @@ def format_summary(result: Any) -> str:
     lines.append(f"  {'gtseg consolidation':<26} {'':>7} {_fmt(consolidated):>9} {'':>13}")
     lines.append(f"  {'majority vote (baseline)':<26} {'':>7} {_fmt(majority):>9} {'':>13}")
     for row in result.profile_summary():
+        name = "you (human)" if row["profile"] == "human" else row["profile"]
         lines.append(
-            f"  {'worker: ' + row['profile']:<26} {row['workers']:>7} {_fmt(row['mean_iou']):>9} "
+            f"  {'worker: ' + name:<26} {row['workers']:>7} {_fmt(row['mean_iou']):>9} "
             f"{_fmt(row['estimated_quality'], 2):>13}"
+        )
+    if "human" in result.worker_profiles:
+        answered = sum(1 for s in result.scores for _, p, _ in s.worker_iou if p == "human")
+        lines.append(
+            f"  you answered {answered} of {len(result.scores)} objects; scored like the simulated workers"
         )
     if consolidated is not None and majority is not None:
         lines.append(f"  consolidation vs majority vote: {consolidated - majority:+.3f} IoU")
@@ -219,6 +244,37 @@ def _data_bucket() -> str:
     return DATA_BUCKET
 
 
+def _run_with_human(options: Any, args: argparse.Namespace, progress: PhaseProgress) -> Any:
+    """The job with the person at the browser as one of its workers; None if the page cannot start."""
+    import errno
+
+    from gtseg.local.preview.human import HumanWorker
+    from gtseg.local.simulated_job import run_simulation
+
+    options.worker_profiles()  # bad options are refused before a page opens
+    human = HumanWorker(port=args.human_port)
+    try:
+        url = human.start()
+    except OSError as exc:
+        reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror or exc})"
+        print(
+            f"gtseg simulate: port {args.human_port} on 127.0.0.1 {reason}; choose another with --human-port "
+            "(0 = any free one)",
+            file=sys.stderr,
+        )
+        return None
+    print(
+        f"gtseg simulate: you are one of the workers - open {url} in your browser; the job waits for each "
+        "of your answers (Ctrl+C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        return run_simulation(options, progress=(lambda *a: None) if args.quiet else progress, human=human)
+    finally:
+        human.stop()
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here so `gtseg --help` stays fast and other commands never load moto/awslambdaric.
     from gtseg.local.simulated_job import TEMPLATE, SimulationError, SimulationOptions, run_simulation
@@ -227,6 +283,14 @@ def run(args: argparse.Namespace) -> int:
         size = parse_size(args.size)
     except ValueError as exc:
         print(f"gtseg simulate: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= args.human_port <= 65535:
+        print(f"gtseg simulate: --human-port must be 0..65535, got {args.human_port}", file=sys.stderr)
+        return 2
+    if args.human_timeout is not None and args.human_timeout <= 0:
+        print(
+            f"gtseg simulate: --human-timeout must be more than 0, got {args.human_timeout}", file=sys.stderr
+        )
         return 2
     options = SimulationOptions(
         objects=args.objects,
@@ -239,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         job_name=args.job_name,
         template=args.template or TEMPLATE,
+        human=args.human,
+        human_timeout=args.human_timeout,
     )
     progress = PhaseProgress()
     print(
@@ -247,7 +313,12 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     try:
-        result = run_simulation(options, progress=(lambda *a: None) if args.quiet else progress)
+        if args.human:
+            result = _run_with_human(options, args, progress)
+            if result is None:
+                return 2
+        else:
+            result = run_simulation(options, progress=(lambda *a: None) if args.quiet else progress)
     except SimulationError as exc:
         progress.close()
         print(f"gtseg simulate: {exc}", file=sys.stderr)

@@ -38,6 +38,8 @@ from gtseg.core.uris import parse_s3_prefix, parse_s3_uri
 from gtseg.local.ground_truth import GroundTruthEmulator, JobReport, WorkerSubmission, WorkerTask
 from gtseg.local.lambda_runtime import LocalLambda, function_arn
 from gtseg.local.moto_server import LocalMotoServer
+from gtseg.local.preview.answers import AnswerError, decode_answer
+from gtseg.local.preview.human import HUMAN_PROFILE, HumanStopped, HumanWorker
 from gtseg.local.sagemaker_standin import SageMakerStandin
 from gtseg.local.simulation import DEFAULT_LABELS, PROFILES, WorkerProfile, make_scene, paint, worker_answer
 
@@ -78,6 +80,10 @@ class SimulationOptions:
     job_name: str = "gtseg-demo"
     template: Path = TEMPLATE
     labels: tuple[str, ...] = DEFAULT_LABELS
+    # --human: the person at the browser is the first of the K workers (HUMAN_PROFILE), the
+    # simulated profiles fill the other K-1 places; K defaults to one per profile plus them.
+    human: bool = False
+    human_timeout: float | None = None  # seconds the job waits for each of their answers
 
     def worker_profiles(self) -> tuple[str, ...]:
         """The profile of each of the K workers: ``profiles`` cycled (or cut) to K."""
@@ -88,11 +94,14 @@ class SimulationOptions:
             raise SimulationError(
                 f"unknown worker profile(s) {', '.join(unknown)}; choose from {', '.join(PROFILES)}"
             )
-        count = self.workers if self.workers is not None else len(self.profiles)
+        count = self.workers if self.workers is not None else len(self.profiles) + int(self.human)
         if not 1 <= count <= MAX_WORKERS:
             raise SimulationError(
                 f"--workers must be 1..{MAX_WORKERS} (Ground Truth's limit per object), got {count}"
             )
+        if self.human:
+            simulated = tuple(self.profiles[i % len(self.profiles)] for i in range(count - 1))
+            return (HUMAN_PROFILE, *simulated)
         return tuple(self.profiles[i % len(self.profiles)] for i in range(count))
 
 
@@ -286,16 +295,58 @@ def _remap(indices: np.ndarray, source: ClassMap, target: ClassMap) -> np.ndarra
 class SimulatedWorkforce:
     """Answers each task with K simulated workers painting the sample behind its source-ref."""
 
-    def __init__(self, samples_by_uri: dict[str, Sample], profiles: Sequence[str], seed: int) -> None:
+    def __init__(
+        self,
+        samples_by_uri: dict[str, Sample],
+        profiles: Sequence[str],
+        seed: int,
+        human: HumanWorker | None = None,
+        human_timeout: float | None = None,
+    ) -> None:
         self.samples = samples_by_uri
         self.profiles = tuple(profiles)
         self.seed = seed
         self.painted: dict[str, list[tuple[str, str, np.ndarray]]] = {}  # id -> (worker, profile, mask)
         self.class_maps: dict[str, ClassMap] = {}  # id -> the class map of the page workers saw
+        self.human = human  # answers for the HUMAN_PROFILE place (--human)
+        self.human_timeout = human_timeout
+        self.human_problems: dict[str, str] = {}  # id -> why their answer could not be scored
+        self._tasks_seen = 0
 
     @staticmethod
     def worker_id(k: int, profile: str) -> str:
+        if profile == HUMAN_PROFILE:
+            return f"private.us-east-1.person{k:02d}-{profile}"
         return f"private.us-east-1.sim{k:02d}-{profile}"
+
+    def _human_answer(
+        self, task: WorkerTask, page_map: ClassMap, worker: str
+    ) -> tuple[WorkerSubmission | None, np.ndarray | None]:
+        """The person's answer to ``task`` (None if they gave none) and their mask for scoring."""
+        if self.human is None:
+            raise SimulationError("the job has a human worker but nobody to ask (no HumanWorker)")
+        element = task.rendered.element_name or "crowd-semantic-segmentation"
+
+        def describe(content: Any) -> dict[str, Any]:
+            return decode_answer(content, page_map, element_name=element).to_dict()
+
+        try:
+            answer = self.human.answer(
+                task.rendered.html,
+                title=f"Object {self._tasks_seen} of {len(self.samples)}",
+                dataset_object_id=task.dataset_object_id,
+                describe=describe,
+                timeout=self.human_timeout,
+            )
+        except (TimeoutError, HumanStopped) as exc:
+            self.human_problems[task.dataset_object_id] = f"{worker}: {exc}"
+            return None, None
+        try:
+            mask = decode_answer(answer.answer_content, page_map, element_name=element).indices
+        except AnswerError as exc:
+            self.human_problems[task.dataset_object_id] = f"{worker}: your answer does not decode: {exc}"
+            mask = None
+        return WorkerSubmission(worker, answer.answer_content, answer.seconds), mask
 
     def __call__(self, task: WorkerTask) -> list[WorkerSubmission]:
         sample = self.samples.get(str(task.data_object.get("source-ref")))
@@ -307,7 +358,16 @@ class SimulatedWorkforce:
         n_classes = len(sample.class_map)
         out = []
         painted = []
+        self._tasks_seen += 1
         for k, name in enumerate(self.profiles[: task.workers_needed]):
+            if name == HUMAN_PROFILE:
+                worker = self.worker_id(k, name)
+                submission, human_mask = self._human_answer(task, page_map, worker)
+                if submission is not None:
+                    out.append(submission)
+                if human_mask is not None:
+                    painted.append((worker, name, human_mask))
+                continue
             profile = PROFILES[name]
             if sample.scene is not None:
                 mask = paint(sample.scene, profile, rng)
@@ -341,8 +401,16 @@ def _noop(phase: str, done: int, total: int) -> None:
     return
 
 
-def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> SimulationResult:
-    """Run the whole job; raises SimulationError for bad options, else returns what happened."""
+def run_simulation(
+    options: SimulationOptions, progress: Progress = _noop, human: HumanWorker | None = None
+) -> SimulationResult:
+    """Run the whole job; raises SimulationError for bad options, else returns what happened.
+
+    With ``options.human`` one worker of each object is the person at ``human``'s page (a
+    started ``HumanWorker``; one on a free port is made when none is given)."""
+    if options.human and human is None:
+        with HumanWorker() as own:
+            return run_simulation(options, progress, own)
     seconds: dict[str, float] = {}
     started = time.monotonic()
     profiles = options.worker_profiles()
@@ -371,7 +439,8 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
         samples = folder_samples(options.images_dir, options.objects, labels)
         truth_kind = "quantised"
     else:
-        count = 8 if options.objects is None else options.objects
+        # painting by hand takes longer than simulating: --human defaults to 3 scenes
+        count = (3 if options.human else 8) if options.objects is None else options.objects
         samples = []
         progress("scenes", 0, count)
         for i, sample in enumerate(synthetic_samples(count, options.seed, options.size, labels), start=1):
@@ -450,7 +519,13 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
             if not launched.ok:
                 raise SimulationError(f"the launcher Lambda refused the job: {launched.describe_error()}")
 
-            workforce = SimulatedWorkforce(samples_by_uri, profiles, options.seed)
+            workforce = SimulatedWorkforce(
+                samples_by_uri,
+                profiles,
+                options.seed,
+                human=human if options.human else None,
+                human_timeout=options.human_timeout,
+            )
             emulator = GroundTruthEmulator(
                 sagemaker=sagemaker,
                 functions={arns["pre-annotation"]: pre, arns["consolidation"]: acs},
@@ -459,7 +534,11 @@ def run_simulation(options: SimulationOptions, progress: Progress = _noop) -> Si
                 batch_size=options.batch_size,
                 progress=progress,
             )
-            report = emulator.run(launched.payload["jobName"])
+            try:
+                report = emulator.run(launched.payload["jobName"])
+            finally:
+                if options.human and human is not None:
+                    human.finish()
             seconds.update(report.phase_seconds)
 
         t0 = time.monotonic()
@@ -512,6 +591,8 @@ def score_job(
         if sample is None or not painted or page_map is None:
             score.problem = outcome.failure_reason
             continue
+        if outcome.dataset_object_id in workforce.human_problems:
+            score.problem = workforce.human_problems[outcome.dataset_object_id]
         truth = _remap(sample.truth, sample.class_map, page_map)
         n = len(page_map)
         score.worker_iou = [(w, p, mean_iou(mask, truth, n)) for w, p, mask in painted]
