@@ -152,15 +152,17 @@ def labels_from_mappings(answers: Sequence[SegmentationAnswer]) -> list[str]:
 
 @dataclass(frozen=True)
 class ItemEvidence:
-    """First-pass result for one object: its workers' measures, and a gold object's known mask."""
+    """First-pass result for one object: what it shows about its workers, and its image's size.
+
+    A gold object's known mask is not kept: the second pass reads it again, so a batch's memory
+    does not grow with its number of gold objects.
+    """
 
     measures: dict[str, WorkerMeasure]
-    known: np.ndarray | None  # gold objects: the known mask in the job's class indices
-    gold_problem: str | None  # a gold key that could not be used, and why
     image_sizes: tuple[tuple[int, int], ...] = ()
 
 
-_NO_EVIDENCE = ItemEvidence({}, None, None)
+_NO_EVIDENCE = ItemEvidence({})
 
 
 @dataclass
@@ -331,14 +333,14 @@ class BatchConsolidator:
         """First pass: what this object shows about each of its workers (nothing is written)."""
         if parsed.error or parsed.item is None:
             return _NO_EVIDENCE
-        known, problem = self._known_mask(parsed, class_map)
+        known, _ = self._known_mask(parsed, class_map)
         sizes = self._image_sizes(parsed)
         decoded = decode_answers(self._answers(parsed), class_map, image_sizes=sizes)
         if known is not None:
             measures = measure_against_gold(decoded.masks, decoded.worker_ids, known, len(class_map))
         else:
             measures = measure_workers(decoded.masks, decoded.worker_ids, len(class_map))
-        return ItemEvidence(measures, known, problem, sizes)
+        return ItemEvidence(measures, sizes)
 
     def _failed(
         self, object_id: str, reason: str, creation_date: str, *, transient: bool = False
@@ -364,11 +366,11 @@ class BatchConsolidator:
             if parsed.transient:
                 reason = f"transient: {reason}"
             return self._failed(object_id, reason, creation_date, transient=parsed.transient)
+        known, gold_problem = self._known_mask(parsed, class_map)
         if evidence is None or evidence is _NO_EVIDENCE:
-            known, gold_problem = self._known_mask(parsed, class_map)
             sizes = self._image_sizes(parsed)
         else:
-            known, gold_problem, sizes = evidence.known, evidence.gold_problem, evidence.image_sizes
+            sizes = evidence.image_sizes
         if gold_problem:
             self.log(
                 "warning",
