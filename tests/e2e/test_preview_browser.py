@@ -166,6 +166,11 @@ def test_buttons_are_named_for_tools_and_screen_readers(page, tmp_path):
             assert tool.button(name).count() == 1, name
         assert page.get_by_role("slider", name="Brush size").count() == 1
         assert page.get_by_role("slider", name="Mask opacity").count() == 1
+        tool.button("Hide mask").click()
+        assert tool.button("Hide mask").get_attribute("aria-pressed") == "true"
+        assert page.locator("crowd-semantic-segmentation canvas.mask").evaluate("c => c.style.opacity") == "0"
+        page.keyboard.press("h")
+        assert tool.button("Hide mask").get_attribute("aria-pressed") == "false"
         tool.choose("car")
         assert tool.button("car").get_attribute("aria-pressed") == "true"
         assert tool.button("road").get_attribute("aria-pressed") == "false"

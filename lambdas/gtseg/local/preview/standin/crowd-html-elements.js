@@ -364,7 +364,7 @@
       toolbar.append(
         el("button", { type: "button", class: "tool", title: "Zoom in (+)", "aria-keyshortcuts": "+", onclick: () => this._zoomCentre(1.25) }, icon("zoom-in"), el("span", { class: "tool-name" }, "Zoom in")),
         el("button", { type: "button", class: "tool", title: "Zoom out (-)", "aria-keyshortcuts": "-", onclick: () => this._zoomCentre(0.8) }, icon("zoom-out"), el("span", { class: "tool-name" }, "Zoom out")),
-        el("button", { type: "button", class: "tool", title: "Fit the image to the window (0)", "aria-keyshortcuts": "0", onclick: () => this._fit() }, icon("fit"), el("span", { class: "tool-name" }, "Fit image"))
+        el("button", { type: "button", class: "tool", title: "Fit the image to the window (0)", "aria-keyshortcuts": "0", onclick: () => this._fitAgain() }, icon("fit"), el("span", { class: "tool-name" }, "Fit image"))
       );
       this._resetButton = el("button", { type: "button", class: "tool", title: "Start over: back to the starting mask (undoable)", onclick: () => this._reset() }, icon("reset"), el("span", { class: "tool-name" }, "Reset"));
       toolbar.append(el("div", { class: "sep", role: "separator" }), this._resetButton);
@@ -392,6 +392,7 @@
       );
       this._opacityInput = el("input", { type: "range", min: "0", max: "100", value: "60", "aria-label": "Mask opacity", oninput: () => this._setOpacity(Number(this._opacityInput.value) / 100) });
       this._opacityValue = el("output", { class: "value" }, "60%");
+      this._hideButton = el("button", { type: "button", class: "icon-button eye", "aria-label": "Hide mask", "aria-pressed": "false", title: "Hide the mask (H)", onclick: () => this._toggleMask() }, icon("eye"));
 
       this._headerText = el("h1", { class: "task-header" });
       this._taskChip = this._taskNavigation();
@@ -422,7 +423,12 @@
           this._sizeInput,
           el("div", { class: "presets" }, this._presetButtons)
         ),
-        el("section", { class: "card" }, el("h2", {}, "Mask opacity", this._opacityValue), this._opacityInput),
+        el(
+          "section",
+          { class: "card" },
+          el("h2", {}, "Mask opacity", el("span", { class: "h2-tail" }, this._opacityValue, this._hideButton)),
+          this._opacityInput
+        ),
         el(
           "section",
           { class: "card instructions-card" },
@@ -456,16 +462,17 @@
             "table",
             {},
             [
-              ["B / P / E / F / M", "Brush, polygon, eraser, fill, move"],
-              ["1 – 9", "Choose a label"],
-              ["[  ]", "Smaller / larger brush"],
-              ["Mouse wheel, + / -", "Zoom in and out at the pointer"],
-              ["Space + drag, middle button", "Pan"],
-              ["0", "Fit the image to the window"],
-              ["Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"],
-              ["H", "Hide or show the mask"],
-              ["Enter / Esc / Backspace", "Polygon: close, cancel, drop the last corner"],
-            ].map(([keys, what]) => el("tr", {}, el("th", {}, keys), el("td", {}, what)))
+              [["B", "P", "E", "F", "M"], "Brush, polygon, eraser, fill, move"],
+              [["1", "…", "9"], "Choose a label"],
+              [["[", "]"], "Smaller / larger brush"],
+              [["Wheel", "+", "-"], "Zoom in and out (the wheel zooms at the pointer)"],
+              [["Space+drag", "Middle button"], "Pan"],
+              [["0"], "Fit the image to the window"],
+              [["Ctrl+Z", "Ctrl+Shift+Z"], "Undo / redo"],
+              [["H"], "Hide or show the mask"],
+              [["Enter", "Esc", "Backspace"], "Polygon: close, cancel, drop the last corner"],
+              [["?"], "This list"],
+            ].map(([keys, what]) => el("tr", {}, el("th", {}, keys.map((k) => el("kbd", {}, k))), el("td", {}, what)))
           )
         )
       );
@@ -642,6 +649,7 @@
     _setOpacity(value) {
       this._opacity = Math.max(0, Math.min(1, value));
       this._hidden = false;
+      this._hideButton.setAttribute("aria-pressed", "false");
       this._opacityInput.value = String(Math.round(this._opacity * 100));
       this._opacityValue.textContent = `${Math.round(this._opacity * 100)}%`;
       this._maskCanvas.style.opacity = String(this._opacity);
@@ -650,6 +658,7 @@
     _toggleMask() {
       this._hidden = !this._hidden;
       this._maskCanvas.style.opacity = this._hidden ? "0" : String(this._opacity);
+      this._hideButton.setAttribute("aria-pressed", String(this._hidden));
       this._notice(this._hidden ? "Mask hidden (H shows it again)" : "Mask shown", "info", 1200);
     }
 
@@ -1021,7 +1030,13 @@
       this._applyView();
     }
 
+    _fitAgain() {
+      this._userMovedView = false;
+      this._fit();
+    }
+
     _zoomAt(factor, sx, sy) {
+      this._userMovedView = true;
       const v = this._view;
       const scale = Math.max(0.02, Math.min(40, v.scale * factor));
       const ix = (sx - v.tx) / v.scale;
@@ -1066,7 +1081,6 @@
         e.preventDefault();
         const p = this._toImage(e);
         const delta = e.deltaMode === 1 ? e.deltaY * 33 : e.deltaY;
-        this._userMovedView = true;
         this._zoomAt(Math.pow(1.0015, -delta), p.sx, p.sy);
       }, { passive: false });
       vp.addEventListener("pointerdown", (e) => this._pointerDown(e));
@@ -1235,10 +1249,8 @@
       else if (key === "]") this._setBrushSize(Math.max(this._brushSize + 1, this._brushSize * 1.25));
       else if (key === "+" || key === "=") this._zoomCentre(1.25);
       else if (key === "-" || key === "_") this._zoomCentre(0.8);
-      else if (key === "0") {
-        this._userMovedView = false;
-        this._fit();
-      } else if (key === "?") this._openDialog(this._keysDialog);
+      else if (key === "0") this._fitAgain();
+      else if (key === "?") this._openDialog(this._keysDialog);
       else handled = false;
       if (handled) e.preventDefault();
     }
