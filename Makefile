@@ -66,7 +66,7 @@ $(WHEELHOUSE)/.installed: lambdas/requirements.txt Makefile $(VENV)/.installed
 	touch $@
 
 demo: setup
-	$(FAKE_AWS) $(PY) -m gtseg.cli simulate
+	$(FAKE_AWS) $(PY) -m gtseg.cli simulate --force  # the demo replaces its own earlier run
 
 # Static gates first (seconds), then the tests: lint, formatting, the layer contracts, types.
 check: setup

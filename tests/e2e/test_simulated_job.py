@@ -284,3 +284,64 @@ def test_the_cli_runs_a_job_and_exits_0(tmp_path, capsys):
 def test_the_cli_explains_bad_options_and_exits_2(tmp_path, capsys, argv, message):
     assert main(["simulate", "--out", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_earlier_job_is_kept_unless_force_and_then_replaced_whole(tmp_path, capsys):
+    argv = [
+        "simulate",
+        "--objects",
+        "1",
+        "--size",
+        "64x48",
+        "--workers",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    manifest = tmp_path / "gtseg-demo" / "manifests" / "output" / "output.manifest"
+    (tmp_path / "gtseg-demo" / "mine.txt").write_text("notes on the first run")
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1].startswith("gtseg simulate: ") and "holds an earlier job" in err[-1] and "--force" in err[-1]
+    )
+    assert (tmp_path / "gtseg-demo" / "mine.txt").is_file() and manifest.is_file()
+    assert main([*argv, "--force", "--seed", "3"]) == 0
+    assert manifest.is_file() and not (tmp_path / "gtseg-demo" / "mine.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gtseg-demo"]  # no staging folder left
+
+
+def test_an_interrupted_run_leaves_no_partial_job_folder(tmp_path):
+    def interrupt(phase: str, done: int, total: int) -> None:
+        if phase == "consolidation":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(
+            SimulationOptions(objects=2, workers=2, size=(64, 48), out_dir=tmp_path), progress=interrupt
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_images_are_skipped_with_a_note_subfolders_included_exif_applied(tmp_path, capsys):
+    images = tmp_path / "images"
+    (images / "day2").mkdir(parents=True)
+    picture = np.zeros((40, 60, 3), dtype=np.uint8)
+    picture[:20] = (200, 40, 40)
+    Image.fromarray(picture).save(images / "a.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees: 40x60 on screen
+    Image.fromarray(picture).save(images / "day2" / "rotated.jpg", exif=exif.tobytes())
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "out"
+    assert main(["simulate", "--images", str(images), "--workers", "2", "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "note: --images: skipped broken.jpg: not a readable image" in captured.err
+    assert "note: --images: day2/rotated.jpg: EXIF orientation 6 applied" in captured.err
+    assert "2 labeled, 0 failed" in captured.out
+    uploaded = out / "gtseg-demo" / "local-emulator" / "data-bucket" / "images" / "day2" / "rotated.jpg"
+    with Image.open(uploaded) as upright:
+        assert upright.size == (40, 60) and upright.getexif().get(0x0112, 1) == 1

@@ -1,16 +1,26 @@
-"""What the after-the-job commands share: the progress bar, the ``--map`` option and how a
-job-data problem ends a command (one line on stderr, exit 2)."""
+"""What the commands share: the one progress display, the ``--map`` option, the one-line message
+for an AWS problem, and how a job-data problem ends a command (one line on stderr, exit 2)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import IO, Any, TypeVar
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from gtseg.aws.s3 import BOTO_CONFIG
 from gtseg.tools.errors import ToolError
@@ -24,49 +34,83 @@ def make_client(service: str, config: Config = BOTO_CONFIG) -> Any:
     return boto3.client(service, config=config)
 
 
+def aws_problem(exc: BotoCoreError | ClientError) -> str:
+    """One line for an AWS SDK failure, worded the same in every command."""
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS profile)"
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return "no AWS credentials: configure them (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID)"
+    if isinstance(exc, EndpointConnectionError):
+        return f"cannot reach AWS: {exc}"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"AWS error {error.get('Code', 'unknown')}: {error.get('Message') or exc}"
+    return f"AWS error: {exc}"
+
+
 def print_problems(kind: str, problems: Iterable[object]) -> None:
     """Each problem of a finished run on its own stderr line, prefixed by its kind."""
     for problem in problems:
         print(f"{kind}: {problem}", file=sys.stderr)
 
 
-class StderrProgress:
-    """A one-line progress bar on stderr, redrawn at most ~10 times a second.
+class CommandProgress:
+    """The one progress display of every long command: rich's bars on stderr, one per phase.
 
-    Callable as ``progress(done, total)``; ``total`` None (unknown) shows a counter and rate.
-    On a non-terminal stderr (CI logs) it prints nothing until ``close()``'s final line.
+    Callable as ``progress(done, total)`` (a ``ProgressCallback`` of gtseg.tools: one bar named
+    ``label``) and as ``progress.phase(name, done, total)`` (the emulator's phases: a bar each).
+    ``total`` None shows a counter. It draws nothing with ``quiet`` or when the stream is not a
+    terminal (CI logs, pipes), and it is transient: the bars are erased when it closes, so what a
+    command prints afterwards (its result, or the one line of its failure) is never followed by a
+    stray progress line. Use it as a context manager, or call ``close()``.
     """
 
-    def __init__(self, label: str, stream: IO[str] | None = None, width: int = 30) -> None:
+    def __init__(self, label: str = "", *, quiet: bool = False, stream: IO[str] | None = None) -> None:
         self.label = label
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.started = time.monotonic()
-        self._last_draw = 0.0
-        self._done = 0
-        self._total: int | None = None
-        self._live = bool(getattr(self.stream, "isatty", lambda: False)())
+        console = Console(file=stream or sys.stderr)
+        self.enabled = not quiet and console.is_terminal
+        self._bars = Progress(
+            TextColumn("{task.description:<15}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not self.enabled,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._started = False
 
     def __call__(self, done: int, total: int | None) -> None:
-        self._done, self._total = done, total
-        now = time.monotonic()
-        if self._live and (now - self._last_draw >= 0.1 or (total is not None and done >= total)):
-            self._last_draw = now
-            self.stream.write("\r" + self._line())
-            self.stream.flush()
+        self.phase(self.label, done, total)
 
-    def _line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = self._done / elapsed
-        if self._total:
-            filled = int(self.width * min(self._done / self._total, 1.0))
-            bar = "#" * filled + "-" * (self.width - filled)
-            return f"{self.label} [{bar}] {self._done}/{self._total} ({rate:.1f}/s)"
-        return f"{self.label} {self._done} ({rate:.1f}/s)"
+    def phase(self, name: str, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if not self._started:
+            self._bars.start()
+            self._started = True
+        task = self._tasks.get(name)
+        if task is None:
+            task = self._tasks[name] = self._bars.add_task(name, total=total)
+        self._bars.update(task, completed=done, total=total)
 
     def close(self) -> None:
-        self.stream.write(("\r" if self._live else "") + self._line() + "\n")
-        self.stream.flush()
+        if self._started:
+            self._bars.stop()
+            self._started = False
+
+    def __enter__(self) -> CommandProgress:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# The name of the hand-drawn one-bar display that CommandProgress replaced (kept for callers of it).
+StderrProgress = CommandProgress
 
 
 def add_map_option(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +121,14 @@ def add_map_option(parser: argparse.ArgumentParser) -> None:
         metavar="S3_PREFIX=DIR",
         help="read (and write) S3 URIs under S3_PREFIX from local DIR instead, e.g. a job copied with "
         "'aws s3 sync' (repeatable; a job folder named like the job is mapped automatically)",
+    )
+
+
+def add_force_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replace an existing {what} (by default an existing one is never overwritten)",
     )
 
 
@@ -99,15 +151,17 @@ def job_data_from_args(args: argparse.Namespace) -> JobData:
     return data
 
 
-def run_with_progress(command: str, quiet: bool, work: Callable[[StderrProgress | None], T]) -> T | None:
-    """Run ``work`` with a progress bar on stderr; a job-data problem is one line on stderr and
-    ``None`` (the caller exits 2). Shared by export, report and reconsolidate."""
-    progress = None if quiet else StderrProgress(command)
-    try:
-        return work(progress)
-    except (ToolError, JobDataError) as exc:
-        print(f"gtseg {command}: {exc}", file=sys.stderr)
-        return None
-    finally:
-        if progress:
-            progress.close()
+def run_with_progress(command: str, quiet: bool, work: Callable[[CommandProgress | None], T]) -> T | None:
+    """Run ``work`` with the progress display; a job-data problem (or an AWS one) is one line on
+    stderr, after the display is gone, and ``None`` (the caller exits 2). Shared by export, report
+    and reconsolidate."""
+    problem = None
+    with CommandProgress(command, quiet=quiet) as progress:
+        try:
+            return work(progress if progress.enabled else None)
+        except (ToolError, JobDataError) as exc:
+            problem = str(exc)
+        except (BotoCoreError, ClientError) as exc:
+            problem = aws_problem(exc)
+    print(f"gtseg {command}: {problem}", file=sys.stderr)
+    return None

@@ -14,9 +14,9 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from gtseg.cli.common import StderrProgress
+from gtseg.cli.common import CommandProgress, add_force_option, print_problems
 
 DEFAULTS = "8 objects of 640x480, 5 workers: careful, average, average, sloppy, spammer"
 
@@ -58,6 +58,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--job-name", default="gtseg-demo", help="labeling job name (default gtseg-demo)")
     parser.add_argument("--template", type=Path, help="worker task template to try (default: gtseg's own)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_force_option(parser, "job folder DIR/<job-name>/ of an earlier gtseg simulate")
     parser.add_argument(
         "--human",
         action="store_true",
@@ -85,31 +86,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if not sep or not width.isdigit() or not height.isdigit() or int(width) < 16 or int(height) < 16:
         raise ValueError(f"--size wants WIDTHxHEIGHT of at least 16x16, e.g. 640x480; got {text!r}")
     return int(width), int(height)
-
-
-class PhaseProgress:
-    """One progress bar per phase on stderr: ``(phase, done, total)`` callbacks."""
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self._bar: StderrProgress | None = None
-        self._phase: str | None = None
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if phase != self._phase:
-            self.close()
-            self._phase = phase
-            self._bar = StderrProgress(f"{phase:<15}", stream=self.stream)
-        assert self._bar is not None
-        self._bar(done, total)
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        self._bar = None
-        self._phase = None
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -244,7 +220,7 @@ def _data_bucket() -> str:
     return DATA_BUCKET
 
 
-def _run_with_human(options: Any, args: argparse.Namespace, progress: PhaseProgress) -> Any:
+def _run_with_human(options: Any, args: argparse.Namespace, progress: CommandProgress) -> Any:
     """The job with the person at the browser as one of its workers; None if the page cannot start."""
     import errno
 
@@ -270,7 +246,7 @@ def _run_with_human(options: Any, args: argparse.Namespace, progress: PhaseProgr
         flush=True,
     )
     try:
-        return run_simulation(options, progress=(lambda *a: None) if args.quiet else progress, human=human)
+        return run_simulation(options, progress=progress.phase, human=human)
     finally:
         human.stop()
 
@@ -305,25 +281,28 @@ def run(args: argparse.Namespace) -> int:
         template=args.template or TEMPLATE,
         human=args.human,
         human_timeout=args.human_timeout,
+        force=args.force,
     )
-    progress = PhaseProgress()
     print(
         "gtseg simulate: a Ground Truth labeling job run locally - moto S3, a SageMaker stand-in, gtseg's "
         "Lambdas in awslambdaric sandboxes, simulated workers (nothing reaches AWS)",
         file=sys.stderr,
     )
-    try:
-        if args.human:
-            result = _run_with_human(options, args, progress)
-            if result is None:
-                return 2
-        else:
-            result = run_simulation(options, progress=(lambda *a: None) if args.quiet else progress)
-    except SimulationError as exc:
-        progress.close()
-        print(f"gtseg simulate: {exc}", file=sys.stderr)
+    failure = None
+    with CommandProgress(quiet=args.quiet) as progress:  # erased before anything below is printed
+        try:
+            if args.human:
+                result = _run_with_human(options, args, progress)
+            else:
+                result = run_simulation(options, progress=progress.phase)
+        except SimulationError as exc:
+            failure = str(exc)
+    if failure is not None:
+        print(f"gtseg simulate: {failure}", file=sys.stderr)
         return 2
-    progress.close()
+    if result is None:
+        return 2
+    print_problems("note", result.notes)
     print(format_summary(result))
     ok = result.report.status == "Completed" and not result.report.contract_problems
     ok = ok and result.report.count("failed") == 0

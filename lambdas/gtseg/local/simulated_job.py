@@ -16,6 +16,7 @@ import io
 import json
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 
 import boto3
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from gtseg.aws.s3 import S3Store, StorageError
 from gtseg.core.consolidation import AppliedMethod, majority_vote
@@ -84,6 +85,7 @@ class SimulationOptions:
     # simulated profiles fill the other K-1 places; K defaults to one per profile plus them.
     human: bool = False
     human_timeout: float | None = None  # seconds the job waits for each of their answers
+    force: bool = False  # replace an earlier job folder of the same name (one gtseg simulate wrote)
 
     def worker_profiles(self) -> tuple[str, ...]:
         """The profile of each of the K workers: ``profiles`` cycled (or cut) to K."""
@@ -140,6 +142,7 @@ class SimulationResult:
     seconds: dict[str, float]
     launch: dict[str, Any]
     sagemaker_calls: list[str] = field(default_factory=list)  # operations the stand-in received, in order
+    notes: list[str] = field(default_factory=list)  # what was skipped or changed on the way (images)
 
     def profile_summary(self) -> list[dict[str, Any]]:
         """Per profile: workers, mean IoU vs truth, mean quality the consolidation estimated."""
@@ -189,6 +192,7 @@ class SimulationResult:
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "contractProblems": list(self.report.contract_problems),
             "problems": [f"{s.dataset_object_id}: {s.problem}" for s in self.scores if s.problem],
+            "notes": list(self.notes),
         }
 
 
@@ -222,25 +226,46 @@ def synthetic_samples(count: int, seed: int, size: tuple[int, int], labels: Sequ
     return out
 
 
-def folder_samples(folder: Path, limit: int | None, labels: Sequence[str]) -> list[Sample]:
-    """The user's images; truth = the picture quantised to one colour per class (a stand-in)."""
+def folder_samples(
+    folder: Path, limit: int | None, labels: Sequence[str], notes: list[str] | None = None
+) -> list[Sample]:
+    """The user's images (subfolders included); truth = the picture quantised to one colour per
+    class (a stand-in). A file that is not a readable image is skipped with a note in ``notes``,
+    as the pre-annotation Lambda skips it; an EXIF-rotated JPEG is uploaded upright (its
+    orientation applied, the tag dropped), so the workers, the masks and the truth all see the
+    same pixels."""
+    notes = [] if notes is None else notes
     if not folder.is_dir():
         raise SimulationError(f"--images {folder}: not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise SimulationError(f"--images {folder}: no .jpg, .jpeg or .png files")
+        raise SimulationError(f"--images {folder}: no .jpg, .jpeg or .png files (subfolders included)")
     class_map = ClassMap.from_labels(labels)
-    out = []
-    for path in files[:limit]:
-        data = path.read_bytes()
+    out: list[Sample] = []
+    for path in files:
+        if limit is not None and len(out) >= limit:
+            break
+        name = path.relative_to(folder).as_posix()  # a subfolder stays a prefix of the S3 key
         try:
+            data = path.read_bytes()
             with Image.open(io.BytesIO(data)) as image:
-                rgb = image.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise SimulationError(f"--images: {path.name} is not a readable image: {exc}") from exc
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                orientation = image.getexif().get(0x0112, 1)
+                rgb = upright.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow raises SyntaxError for some bad files
+            notes.append(f"--images: skipped {name}: not a readable image ({exc.__class__.__name__})")
+            continue
+        if orientation not in (None, 1):
+            buf = io.BytesIO()
+            rgb.save(buf, format="PNG" if name.lower().endswith(".png") else "JPEG", quality=95)
+            data = buf.getvalue()
+            notes.append(f"--images: {name}: EXIF orientation {orientation} applied, uploaded upright")
         quantised = rgb.quantize(colors=len(class_map), method=Image.Quantize.MEDIANCUT)
         truth = np.asarray(quantised, dtype=np.uint8).copy()
-        out.append(Sample(path.name, data, truth, class_map))
+        out.append(Sample(name, data, truth, class_map))
+    if not out:
+        raise SimulationError(f"--images {folder}: none of the {len(files)} image files is readable")
     return out
 
 
@@ -388,13 +413,28 @@ class SimulatedWorkforce:
 # --------------------------------------------------------------------------- the run
 
 
-def _clean_dir(path: Path) -> None:
-    """Remove an earlier run's job folder, but only one that this tool wrote."""
+def _check_job_dir(path: Path, force: bool) -> None:
+    """An earlier job folder is never replaced silently: only with ``force``, and only one that
+    gtseg simulate wrote."""
     if not path.exists():
         return
     if not (path / "local-emulator").is_dir():
         raise SimulationError(f"{path} exists and was not written by gtseg simulate; choose another --out")
-    shutil.rmtree(path)
+    if not force:
+        raise SimulationError(
+            f"{path} holds an earlier job; choose another --out or --job-name, or pass --force to replace it"
+        )
+
+
+def _move_into_place(staged: Path, final: Path) -> None:
+    """``staged`` becomes ``final``; an earlier ``final`` (``--force``) is removed only afterwards."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.replaced-{staged.parent.name.rsplit('-', 1)[-1]}")
+        final.rename(old)
+    staged.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _noop(phase: str, done: int, total: int) -> None:
@@ -435,8 +475,11 @@ def run_simulation(
         labels = tuple(ClassMap.from_labels(options.labels).labels)
     except LabelError as exc:
         raise SimulationError(f"labels: {exc}") from exc
+    notes: list[str] = []
+    job_dir = out_dir / options.job_name
+    _check_job_dir(job_dir, options.force)  # before the samples are made: a refusal costs nothing
     if options.images_dir is not None:
-        samples = folder_samples(options.images_dir, options.objects, labels)
+        samples = folder_samples(options.images_dir, options.objects, labels, notes)
         truth_kind = "quantised"
     else:
         # painting by hand takes longer than simulating: --human defaults to 3 scenes
@@ -449,9 +492,39 @@ def run_simulation(
         truth_kind = "synthetic"
     seconds["samples"] = time.monotonic() - started
 
+    # The job is written into a hidden staging folder beside its final place and moved there only
+    # when the run has finished: an interrupted or failed run (Ctrl-C included) leaves nothing that
+    # looks like a result, and an earlier job is replaced (--force) only by a complete one.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{options.job_name}.partial-", dir=out_dir))
+    try:
+        result = _run_job(
+            options, profiles, labels, samples, truth_kind, staging, seconds, started, human, progress
+        )
+        result.notes[:0] = notes
+        _move_into_place(staging / options.job_name, job_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result.job_dir = job_dir
+    result.input_dir = job_dir / "local-emulator" / "data-bucket"
+    return result
+
+
+def _run_job(
+    options: SimulationOptions,
+    profiles: tuple[str, ...],
+    labels: tuple[str, ...],
+    samples: list[Sample],
+    truth_kind: str,
+    out_dir: Path,
+    seconds: dict[str, float],
+    started: float,
+    human: HumanWorker | None,
+    progress: Progress = _noop,
+) -> SimulationResult:
+    """The job itself, written under ``out_dir/<job-name>/`` (the staging folder)."""
     job_dir = out_dir / options.job_name
     input_dir = job_dir / "local-emulator" / "data-bucket"  # a copy of the input bucket (images, manifest)
-    _clean_dir(job_dir)
     logs = job_dir / "local-emulator" / "logs"
 
     with LocalMotoServer() as moto, SageMakerStandin() as sagemaker:
