@@ -17,7 +17,7 @@ from moto import mock_aws
 from gtseg import cli
 from gtseg.cli import launch as launch_command
 from gtseg.cli import status as status_command
-from gtseg.cli.status import progress_bar, render_status, watch
+from gtseg.cli.status import render_status, watch
 
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
@@ -326,14 +326,6 @@ def described(status: str, **counters: int) -> dict[str, Any]:
     }
 
 
-def test_progress_bar_shows_labeled_failed_and_remaining():
-    assert progress_bar(0, 0, 0, width=10) == "[..........]"
-    assert progress_bar(5, 0, 10, width=10) == "[#####.....]"
-    assert progress_bar(10, 0, 10, width=10) == "[##########]"
-    assert progress_bar(3, 1, 100, width=10) == "[!.........]"  # one failure is never invisible
-    assert progress_bar(6, 2, 10, width=10) == "[######!!..]"
-
-
 def test_render_status_has_counters_failure_and_output():
     text = render_status(
         {
@@ -401,3 +393,45 @@ def test_both_commands_are_registered():
     assert (args.job, args.watch, args.interval) == ("job", True, 5.0)
     with pytest.raises(SystemExit):
         cli.build_parser(["launch"]).parse_args(["launch", "s.json", "--direct", "--stack", "x"])
+
+
+# --------------------------------------------------------------------------- offline, one line
+
+
+@pytest.fixture
+def no_aws(monkeypatch, tmp_path):
+    """No region, no credentials, no config file: what a new user's shell has."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+                 "AWS_DEFAULT_REGION", "AWS_PROFILE", "GTSEG_STACK_NAME", *ENV):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_status_without_a_region_is_one_line_not_a_traceback(no_aws, capsys):
+    assert cli.main(["status", "some-job"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "gtseg status: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS profile)"
+    ]
+
+
+def test_launch_dry_run_works_offline_with_no_credentials(no_aws, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.jpg", "notes.txt"):
+        (images / name).write_bytes(b"x")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    assert cli.main(["launch", str(spec), "--dry-run", "--map", f"s3://my-images/set={images}"]) == 0
+    captured = capsys.readouterr()
+    request = json.loads(captured.out)
+    assert request["LabelingJobName"] == "cli-job-1"
+    assert request["RoleArn"] == "arn:aws:iam::000000000000:role/dry-run-GroundTruthRole"
+    assert "placeholders for the settings not given: GROUND_TRUTH_ROLE_ARN" in captured.err
+    assert "dry run: 2 objects (0 gold)" in captured.err
+    # not mapped: one line saying what is missing and how a dry run gets around it
+    assert cli.main(["launch", str(spec), "--dry-run"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("gtseg launch: ") and "no AWS credentials" in line and "--map" in line

@@ -1,15 +1,17 @@
 """``gtseg launch SPEC.json [--stack NAME | --direct] [--dry-run]``: start a labeling job.
 
-* ``--stack NAME`` invokes the deployed launcher Lambda (its name is the stack output
-  ``LauncherFunctionName``) with the spec as the event;
-* ``--direct`` runs the same code (``gtseg.launcher.launch``) here with local credentials; the stack's
+* --stack NAME invokes the deployed launcher Lambda (its name is the stack output
+  LauncherFunctionName) with the spec as the event;
+* --direct runs the same code (gtseg.launcher.launch) here with local credentials; the stack's
   settings come from flags or the launcher's environment-variable names;
-* ``--dry-run`` validates, reads the input (and the gold manifest) and prints the
+* --dry-run validates, reads the input (and the gold manifest) and prints the
   CreateLabelingJob request, the object count and how many of them are gold objects, without
-  writing or sending anything (with ``--stack`` it takes the settings from the deployed
-  launcher's configuration).
+  writing or sending anything (with --stack it takes the settings from the deployed
+  launcher's configuration). It works offline with no credentials: --map reads the spec's s3://
+  inputs from local folders, and settings that are not given get placeholder values (named on
+  stderr).
 
-Without ``--stack`` or ``--direct``: ``--stack $GTSEG_STACK_NAME`` when that is set, else direct.
+Without --stack or --direct: --stack $GTSEG_STACK_NAME when that is set, else direct.
 The spec is checked here first either way, so a typo fails before any AWS call.
 """
 
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +29,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gtseg.aws.s3 import S3Store, StorageError
-from gtseg.cli.common import make_client
+from gtseg.cli.common import add_map_option, aws_problem, job_data_from_args, make_client
 from gtseg.launcher.errors import LaunchError
 from gtseg.launcher.launch import launch, plan_launch
 from gtseg.launcher.settings import ENVIRONMENT, LauncherSettings
 from gtseg.launcher.spec import SpecError, parse_job_spec
+from gtseg.tools.jobdata import JobData, JobDataError
 
 STACK_OUTPUT_KEY = "LauncherFunctionName"
 STACK_ENV = "GTSEG_STACK_NAME"
@@ -49,6 +53,16 @@ SETTING_FLAGS = {
     "--workteam-arn": "default_workteam_arn",
     "--kms-key-id": "output_kms_key_id",
 }
+# --dry-run without a stack's settings: what each missing required setting becomes in the printed
+# request ({region}: AWS_REGION, else us-east-1). Valid values, obviously not a real account's.
+DRY_RUN_PLACEHOLDERS = {
+    "ground_truth_role_arn": "arn:aws:iam::000000000000:role/dry-run-GroundTruthRole",
+    "pre_annotation_function_arn": "arn:aws:lambda:{region}:000000000000:function:dry-run-pre-annotation",
+    "consolidation_function_arn": "arn:aws:lambda:{region}:000000000000:function:dry-run-consolidation",
+    "worker_template_uri": "s3://dry-run-data-bucket/templates/semantic-segmentation.liquid.html",
+    "data_bucket": "dry-run-data-bucket",
+    "output_bucket": "dry-run-output-bucket",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -66,6 +80,7 @@ def register(subparsers: Any) -> None:
         "--dry-run", action="store_true", help="validate and print the CreateLabelingJob request only"
     )
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    add_map_option(parser)
     settings = parser.add_argument_group("settings for --direct (default: the environment variable named)")
     for flag, attr in SETTING_FLAGS.items():
         settings.add_argument(flag, dest=attr, metavar="VALUE", help=ENVIRONMENT[attr])
@@ -84,6 +99,70 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None 
     environ = dict(os.environ if environ is None else environ)
     values = {var: getattr(args, attr, None) or environ.get(var) for attr, var in ENVIRONMENT.items()}
     return LauncherSettings.from_mapping(values)
+
+
+def dry_run_settings(
+    args: argparse.Namespace, environ: dict[str, str] | None = None
+) -> tuple[LauncherSettings, list[str]]:
+    """The settings of a dry run without a stack: flags and environment variables, and a
+    placeholder for each required one that is missing; returns the names that got one."""
+    environ = dict(os.environ if environ is None else environ)
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    values = {var: getattr(args, attr, None) or environ.get(var) for attr, var in ENVIRONMENT.items()}
+    placeholders = []
+    for attr, placeholder in DRY_RUN_PLACEHOLDERS.items():
+        if not values.get(ENVIRONMENT[attr]):
+            values[ENVIRONMENT[attr]] = placeholder.format(region=region)
+            placeholders.append(ENVIRONMENT[attr])
+    return LauncherSettings.from_mapping(values), placeholders
+
+
+@dataclass
+class MappedStore(S3Store):
+    """The launcher's reads through JobData: an s3:// URI under a --map prefix is read from the
+    local folder, any other from S3 (a client is made only then). A dry run writes nothing."""
+
+    client: Any = None
+    data: JobData = field(default_factory=JobData)
+
+    def get_bytes(self, uri: str) -> bytes:
+        try:
+            return self.data.read_bytes(uri)
+        except JobDataError as exc:
+            raise _storage_error(exc) from exc
+
+    def exists(self, uri: str) -> bool:
+        try:
+            return self.data.exists(uri)
+        except JobDataError as exc:
+            raise _storage_error(exc) from exc
+
+    def list_keys(self, prefix_uri: str) -> list[str]:
+        try:
+            return self.data.list_files(prefix_uri)
+        except JobDataError as exc:
+            raise _storage_error(exc) from exc
+
+
+def _storage_error(exc: JobDataError) -> StorageError:
+    """The launcher names the URI itself: only the reason, an SDK one in the CLI's words."""
+    cause = exc.__cause__
+    if isinstance(cause, BotoCoreError | ClientError):
+        return StorageError(f"{aws_problem(cause)}; a dry run can read it from a local folder with --map")
+    return StorageError(str(exc))
+
+
+class LazyClient:
+    """A boto3 client made on first use: a dry run that never asks SageMaker needs no region."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = make_client(self.service)
+        return getattr(self._client, name)
 
 
 def launcher_function_name(cloudformation: Any, stack: str) -> str:
@@ -127,15 +206,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except SpecError as exc:
-        print("gtseg launch: invalid job spec:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(f"gtseg launch: invalid job spec: {'; '.join(exc.problems)}", file=sys.stderr)
         return 1
     except (LaunchError, StorageError) as exc:
         print(f"gtseg launch: {exc}", file=sys.stderr)
         return 1
     except (ClientError, BotoCoreError) as exc:
-        print(f"gtseg launch: AWS error: {exc}", file=sys.stderr)
+        print(f"gtseg launch: {aws_problem(exc)}", file=sys.stderr)
         return 1
 
 
@@ -144,14 +221,22 @@ def _run(args: argparse.Namespace) -> int:
     spec = parse_job_spec(raw)  # fail on the spec before any AWS call, whatever the mode
     stack = None if args.direct else (args.stack or os.environ.get(STACK_ENV) or None)
     if args.dry_run:
+        placeholders: list[str] = []
         if stack:
             lambda_client = make_client("lambda")
             function = launcher_function_name(make_client("cloudformation"), stack)
             settings = settings_from_function(lambda_client, function)
         else:
-            settings = settings_from_args(args)
-        plan = plan_launch(spec, settings, S3Store(client=make_client("s3")), make_client("sagemaker"))
+            settings, placeholders = dry_run_settings(args)
+        plan = plan_launch(
+            spec, settings, MappedStore(data=job_data_from_args(args)), LazyClient("sagemaker")
+        )
         print(json.dumps(plan.request, indent=2, sort_keys=True))
+        if placeholders:
+            print(
+                f"dry run: placeholders for the settings not given: {', '.join(placeholders)}",
+                file=sys.stderr,
+            )
         print(
             f"dry run: {plan.object_count} objects ({plan.gold_count} gold); would write {plan.manifest_uri} and "
             f"{plan.label_category_config_uri}; {len(plan.skipped)} input lines skipped",
@@ -165,8 +250,7 @@ def _run(args: argparse.Namespace) -> int:
         result = invoke_launcher(make_client("lambda", INVOKE_CONFIG), function, raw)
     else:
         settings = settings_from_args(args)
-        store = S3Store(client=make_client("s3"))
-        result = launch(spec, settings, store, make_client("sagemaker")).to_dict()
+        result = launch(spec, settings, S3Store(client=make_client("s3")), make_client("sagemaker")).to_dict()
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:

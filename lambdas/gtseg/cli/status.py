@@ -1,8 +1,8 @@
 """``gtseg status JOB [--watch] [--interval S] [--json]``: where a labeling job stands.
 
-DescribeLabelingJob -> status, the label counters as a progress bar, the failure reason and the
-output manifest URI. ``--watch`` polls until the job has ended. Exit code 1 when the job failed
-(or does not exist), else 0.
+DescribeLabelingJob -> status, the label counters, the failure reason and the output manifest
+URI. --watch polls until the job has ended, with a progress bar on a terminal. Exit code 1 when
+the job failed (or does not exist, or AWS could not be asked), else 0.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gtseg.cli.common import make_client
+from gtseg.cli.common import CommandProgress, aws_problem, make_client
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
-BAR_WIDTH = 30
 
 
 def register(subparsers: Any) -> None:
@@ -38,30 +37,24 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def progress_bar(labeled: int, failed: int, total: int, width: int = BAR_WIDTH) -> str:
-    """``[#####!....]``: ``#`` labeled, ``!`` failed, ``.`` still to do."""
-    if total <= 0:
-        return "[" + "." * width + "]"
-    labeled_cells = round(width * labeled / total)
-    failed_cells = min(width - labeled_cells, round(width * failed / total))
-    if failed and not failed_cells and labeled_cells < width:
-        failed_cells = 1  # a failure is never invisible
-    rest = width - labeled_cells - failed_cells
-    return "[" + "#" * labeled_cells + "!" * failed_cells + "." * rest + "]"
+def counters(description: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(labeled, failed, total) from DescribeLabelingJob's LabelCounters."""
+    label_counters = description.get("LabelCounters") or {}
+    labeled = int(label_counters.get("TotalLabeled", 0))
+    failed = int(label_counters.get("FailedNonRetryableError", 0))
+    return labeled, failed, labeled + failed + int(label_counters.get("Unlabeled", 0))
 
 
 def render_status(description: Mapping[str, Any]) -> str:
-    counters = description.get("LabelCounters") or {}
-    labeled = int(counters.get("TotalLabeled", 0))
-    failed = int(counters.get("FailedNonRetryableError", 0))
-    unlabeled = int(counters.get("Unlabeled", 0))
-    total = labeled + failed + unlabeled
+    label_counters = description.get("LabelCounters") or {}
+    labeled, failed, total = counters(description)
+    unlabeled = total - labeled - failed
     percent = f"{100 * labeled / total:.0f}%" if total else "-"
     lines = [
         f"job:      {description.get('LabelingJobName', '?')}",
         f"status:   {description.get('LabelingJobStatus', '?')}",
-        f"progress: {progress_bar(labeled, failed, total)} {labeled}/{total} labeled ({percent})",
-        f"          human {counters.get('HumanLabeled', 0)}, machine {counters.get('MachineLabeled', 0)}, "
+        f"progress: {labeled}/{total} labeled ({percent})",
+        f"          human {label_counters.get('HumanLabeled', 0)}, machine {label_counters.get('MachineLabeled', 0)}, "
         f"failed {failed}, unlabeled {unlabeled}",
     ]
     if description.get("FailureReason"):
@@ -81,21 +74,26 @@ def watch(
     job: str,
     *,
     interval: float,
-    out: TextIO,
+    out: TextIO | None = None,
     as_json: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    progress: CommandProgress | None = None,
 ) -> dict[str, Any]:
-    """Print the status, then again whenever it changes, until the job ends; return the last answer."""
+    """Print the status, then again whenever it changes, until the job ends; return the last answer.
+    ``progress`` (on a terminal) shows the objects done (labeled or failed) as a bar meanwhile."""
     last_shown = None
     while True:
         description = sagemaker.describe_labeling_job(LabelingJobName=job)
+        if progress is not None:
+            labeled, failed, total = counters(description)
+            progress.phase(str(description.get("LabelingJobStatus", "?")), labeled + failed, total or None)
         shown = (
             json.dumps(_jsonable(description), default=str, sort_keys=True)
             if as_json
             else render_status(description)
         )
         if shown != last_shown:
-            print(shown, file=out, flush=True)
+            print(shown, file=out or sys.stdout, flush=True)  # sys.stdout now: the bar may redirect it
             last_shown = shown
         if description.get("LabelingJobStatus") in TERMINAL_STATUSES:
             return description
@@ -106,17 +104,19 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         print("gtseg status: --interval must be positive", file=sys.stderr)
         return 2
-    sagemaker = make_client("sagemaker")
+    problem = None
     try:
+        sagemaker = make_client("sagemaker")
         if args.watch:
-            description = watch(
-                sagemaker,
-                args.job,
-                interval=args.interval,
-                out=sys.stdout,
-                as_json=args.json,
-                sleep=time.sleep,
-            )
+            with CommandProgress(quiet=args.json) as progress:  # erased before any last line
+                description = watch(
+                    sagemaker,
+                    args.job,
+                    interval=args.interval,
+                    as_json=args.json,
+                    sleep=time.sleep,
+                    progress=progress if progress.enabled else None,
+                )
         else:
             description = sagemaker.describe_labeling_job(LabelingJobName=args.job)
             if args.json:
@@ -124,13 +124,14 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(render_status(description))
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        if error.get("Code") in ("ResourceNotFound", "ResourceNotFoundException"):
-            print(f"gtseg status: no labeling job named {args.job!r}", file=sys.stderr)
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("ResourceNotFound", "ResourceNotFoundException"):
+            problem = f"no labeling job named {args.job!r}"
         else:
-            print(f"gtseg status: {error.get('Code', 'error')}: {error.get('Message', exc)}", file=sys.stderr)
-        return 1
+            problem = aws_problem(exc)
     except BotoCoreError as exc:
-        print(f"gtseg status: {exc}", file=sys.stderr)
+        problem = aws_problem(exc)
+    if problem is not None:
+        print(f"gtseg status: {problem}", file=sys.stderr)
         return 1
     return 1 if description.get("LabelingJobStatus") == "Failed" else 0
