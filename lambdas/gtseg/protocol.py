@@ -13,6 +13,9 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gtseg.core.layout import job_folder_of_output_config, job_root_of_payload, ref_basename
+from gtseg.core.manifest import exact_job_name
+
 __all__ = [
     "AnnotationData",
     "ConsolidationRequest",
@@ -123,9 +126,25 @@ class ConsolidationRequest(_Lenient):
         return value
 
     @property
-    def job_name(self) -> str:
-        """``arn:aws:sagemaker:r:a:labeling-job/NAME`` -> ``NAME`` (the whole value if no slash)."""
+    def arn_job_name(self) -> str:
+        """``arn:aws:sagemaker:r:a:labeling-job/NAME`` -> ``NAME`` (the whole value if no slash).
+        Real events carry it lower-cased (docs/protocol.md)."""
         return self.labeling_job_arn.rsplit("/", 1)[-1] if self.labeling_job_arn else "unknown-job"
+
+    @property
+    def job_name(self) -> str:
+        """The job's name in its own case, for DescribeLabelingJob and the output's ``job-name``:
+        the job's folder in the payload path or in ``outputConfig``, or the label attribute name
+        (``<job>-ref`` is the default), whichever is the ARN's name in another case."""
+        job_root = job_root_of_payload(self.payload.s3_uri)
+        lan = self.label_attribute_name
+        return exact_job_name(
+            self.arn_job_name,
+            ref_basename(job_root) if job_root else None,
+            job_folder_of_output_config(self.output_config) if self.output_config else None,
+            lan.removesuffix("-ref"),
+            lan,
+        )
 
 
 class AnnotationData(_Lenient):

@@ -512,3 +512,88 @@ def test_workers_shown_up_on_other_objects_decide_an_object_without_consensus(s3
         mean_iou(alone, scene.truth, len(scene.class_map))
         < mean_iou(labels, scene.truth, len(scene.class_map)) - 0.1
     )
+
+
+MIXED_JOB = "Seg-Job-20211118T021255"
+MIXED_ROOT = f"s3://{BUCKET}/prefix/{MIXED_JOB}"
+
+
+def test_the_exact_case_job_name_from_the_payload_path_is_described_and_written(s3, monkeypatch):
+    """Real events carry the job name lower-cased in labelingJobArn while the S3 folder and the
+    label attribute keep its case (docs/protocol.md §2.2): DescribeLabelingJob, the metadata's
+    job-name and the sidecar get the name as it was created."""
+    monkeypatch.setenv("DESCRIBE_LABELING_JOB", "true")
+    s3.put_object(Bucket=BUCKET, Key="labels.json",
+                  Body=json.dumps({"document-version": "2018-11-28",
+                                   "labels": [{"label": "road"}, {"label": "car"}]}).encode())  # fmt: skip
+    described: list[str] = []
+
+    class CaseSensitiveSageMaker:
+        def describe_labeling_job(self, LabelingJobName):
+            described.append(LabelingJobName)
+            if LabelingJobName != MIXED_JOB:
+                raise botocore_not_found(LabelingJobName)
+            return {"LabelCategoryConfigS3Uri": f"s3://{BUCKET}/labels.json"}
+
+    real_client = boto3.session.Session.client
+    monkeypatch.setattr(
+        boto3.session.Session,
+        "client",
+        lambda self, name, *a, **k: (
+            CaseSensitiveSageMaker() if name == "sagemaker" else real_client(self, name, *a, **k)
+        ),
+    )
+    payload = f"{MIXED_ROOT}/annotations/consolidated-annotation/consolidation-request/iteration-1/t.json"
+    item, _, _ = crowd_item("0", seed=4, profiles=("careful", "average"))
+    put_json(s3, payload, [item])
+    lan = f"{MIXED_JOB}-ref"
+    response = handler_module.handler(
+        event(
+            labels=None,
+            labelingJobArn=f"arn:aws:sagemaker:us-east-1:111122223333:labeling-job/{MIXED_JOB.lower()}",
+            labelAttributeName=lan,
+            payload={"s3Uri": payload},
+            outputConfig=f"{MIXED_ROOT}/annotations",
+        ),
+        None,
+    )
+    assert described == [MIXED_JOB]
+    content = response[0]["consolidatedAnnotation"]["content"]
+    assert content[f"{lan}-metadata"]["job-name"] == f"labeling-job/{MIXED_JOB}"
+    names = [v["class-name"] for v in content[f"{lan}-metadata"]["internal-color-map"].values()]
+    assert names == ["BACKGROUND", "road", "car"]  # the job's own labels, from the described job
+    sidecar = json.loads(get_bytes(s3, content[lan][:-4] + ".json"))
+    assert sidecar["job-name"] == MIXED_JOB
+
+
+def botocore_not_found(name: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {"Error": {"Code": "ResourceNotFound", "Message": f"Could not find labeling job {name}"}},
+        "DescribeLabelingJob",
+    )
+
+
+@pytest.mark.parametrize(
+    ("modified", "status"),
+    [((True, False), "adjusted"), ((False, False), "unadjusted"), ((None, None), None)],
+)
+def test_adjustment_tasks_say_whether_a_worker_changed_the_prior(s3, modified, status):
+    scene = make_scene(21, 96, 64)
+    masks = SimulatedCrowd(["careful", "average"], seed=21).paint(scene)
+    annotations = []
+    for i, (mask, flag) in enumerate(zip(masks, modified, strict=True)):
+        answer = worker_answer(mask, scene.class_map)
+        if flag is not None:
+            answer["crowd-semantic-segmentation"]["initialValueModified"] = flag
+        annotations.append(annotation(f"private.us-east-1.w{i}", answer))
+    put_json(s3, PAYLOAD_URI, [{"datasetObjectId": "0", "dataObject": {"s3Uri": "s3://in/a.jpg"},
+                                "annotations": annotations}])  # fmt: skip
+    content = handler_module.handler(event(), None)[0]["consolidatedAnnotation"]["content"]
+    meta = content[f"{LAN}-metadata"]
+    sidecar = json.loads(get_bytes(s3, content[LAN][:-4] + ".json"))
+    if status is None:
+        assert "adjustment-status" not in meta and sidecar["adjustment-status"] is None
+    else:
+        assert meta["adjustment-status"] == status and sidecar["adjustment-status"] == status

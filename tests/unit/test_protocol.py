@@ -235,3 +235,54 @@ def test_s3_uris():
     for bad in ("http://x/y", "s3://", "s3://b", "s3://UPPER_/x", 3):
         with pytest.raises(ValueError):
             parse_s3_uri(bad)
+
+
+# --------------------------------------------------------------------------- the job's own name
+
+_LOWER_ARN = "arn:aws:sagemaker:us-east-1:111122223333:labeling-job/test-labeling-job-20211118t021255"
+_JOB = "test-labeling-job-20211118T021255"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # the payload's job folder keeps the case the ARN lost (a real event's shape)
+        ({}, _JOB),
+        # only the label attribute keeps it (payload somewhere else)
+        ({"payload": {"s3Uri": "s3://b/elsewhere/p.json"}, "outputConfig": None}, _JOB),
+        # outputConfig alone
+        ({"payload": {"s3Uri": "s3://b/p.json"}, "labelAttributeName": "seg-ref"}, _JOB),
+        # nothing matches: the ARN's name as it is
+        ({"payload": {"s3Uri": "s3://b/p.json"}, "labelAttributeName": "seg-ref", "outputConfig": None},
+         _JOB.lower()),
+    ],
+)  # fmt: skip
+def test_the_job_name_comes_in_its_own_case_from_the_event(overrides, expected):
+    from gtseg.protocol import ConsolidationRequest
+
+    event = {
+        "labelingJobArn": _LOWER_ARN,
+        "labelAttributeName": f"{_JOB}-ref" if "labelAttributeName" not in overrides else None,
+        "payload": {
+            "s3Uri": f"s3://b/out/{_JOB}/annotations/consolidated-annotation/consolidation-request/iteration-1/x.json"
+        },
+        "outputConfig": f"s3://b/out/{_JOB}/annotations",
+    }
+    event.update(overrides)
+    request = ConsolidationRequest.model_validate(event)
+    assert request.arn_job_name == _JOB.lower()
+    assert request.job_name == expected
+
+
+def test_adjustment_status_and_output_config_job_folder():
+    from gtseg.core.layout import job_folder_of_output_config
+    from gtseg.core.manifest import adjustment_status
+
+    assert adjustment_status([None, True, False]) == "adjusted"
+    assert adjustment_status([False, False]) == "unadjusted"
+    assert adjustment_status([None, None]) is None and adjustment_status([]) is None
+    assert job_folder_of_output_config("s3://b/p/Job-A/annotations") == "Job-A"
+    assert job_folder_of_output_config("s3://b/Job-A/annotations/consolidated-annotation/output/") == "Job-A"
+    assert job_folder_of_output_config("s3://b/p/annotations-x/annotations") == "annotations-x"
+    assert job_folder_of_output_config("s3://b/annotations") is None
+    assert job_folder_of_output_config("s3://b/custom/out") is None

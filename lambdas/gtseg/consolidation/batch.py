@@ -56,7 +56,14 @@ from gtseg.core.gold import GOLD_KEY, GoldError, gold_reference
 from gtseg.core.images import ImageHeaderError, probe_image
 from gtseg.core.labels import GROUND_TRUTH_COLORS, ClassMap, LabelError, normalize_hex
 from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, iteration_of, job_root_of_payload
-from gtseg.core.manifest import failure_content, iso_timestamp, segmentation_content, segmentation_metadata
+from gtseg.core.manifest import (
+    ADJUSTMENT_STATUS_KEY,
+    adjustment_status,
+    failure_content,
+    iso_timestamp,
+    segmentation_content,
+    segmentation_metadata,
+)
 from gtseg.core.masks import MaskError, encode_index_png, read_class_mask
 from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.core.uris import join_uri, parse_s3_uri
@@ -264,7 +271,8 @@ class BatchConsolidator:
         labels = self.request.label_categories
         if not labels and self.describe_labels is not None:
             try:
-                labels = self.describe_labels(self.request.labeling_job_arn)
+                # the job's own name, not the ARN's lower-cased one (docs/protocol.md §2.2)
+                labels = self.describe_labels(self.request.job_name)
             except Exception as exc:
                 self.log(
                     "warning", "label categories unavailable from DescribeLabelingJob", error=_short(exc)
@@ -396,6 +404,8 @@ class BatchConsolidator:
         failure = outcome.failure_reason
         if result is None and parsed.rejected and not parsed.answers:
             failure = "no usable annotation: " + "; ".join(f"{w}: {r}" for w, r in parsed.rejected)
+        # an adjustment task (workers were shown a prior mask): did anyone change it?
+        adjustment = adjustment_status(a.initial_value_modified for _, a in parsed.answers)
         sidecar = ConsolidationSidecar.describe(
             dataset_object_id=object_id,
             job_name=job,
@@ -408,6 +418,7 @@ class BatchConsolidator:
             failure_reason=failure,
             gold_scores={w: r.gold_iou() for w, r in (workforce_records or {}).items()},
             duplicates=parsed.duplicates,
+            adjustment_status=adjustment,
         ).to_json_bytes()
         if result is None:
             self._s3(
@@ -423,7 +434,11 @@ class BatchConsolidator:
         )
         confidences = [result.image_confidence] * len(class_map)  # built-in: one value per image
         metadata = segmentation_metadata(
-            class_map, job_name=job, creation_date=creation_date, confidences=confidences
+            class_map,
+            job_name=job,
+            creation_date=creation_date,
+            confidences=confidences,
+            extra={ADJUSTMENT_STATUS_KEY: adjustment} if adjustment else None,
         )
         # The pixels are written; only the figures travel on (a batch's masks never pile up).
         return ObjectOutcome(

@@ -62,6 +62,17 @@ def job_root_of_payload(payload_uri: str) -> str | None:
     return payload_uri.split(marker, 1)[0] if marker in payload_uri else None
 
 
+def job_folder_of_output_config(output_config: str) -> str | None:
+    """The job's folder name in an ``outputConfig``: the segment before its last ``annotations``
+    (``s3://b/p/<job>/annotations`` in real events, ``.../<job>/annotations/consolidated-annotation/
+    output`` in older documentation); None when it has no ``annotations`` segment."""
+    segments = [s for s in output_config.removeprefix("s3://").split("/") if s]
+    if "annotations" not in segments[1:]:
+        return None
+    last = len(segments) - 1 - segments[::-1].index("annotations")
+    return segments[last - 1] if last >= 2 else None
+
+
 def job_prefix_from_mask_uri(mask_uri: str) -> str | None:
     """``s3://b/p/<job>/annotations/consolidated-annotation/...`` -> ``s3://b/p/<job>``."""
     marker = "/annotations/"

@@ -19,6 +19,11 @@ from gtseg.core.labels import ClassMap
 SEGMENTATION_TYPE = "groundtruth/semantic-segmentation"
 CUSTOM_TYPE = "groundtruth/custom"
 METADATA_SUFFIX = "-metadata"
+JOB_NAME_PREFIX = "labeling-job/"
+# Built-in adjustment jobs say whether a worker changed the prior mask (docs/protocol.md §4.1).
+ADJUSTMENT_STATUS_KEY = "adjustment-status"
+ADJUSTED = "adjusted"
+UNADJUSTED = "unadjusted"
 # Manifest key the launcher adds to adjustment-job lines: which earlier attribute holds the prior
 # mask (the pre-annotation Lambda receives only the line, no job-level parameters).
 PRIOR_LABEL_ATTRIBUTE_KEY = "gtseg-prior-label-attribute"
@@ -38,6 +43,29 @@ def job_name_from_arn(arn: str | None) -> str:
     if not arn:
         return "unknown-job"
     return arn.rsplit("/", 1)[-1]
+
+
+def exact_job_name(arn_name: str, *spellings: str | None) -> str:
+    """The job's name in the case it was created with.
+
+    Real events carry the name lower-cased in ``labelingJobArn`` while the job's S3 folder and
+    the label attribute keep its case (docs/protocol.md); the first of ``spellings`` that is
+    ``arn_name`` in another case wins, else ``arn_name`` as it is.
+    """
+    for spelling in spellings:
+        if spelling and spelling.lower() == arn_name.lower():
+            return spelling
+    return arn_name
+
+
+def adjustment_status(modified: Iterable[bool | None]) -> str | None:
+    """``adjusted`` when any worker changed the prior mask (``initialValueModified: true``),
+    ``unadjusted`` when every worker who was shown one left it as it was, None when no worker was
+    shown a prior (not an adjustment task)."""
+    flags = [flag for flag in modified if flag is not None]
+    if not flags:
+        return None
+    return ADJUSTED if any(flags) else UNADJUSTED
 
 
 def iso_timestamp(moment: datetime) -> str:
@@ -63,7 +91,7 @@ def segmentation_metadata(
         "type": SEGMENTATION_TYPE,
         "human-annotated": "yes" if human_annotated else "no",
         "creation-date": creation_date,
-        "job-name": f"labeling-job/{job_name}",
+        "job-name": f"{JOB_NAME_PREFIX}{job_name}",
     }
     if extra:
         metadata.update(extra)
@@ -85,7 +113,7 @@ def failure_content(
             "type": SEGMENTATION_TYPE,
             "human-annotated": "yes",
             "creation-date": creation_date,
-            "job-name": f"labeling-job/{job_name}",
+            "job-name": f"{JOB_NAME_PREFIX}{job_name}",
             "failure-reason": reason,
         }
     }

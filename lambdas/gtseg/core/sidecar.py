@@ -72,6 +72,10 @@ class ConsolidationSidecar(_Record):
     failure_reason: str | None = Field(default=None, alias="failure-reason")
     # payload positions (0-based) of later items with this datasetObjectId; only the first is answered
     duplicates: list[int] = Field(default_factory=list)
+    # adjustment tasks only (workers were shown a prior mask): "adjusted" when any changed it
+    adjustment_status: Literal["adjusted", "unadjusted"] | None = Field(
+        default=None, alias="adjustment-status"
+    )
 
     @classmethod
     def describe(
@@ -88,6 +92,7 @@ class ConsolidationSidecar(_Record):
         failure_reason: str | None = None,
         gold_scores: Mapping[str, tuple[float | None, int]] | None = None,
         duplicates: Sequence[int] = (),
+        adjustment_status: str | None = None,
     ) -> ConsolidationSidecar:
         """The sidecar of one object: ``outcome`` consolidated (``mask`` is where its PNG went) or
         not (no result; ``failure_reason`` says why)."""
@@ -133,6 +138,7 @@ class ConsolidationSidecar(_Record):
             rejected=[SidecarRejection(worker_id=w, reason=r) for w, r in rejected],
             failure_reason=failure_reason,
             duplicates=list(duplicates),
+            adjustment_status=adjustment_status,  # type: ignore[arg-type]  # checked by pydantic
         )
 
     @classmethod

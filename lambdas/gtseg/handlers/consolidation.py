@@ -41,11 +41,11 @@ def _clients(role_arn: str | None) -> tuple[Any, Any]:
 
 
 def _job_labels(session: Any, store: S3Store) -> Any:
-    """The job's own label list (DescribeLabelingJob -> its label-category file), for events
-    without labelCategories."""
+    """The job's own label list (DescribeLabelingJob of the job's exact-case name -> its
+    label-category file), for events without labelCategories."""
 
-    def describe(job_arn: str) -> list[str] | None:
-        uri = label_category_config_uri(session.client("sagemaker", config=BOTO_CONFIG), job_arn)
+    def describe(job_name: str) -> list[str] | None:
+        uri = label_category_config_uri(session.client("sagemaker", config=BOTO_CONFIG), job_name)
         if uri is None:
             return None
         return list(LabelCategoryConfig.parse(store.get_bytes(uri), require_version=False).labels)
