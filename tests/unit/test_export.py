@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import boto3
@@ -237,14 +238,16 @@ def test_mask_only_lines_without_source_ref_use_the_sanitised_mask_key(tmp_path)
     assert ":" in Path(mask_path).name and mask.name == Path(mask_path).name.replace(":", "_")
 
 
-def test_empty_manifest_exports_nothing_and_still_writes_labels_and_splits(tmp_path):
+def test_an_empty_manifest_is_an_error_and_writes_nothing(tmp_path, capsys):
     manifest = tmp_path / "output.manifest"
     manifest.write_text("\n")
     out = tmp_path / "out"
-    summary = export_dataset(str(manifest), out)
-    assert summary.exported == 0 and not summary.errors
-    assert read_labels(out) == ["BACKGROUND"]
-    assert (out / "splits" / "train.txt").read_text() == "" and (out / "splits" / "val.txt").exists()
+    with pytest.raises(ToolError, match="has no lines"):
+        export_dataset(str(manifest), out)
+    assert not out.exists()
+    assert main(["export", str(manifest), "--out", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # one line, no progress line after it
+    assert line.startswith("gtseg export: ") and "has no lines" in line
 
 
 def test_failed_objects_are_skipped_and_bad_lines_reported(tmp_path):
@@ -352,13 +355,44 @@ def test_voc_layout(tmp_path):
     job.add("a.jpg", mask, cmap)
     out = tmp_path / "out"
     export_dataset(str(job.write()), out, fmt="voc", val_fraction=0.0)
-    assert (out / "JPEGImages" / "a.jpg").exists()
-    with Image.open(out / "SegmentationClass" / "a.png") as seg:
+    voc = out / "VOCdevkit" / "VOC2012"
+    assert (voc / "JPEGImages" / "a.jpg").exists()
+    with Image.open(voc / "SegmentationClass" / "a.png") as seg:
         assert seg.mode == "P"
         np.testing.assert_array_equal(np.asarray(seg), mask)
-        assert seg.getpalette()[3:6] == [0x2C, 0xA0, 0x2C]
-    assert (out / "ImageSets" / "Segmentation" / "train.txt").read_text().split() == ["a"]
-    assert (out / "ImageSets" / "Segmentation" / "val.txt").read_text() == ""
+        # VOC's own palette: 0 black, 1 (128, 0, 0), 2 (0, 128, 0), ..., 255 (224, 224, 192)
+        palette = seg.getpalette()
+        assert palette[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0] and palette[765:768] == [224, 224, 192]
+    assert (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split() == ["a"]
+    assert (voc / "ImageSets" / "Segmentation" / "val.txt").read_text() == ""
+    assert (voc / "labels.txt").read_text().splitlines() == ["0 BACKGROUND", "1 cat", "2 dog"]
+
+
+def test_voc_export_reads_as_torchvision_voc_segmentation_reads_it(tmp_path):
+    """The rules of torchvision.datasets.VOCSegmentation (year 2012): <root>/VOCdevkit/VOC2012,
+    ids from ImageSets/Segmentation/<image_set>.txt, JPEGImages/<id>.jpg (opened as RGB) and
+    SegmentationClass/<id>.png (opened as is: a palette image whose pixel values are the classes)."""
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"), ("dog", "#1f77b4"))
+    masks = {f"p{i}.png": scene_mask(i, 2) for i in range(4)}
+    for name, mask in masks.items():
+        job.add(name, mask, cmap)
+    root = tmp_path / "out"
+    export_dataset(str(job.write()), root, fmt="voc", val_fraction=0.5)
+    base = root / "VOCdevkit" / "VOC2012"
+    seen = 0
+    for image_set in ("train", "val", "trainval"):
+        ids = (base / "ImageSets" / "Segmentation" / f"{image_set}.txt").read_text().split()
+        for file_id in ids:
+            with (
+                Image.open(base / "JPEGImages" / f"{file_id}.jpg") as image,
+                Image.open(base / "SegmentationClass" / f"{file_id}.png") as target,
+            ):
+                assert image.convert("RGB").size == target.size
+                assert target.mode == "P"
+                np.testing.assert_array_equal(np.asarray(target), masks[f"{file_id}.png"])
+            seen += image_set != "trainval"
+    assert seen == 4
 
 
 def test_voc_images_are_always_jpeg_images_named_jpg(tmp_path):
@@ -369,8 +403,9 @@ def test_voc_images_are_always_jpeg_images_named_jpg(tmp_path):
     out = tmp_path / "out"
     summary = export_dataset(str(job.write()), out, fmt="voc")
     assert summary.exported == 1, summary.errors
-    assert [p.name for p in (out / "JPEGImages").iterdir()] == ["a.jpg"]
-    with Image.open(out / "JPEGImages" / "a.jpg") as image:
+    images = out / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    assert [p.name for p in images.iterdir()] == ["a.jpg"]
+    with Image.open(images / "a.jpg") as image:
         assert image.format == "JPEG" and image.size == (32, 24)
 
 
@@ -402,8 +437,9 @@ def test_coco_rle_annotations_decode_back_to_the_masks(tmp_path):
         assert [c["id"] for c in doc["categories"]] == [1, 2, 3]
         for image in doc["images"]:
             seen += 1
-            mask = masks[Path(image["file_name"]).name]
-            assert (out / image["file_name"]).exists()
+            assert "/" not in image["file_name"]  # relative to the image folder, as COCO has it
+            mask = masks[image["file_name"]]
+            assert (out / "images" / image["file_name"]).exists()
             rebuilt = np.zeros_like(mask)
             for ann in (a for a in doc["annotations"] if a["image_id"] == image["id"]):
                 binary = rle_decode(ann["segmentation"])
@@ -536,7 +572,7 @@ def test_cli_export_exit_codes_and_summary(tmp_path, capsys):
     assert main(["export", str(manifest), "--out", str(tmp_path / "out"), "--format", "coco"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["exported"] == 1
-    assert "export" in captured.err  # the progress line
+    assert captured.err == ""  # not a terminal: no progress display at all
     job.add("b.png", scene_mask(2, 1), cmap, write_mask=False)
     job.write()
     assert main(["export", str(manifest), "--out", str(tmp_path / "out2"), "--quiet"]) == 1
@@ -567,10 +603,20 @@ def test_a_file_system_refusal_is_one_line_not_a_traceback(tmp_path, capsys):
     job = BuiltInJob(tmp_path / "in")
     job.add("a.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
     out = tmp_path / "out"
-    (out / "labels.json").mkdir(parents=True)  # the name export must write is taken by a folder
-    assert main(["export", str(job.write()), "--out", str(out), "--quiet"]) == 1
+    out.mkdir()
+    out.chmod(0o500)  # the folder to replace cannot be written
+    try:
+        code = main(["export", str(job.write()), "--out", str(out), "--quiet"])
+    finally:
+        out.chmod(0o700)
     err = capsys.readouterr().err
-    assert err.startswith("gtseg export: ") and "labels.json" in err and "Traceback" not in err
+    if os.geteuid() != 0:  # root writes anyway
+        assert code == 1
+        assert err.startswith("gtseg export: ") and str(out) in err and "Traceback" not in err
+    (tmp_path / "taken").write_text("a file where the folder should go")
+    assert main(["export", str(job.manifest), "--out", str(tmp_path / "taken"), "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("gtseg export: ") and "is a file" in line
 
 
 @pytest.fixture
@@ -656,15 +702,134 @@ def test_parse_color_map_accepts_or_rejects_clearly(raw):
     assert [reconciler.names[planned.to_global[i]] for i in range(len(class_map))] == list(class_map.names)
 
 
-def test_progress_bar_draws_on_a_terminal_and_summarises_elsewhere():
+def test_the_progress_display_draws_on_a_terminal_and_leaves_no_line_behind():
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     live, log = Terminal(), io.StringIO()
     for stream in (live, log):
-        bar = StderrProgress("export", stream=stream, width=10)
-        bar(10, 10)
-        bar.close()
-    assert "\r" in live.getvalue() and "[##########] 10/10" in live.getvalue()
-    assert log.getvalue().count("\n") == 1 and "10/10" in log.getvalue() and "\r" not in log.getvalue()
+        with StderrProgress("export", stream=stream) as bar:
+            bar(10, 10)
+    assert "10/10" in live.getvalue()  # drawn while running (rich, erased at the end)
+    assert log.getvalue() == ""  # not a terminal: nothing at all
+    with StderrProgress("export", stream=Terminal(), quiet=True) as quiet:
+        assert not quiet.enabled
+
+
+# --------------------------------------------------------------------------- loaders, orientation, safety
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
+def test_coco_export_loads_with_pycocotools_and_its_masks_are_the_exported_ones(tmp_path):
+    coco_api = pytest.importorskip("pycocotools.coco", reason="pip install -r requirements.txt (pycocotools)")
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"), ("dog", "#1f77b4"))
+    masks = {f"c{i}.png": scene_mask(i, 2) for i in range(4)}
+    for name, mask in masks.items():
+        job.add(name, mask, cmap)
+    out = tmp_path / "out"
+    export_dataset(str(job.write()), out, fmt="coco", val_fraction=0.0)
+    coco = coco_api.COCO(str(out / "annotations" / "train.json"))
+    assert {c["name"] for c in coco.loadCats(coco.getCatIds())} == {"cat", "dog"}
+    for image in coco.loadImgs(coco.getImgIds()):
+        assert (out / "images" / image["file_name"]).is_file()
+        rebuilt = np.zeros((image["height"], image["width"]), np.uint8)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):
+            binary = coco.annToMask(ann).astype(bool)
+            assert int(binary.sum()) == ann["area"]
+            rebuilt[binary] = ann["category_id"]
+        np.testing.assert_array_equal(rebuilt, masks[image["file_name"]])
+
+
+def _rotated_jpeg(stored: np.ndarray, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mask_painted_on", ["stored pixels", "upright picture"])
+@pytest.mark.parametrize("fmt", ["index", "voc", "coco", "cityscapes"])
+def test_an_exif_rotated_image_is_written_upright_and_its_mask_agrees(tmp_path, fmt, mask_painted_on):
+    """Orientation 6: 32x24 as stored, 24x32 as shown. Whichever way the mask was painted, the
+    exported image is upright (no tag) and the mask has its size, its top-left class marking the
+    same picture corner."""
+    stored = np.zeros((24, 32, 3), np.uint8)
+    stored[:12, :16] = (250, 10, 10)  # top-left of the stored pixels: red
+    upright = np.rot90(stored, k=-1)  # orientation 6 shows it turned 90 degrees clockwise
+    stored_mask = np.zeros((24, 32), np.uint8)
+    stored_mask[:12, :16] = 1  # the red block is "cat"
+    mask = stored_mask if mask_painted_on == "stored pixels" else np.rot90(stored_mask, k=-1).copy()
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"))
+    job.add("r.jpg", scene_mask(1, 1), cmap)
+    (job.root / "images" / "r.jpg").write_bytes(_rotated_jpeg(stored, 6))
+    [mask_file] = job.mask_dir.iterdir()
+    mask_file.write_bytes(encode_index_png(mask, ClassMap.from_internal_color_map(cmap)))
+    out = tmp_path / "out"
+    summary = export_dataset(str(job.write()), out, fmt=fmt, val_fraction=0.0)
+    assert summary.exported == 1, summary.errors
+    image_path, mask_array = {
+        "index": (out / "images" / "r.jpg", lambda: read_png(out / "masks" / "r.png")),
+        "voc": (out / "VOCdevkit/VOC2012/JPEGImages/r.jpg", lambda: read_png(out / "VOCdevkit/VOC2012/SegmentationClass/r.png")),
+        "coco": (out / "images" / "r.jpg", lambda: rle_decode(json.loads((out / "annotations/train.json").read_text())["annotations"][0]["segmentation"]).astype(np.uint8)),
+        "cityscapes": (out / "leftImg8bit/train/gtseg/r_leftImg8bit.png", lambda: read_png(out / "gtFine/train/gtseg/r_gtFine_labelIds.png")),
+    }[fmt]  # fmt: skip
+    with Image.open(image_path) as written:
+        assert written.getexif().get(0x0112, 1) == 1  # no tag left for a loader to apply again
+        pixels = np.asarray(written.convert("RGB")).astype(int)
+    exported_mask = mask_array()
+    assert pixels.shape[:2] == exported_mask.shape == (32, 24)
+    cat = exported_mask == 1
+    np.testing.assert_array_equal(cat, np.rot90(stored_mask, k=-1) == 1)
+    assert pixels[cat][:, 0].mean() > 200 and pixels[~cat][:, 0].mean() < 60  # the red block is where cat is
+    assert np.abs(pixels - upright.astype(int)).mean() < 8
+
+
+def test_a_mask_that_fits_neither_orientation_is_refused_for_that_object(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    cmap = color_map(("cat", "#2ca02c"))
+    job.add("r.jpg", scene_mask(1, 1), cmap)  # a 32x24 mask
+    (job.root / "images" / "r.jpg").write_bytes(png_bytes(np.zeros((40, 40, 3), np.uint8), "JPEG"))
+    job.add("ok.png", scene_mask(2, 1), cmap)
+    summary = export_dataset(str(job.write()), tmp_path / "out")
+    assert summary.exported == 1
+    (problem,) = summary.errors
+    assert problem.line == 1 and "the mask is 32x24 but the image is 40x40" in problem.reason
+
+
+def test_a_non_empty_out_is_refused_unless_force_and_then_replaced_whole(tmp_path, capsys):
+    job = BuiltInJob(tmp_path / "in")
+    job.add("a.png", scene_mask(1, 1), color_map(("cat", "#2ca02c")))
+    manifest = str(job.write())
+    out = tmp_path / "dataset"
+    out.mkdir()
+    (out / "earlier.txt").write_text("an earlier dataset")
+    assert main(["export", manifest, "--out", str(out), "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert (
+        line == f"gtseg export: --out {out} is not empty; choose another --out, or pass --force to replace it"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["earlier.txt"]
+    assert main(["export", manifest, "--out", str(out), "--quiet", "--force"]) == 0
+    assert not (out / "earlier.txt").exists() and (out / "masks" / "a.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "in"]  # nothing staged left behind
+    with pytest.raises(ToolError, match="--force will not replace it"):
+        export_dataset(manifest, tmp_path / "in", force=True)  # the folder holding the manifest
+
+
+def test_an_interrupted_export_leaves_no_partial_dataset(tmp_path):
+    job = BuiltInJob(tmp_path / "in")
+    for i in range(3):
+        job.add(f"a{i}.png", scene_mask(i, 1), color_map(("cat", "#2ca02c")))
+    out = tmp_path / "dataset"
+
+    def interrupt(done: int, total: int | None) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_dataset(str(job.write()), out, progress=interrupt)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]

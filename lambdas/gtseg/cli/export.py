@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 
-from gtseg.cli.common import add_map_option, job_data_from_args, print_problems, run_with_progress
+from gtseg.cli.common import (
+    add_force_option,
+    add_map_option,
+    job_data_from_args,
+    print_problems,
+    run_with_progress,
+)
 from gtseg.core.labels import LabelError
 from gtseg.tools.class_maps import load_class_map_file
 from gtseg.tools.export import DEFAULT_VAL_FRACTION, FORMATS, export_dataset
@@ -22,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a train/val split.",
     )
     parser.add_argument("manifest", metavar="OUTPUT_MANIFEST", help="output.manifest (path or s3:// URI)")
-    parser.add_argument("--out", required=True, help="output folder (created if needed)")
+    parser.add_argument(
+        "--out", required=True, help="output folder: created, or an empty one (written in full at the end)"
+    )
     parser.add_argument("--format", choices=FORMATS, default="index", help="dataset layout (default: index)")
     parser.add_argument(
         "--label-attribute", help="the label attribute to export (default: the only one present)"
@@ -46,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "so several exports share class indices",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_option(parser, "non-empty --out folder")
     add_map_option(parser)
     parser.set_defaults(func=run)
 
@@ -72,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             class_map=seed,
             data=data,
             progress=progress,
+            force=args.force,
         ),
     )
     if summary is None:

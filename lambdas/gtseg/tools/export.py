@@ -13,12 +13,18 @@ map, no label) is reported with its line number while the rest is still exported
 
 Formats (every format also writes ``labels.json``, ``previews/`` and ``splits/{train,val}.txt``):
   index       images/, masks/ (8-bit single channel, pixel = class index), index.jsonl
-  voc         JPEGImages/ (.jpg), SegmentationClass/ (palette PNG, pixel = class index),
-              ImageSets/Segmentation/{train,val}.txt
+  voc         VOCdevkit/VOC2012/: JPEGImages/ (.jpg), SegmentationClass/ (palette PNG in the VOC
+              palette, pixel = class index), ImageSets/Segmentation/{train,val}.txt (the layout
+              torchvision's VOCSegmentation reads)
   cityscapes  leftImg8bit/<split>/gtseg/<stem>_leftImg8bit.png,
               gtFine/<split>/gtseg/<stem>_gtFine_labelIds.png and _gtFine_color.png
   coco        images/, annotations/{train,val}.json with one uncompressed-RLE annotation per
-              class per image (category id = class index; background is not annotated)
+              class per image (category id = class index; background is not annotated;
+              file_name relative to images/)
+
+The dataset is written into a staging folder and moved to ``out_dir`` at the end (tools/output.py):
+an existing non-empty ``out_dir`` is refused unless ``force``, and an interrupted export leaves
+nothing. Every image is written upright with its mask turned to match (tools/images.py).
 """
 
 from __future__ import annotations
@@ -51,10 +57,12 @@ from gtseg.core.manifest import (
 from gtseg.core.masks import MaskError, encode_index_png, indices_to_rgb, read_class_mask
 from gtseg.tools.class_maps import MAX_CLASSES, ClassReconciler, parse_color_map
 from gtseg.tools.errors import ToolError
+from gtseg.tools.images import ImagePairError, orientation_for, upright_image_bytes
 from gtseg.tools.jobdata import (
     JobData,
     JobDataError,
     ProgressCallback,
+    is_s3,
     parent_ref,
 )
 from gtseg.tools.manifest_lines import (
@@ -65,10 +73,29 @@ from gtseg.tools.manifest_lines import (
     manifest_error_problem,
     object_color_map,
 )
+from gtseg.tools.output import staged_output
 
 FORMATS = ("index", "voc", "cityscapes", "coco")
 LABELS_SCHEMA = "gtseg/labels@1"
 DEFAULT_VAL_FRACTION = 0.2
+VOC_ROOT = "VOCdevkit/VOC2012"  # where VOC loaders (torchvision's VOCSegmentation) look under their root
+VOC_VOID = 255  # VOC's "void" index (object borders, unlabelled): never written, its colour kept
+
+
+def voc_palette() -> list[int]:
+    """The PASCAL VOC colour map (the devkit's ``labelcolormap``): 256 RGB triples, entry i built
+    from the bits of i (0 = black, 1 = (128, 0, 0), 2 = (0, 128, 0), ..., 255 = (224, 224, 192))."""
+    palette: list[int] = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette.extend((r, g, b))
+    return palette
 
 
 # --------------------------------------------------------------------------- COCO RLE
@@ -232,6 +259,9 @@ class IndexWriter(DatasetWriter):
 
 
 class VocWriter(DatasetWriter):
+    """PASCAL VOC 2012's layout under ``VOCdevkit/VOC2012/``: masks are palette PNGs in VOC's own
+    palette (pixel = class index), as the devkit and torchvision's VOCSegmentation read them."""
+
     def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
         files = super().write(obj, class_map)
         image = obj
@@ -239,18 +269,23 @@ class VocWriter(DatasetWriter):
             # VOC loaders open JPEGImages/<id>.jpg: re-encode other formats (and name .jpeg files .jpg)
             data = obj.image_bytes if obj.image_ext == ".jpeg" else _to_jpeg(obj.image_bytes)
             image = dataclasses.replace(obj, image_bytes=data, image_ext=".jpg")
-        files["image"] = self.image_entry(image, f"JPEGImages/{obj.stem}.jpg")
-        files["mask"] = self._write(
-            f"SegmentationClass/{obj.stem}.png", encode_index_png(obj.indices, class_map)
-        )
+        files["image"] = self.image_entry(image, f"{VOC_ROOT}/JPEGImages/{obj.stem}.jpg")
+        files["mask"] = self._write(f"{VOC_ROOT}/SegmentationClass/{obj.stem}.png", _voc_png(obj.indices))
         return files
 
     def finish(self, class_map: ClassMap) -> None:
         super().finish(class_map)
-        sets = self.out / "ImageSets" / "Segmentation"
+        sets = self.out / VOC_ROOT / "ImageSets" / "Segmentation"
         sets.mkdir(parents=True, exist_ok=True)
         for split in ("train", "val"):
             shutil.copyfile(self.out / "splits" / f"{split}.txt", sets / f"{split}.txt")
+        # VOC's trainval.txt: both splits
+        with open(sets / "trainval.txt", "w", encoding="utf-8") as both:
+            for split in ("train", "val"):
+                both.write((self.out / "splits" / f"{split}.txt").read_text(encoding="utf-8"))
+        (self.out / VOC_ROOT / "labels.txt").write_text(
+            "".join(f"{i} {name}\n" for i, name in enumerate(class_map.names)), encoding="utf-8"
+        )
 
 
 class CityscapesWriter(DatasetWriter):
@@ -295,7 +330,8 @@ class CocoWriter(DatasetWriter):
         height, width = obj.indices.shape
         image = {
             "id": self._image_id,
-            "file_name": files["image"],
+            # COCO's file_name is relative to the image folder (images/); with --no-copy-images the URI
+            "file_name": files["image"].removeprefix("images/"),
             "height": int(height),
             "width": int(width),
         }
@@ -352,6 +388,14 @@ WRITERS: dict[str, type[DatasetWriter]] = {
     "cityscapes": CityscapesWriter,
     "coco": CocoWriter,
 }
+
+
+def _voc_png(indices: np.ndarray) -> bytes:
+    image = Image.fromarray(indices)
+    image.putpalette(voc_palette())
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -422,8 +466,12 @@ def export_dataset(
     class_map: ClassMap | None = None,
     data: JobData | None = None,
     progress: ProgressCallback | None = None,
+    force: bool = False,
 ) -> ExportSummary:
-    """Export ``manifest`` (local path or s3:// URI) into ``out_dir`` in format ``fmt``."""
+    """Export ``manifest`` (local path or s3:// URI) into ``out_dir`` in format ``fmt``.
+
+    ``out_dir`` must be missing or empty unless ``force`` (then it is replaced, once the new
+    dataset is complete). A manifest without a single object line is a ToolError."""
     if fmt not in WRITERS:
         raise ToolError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not 0.0 <= val_fraction <= 1.0:
@@ -432,39 +480,57 @@ def export_dataset(
     if not data.exists(manifest):  # before anything is written for a mistyped path
         raise ToolError(f"no manifest at {manifest}")
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # e.g. --out names an existing file
-        raise ToolError(f"cannot create the output folder {out}: {exc.strerror or exc}") from exc
+    local_manifest = data.resolve(manifest)
+    keep = [] if is_s3(local_manifest) else [Path(local_manifest)]
+    with staged_output(out, force=force, keep=keep) as staging:
+        summary = _export_into(staging, out, manifest, fmt, label_attribute, copy_images, val_fraction, class_map,
+                               data, progress)  # fmt: skip
+        if summary.lines == 0:
+            raise ToolError(f"{manifest} has no lines: nothing to export")
+    return summary
+
+
+def _export_into(
+    out: Path,
+    final: Path,
+    manifest: str,
+    fmt: str,
+    label_attribute: str | None,
+    copy_images: bool,
+    val_fraction: float,
+    class_map: ClassMap | None,
+    data: JobData,
+    progress: ProgressCallback | None,
+) -> ExportSummary:
     writer = WRITERS[fmt](out, copy_images)
     reconciler = ClassReconciler(seed=class_map)
     chooser = AttributeChooser(label_attribute)
     stems = StemAllocator()
     base = parent_ref(manifest)
-    summary = ExportSummary(manifest=manifest, out_dir=str(out), format=fmt, label_attribute=label_attribute)
+    summary = ExportSummary(
+        manifest=manifest, out_dir=str(final), format=fmt, label_attribute=label_attribute
+    )
     pixels = np.zeros(MAX_CLASSES, dtype=np.int64)
     total = data.count_lines(manifest)
-    try:
-        for item in parse_manifest(data.iter_lines(manifest)):
-            summary.lines += 1
-            if isinstance(item, ManifestError):
-                summary.errors.append(manifest_error_problem(item))
-            else:
-                _export_line(item, data, base, manifest, chooser, reconciler, stems, writer, summary, pixels,
-                             val_fraction, copy_images)  # fmt: skip
-            if progress:
-                progress(summary.lines, total)
-    finally:
-        final_map = reconciler.class_map()
-        writer.finish(final_map)
-        summary.label_attribute = chooser.chosen
-        summary.class_names = list(final_map.names)
-        summary.class_pixels = [int(p) for p in pixels[: len(final_map)]]
-        summary.color_conflicts = reconciler.color_conflicts()
-        _write_labels_json(out / "labels.json", final_map, summary)
-        (out / "export-summary.json").write_text(
-            json.dumps(summary.to_dict(), indent=1, ensure_ascii=False) + "\n"
-        )
+    for item in parse_manifest(data.iter_lines(manifest)):
+        summary.lines += 1
+        if isinstance(item, ManifestError):
+            summary.errors.append(manifest_error_problem(item))
+        else:
+            _export_line(item, data, base, manifest, chooser, reconciler, stems, writer, summary, pixels,
+                         val_fraction, copy_images)  # fmt: skip
+        if progress:
+            progress(summary.lines, total)
+    final_map = reconciler.class_map()
+    writer.finish(final_map)
+    summary.label_attribute = chooser.chosen
+    summary.class_names = list(final_map.names)
+    summary.class_pixels = [int(p) for p in pixels[: len(final_map)]]
+    summary.color_conflicts = reconciler.color_conflicts()
+    _write_labels_json(out / "labels.json", final_map, summary)
+    (out / "export-summary.json").write_text(
+        json.dumps(summary.to_dict(), indent=1, ensure_ascii=False) + "\n"
+    )
     return summary
 
 
@@ -507,7 +573,11 @@ def _export_line(
             if source_ref is None:
                 raise JobDataError("no source-ref to copy the image from (use --no-copy-images)")
             image_bytes = data.read_bytes(data.resolve(source_ref, base))
-    except (JobDataError, LabelError, MaskError, ValueError) as exc:
+            # the image upright, the mask turned to match (a loader may or may not honour EXIF)
+            orientation = orientation_for(image_bytes, object_indices.shape)
+            image_bytes = upright_image_bytes(image_bytes, orientation)
+            object_indices = orientation.upright_mask(object_indices)
+    except (JobDataError, LabelError, MaskError, ImagePairError, ValueError) as exc:
         summary.errors.append(LineProblem(line.number, source_ref, str(exc)))
         return
     reconciler.commit(planned)
