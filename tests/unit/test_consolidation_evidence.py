@@ -14,6 +14,7 @@ from gtseg.core.consolidation.evidence import (
     WEIGHTED,
     Judgement,
     band_radius,
+    break_ties,
     undecided_tuples,
 )
 from gtseg.core.consolidation.neighbourhood import PixelTuples
@@ -110,6 +111,29 @@ def test_two_unranked_workers_meet_in_the_middle_of_their_band():
     result = consolidate_masks([left, right], 2)
     columns = result.labels[20]
     assert columns[:22].max() == 0 and columns[25:].min() == 1  # the boundary lands inside the band
+
+
+def test_equal_evidence_goes_to_the_plain_vote_not_to_float_noise_or_the_lowest_class():
+    # tuple 0: classes 1 and 2 level up to the last digits, the plain vote prefers 2;
+    # tuple 1: a clear winner the vote disagrees with; tuple 2: level, the vote is level too
+    scores = np.array([[0.0, 0.5 + 1e-12, 0.5], [0.0, 0.6, 0.4], [0.5, 0.5, 0.0]])
+    votes = np.array([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
+    assert undecided_tuples(scores).tolist() == [True, False, True]
+    assert break_ties(scores, votes).tolist() == [2, 1, 0]
+
+
+def test_a_band_wider_than_the_neighbourhood_follows_the_plain_vote_in_its_middle():
+    # two equally trusted workers 16 px apart and a third who painted one class everywhere (no
+    # weight): where the box cannot see out of the band, the plain vote decides, as the vote would
+    left = np.zeros((40, 80), dtype=np.uint8)
+    left[:, 20:] = 1
+    right = np.zeros_like(left)
+    right[:, 36:] = 1
+    everywhere_one = np.ones_like(left)
+    result = consolidate_masks([left, right, everywhere_one], 2)
+    assert result.workers[2].weight == 0
+    columns = result.labels[20]
+    assert columns[:20].max() == 0 and columns[24:].min() == 1
 
 
 def test_dawid_skene_fitted_on_the_common_tuples_matches_the_full_fit(monkeypatch):

@@ -214,14 +214,32 @@ def judge_candidates(
 # --------------------------------------------------------------------------- the neighbourhood
 
 
+# Evidence within this fraction of the leading class's counts as equal: weights estimated from the
+# same masks differ in their last digits without one worker being more reliable than the other.
+_EQUAL_EVIDENCE = 1e-6
+
+
+def _level(scores: np.ndarray) -> np.ndarray:
+    """(T, C) True for the classes whose evidence equals the leading class's."""
+    top = scores.max(axis=1, keepdims=True)
+    return (top - scores <= _EQUAL_EVIDENCE * np.maximum(np.abs(top), 1e-12)) & (top > 0)
+
+
 def undecided_tuples(scores: np.ndarray) -> np.ndarray:
     """(T,) True where the estimate's two leading classes have equal evidence: two workers whose
-    reliabilities nothing tells apart, disagreeing. Nothing in the votes decides these."""
+    reliabilities nothing tells apart, disagreeing. Nothing in the trusted votes decides these."""
     if scores.shape[1] < 2:
         return np.zeros(len(scores), dtype=bool)
-    ordered = np.sort(scores, axis=1)
-    top = ordered[:, -1]
-    return (top - ordered[:, -2] <= 1e-6 * np.maximum(np.abs(top), 1e-12)) & (top > 0)
+    return _level(scores).sum(axis=1) >= 2
+
+
+def break_ties(scores: np.ndarray, vote_scores: np.ndarray) -> np.ndarray:
+    """(T,) each tuple's class: the leading one, and among classes of equal evidence the one
+    most workers painted (the untrusted included: their votes are all the evidence left), then
+    the lowest index. Float noise in the weights never picks the winner."""
+    level = _level(scores)
+    labels = argmax_lowest(np.where(level, vote_scores, -np.inf))
+    return np.where(level.any(axis=1), labels, argmax_lowest(scores))
 
 
 def trusted_share(tuples: np.ndarray, trusted: np.ndarray, num_classes: int) -> np.ndarray:

@@ -22,8 +22,10 @@ from gtseg.core.consolidation.agreement import (
 from gtseg.core.consolidation.dawid_skene import SHRINKAGE_FRACTION, dawid_skene
 from gtseg.core.consolidation.evidence import (
     EM,
+    VOTE,
     WEIGHTED,
     band_radius,
+    break_ties,
     judge_candidates,
     trusted_share,
     tuple_candidates,
@@ -126,6 +128,7 @@ class Estimate:
     contested: Contested | None = None  # set: contested pixels are decided by their neighbourhood
     choice: str | None = None  # gtseg: the candidate the held-out workers chose
     weights: np.ndarray | None = None  # (K,) vote weights, when not equal among the included
+    labels: np.ndarray | None = None  # (T,) the decision, when not simply the scores' arg-max
 
 
 Strategy = Callable[[Crowd], Estimate]
@@ -275,6 +278,7 @@ def _gtseg(crowd: Crowd) -> Estimate:
         contested=contested,
         choice=choice,
         weights=chosen.weights,
+        labels=break_ties(chosen.scores, candidates[VOTE].scores),
     )
 
 
@@ -307,7 +311,10 @@ class Decision:
 
 
 def decide(estimate: Estimate, crowd: Crowd) -> Decision:
-    per_tuple = argmax_lowest(estimate.scores).astype(np.uint8)
+    if estimate.labels is not None:
+        per_tuple = estimate.labels.astype(np.uint8)
+    else:
+        per_tuple = argmax_lowest(estimate.scores).astype(np.uint8)
     shape = crowd.shape
     relabelled = None
     if estimate.contested is not None and crowd.size > 1:
