@@ -8,6 +8,7 @@ failure modes.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import boto3
@@ -17,7 +18,7 @@ from local_job_helpers import create_bucket, labeling_job_request, put_json_line
 
 from gtseg.core.labels import ClassMap, LabelCategoryConfig
 from gtseg.core.manifest import parse_manifest
-from gtseg.local.ground_truth import GroundTruthEmulator, WorkerSubmission, WorkerTask
+from gtseg.local.ground_truth import GroundTruthBehaviour, GroundTruthEmulator, WorkerSubmission, WorkerTask
 from gtseg.local.lambda_runtime import LocalLambda, function_arn
 from gtseg.local.simulation import worker_answer
 
@@ -48,7 +49,7 @@ def _put(uri: str, body: bytes) -> None:
 
 def _run_job(
     sagemaker, tmp_path, *, lines=None, pre_mode="ok", acs_mode="ok", cors=True,
-    template=None, batch_size=2, use_pre=True, manifest_text=None,
+    template=None, batch_size=2, use_pre=True, manifest_text=None, behaviour=None,
 ):  # fmt: skip
     if template is None:
         template = (FIXTURES / "tiny-template.liquid.html").read_text()
@@ -90,6 +91,7 @@ def _run_job(
             workforce=_workforce(seen),
             batch_size=batch_size,
             progress=lambda *p: progress.append(p),
+            behaviour=behaviour,
         )
         report = emulator.run("tiny-job")
         local = emulator.download(report, tmp_path / "out")
@@ -140,14 +142,23 @@ def test_a_job_writes_ground_truths_layout_and_a_complete_output_manifest(local_
     content = json.loads(first_batch[0]["annotations"][0]["annotationData"]["content"])  # a JSON string
     assert "labeledImage" in content["crowd-semantic-segmentation"]
 
-    # The output manifest: every input line, its keys kept, plus the returned content.
+    # The event as real ones are: outputConfig = <S3OutputPath>/<job>/annotations (the tiny Lambda
+    # builds its URIs from it), the job's name lower-cased in the ARN.
+    assert report.job_arn.endswith(":labeling-job/tiny-job")
+    # The output manifest: every input line, its keys kept, plus the returned label; the Lambda's
+    # own metadata replaced by Ground Truth's custom-job metadata.
     manifest = _get_json_lines(report.output_manifest_uri)
     assert [line["site"] for line in manifest] == ["s0", "s1", "s2"]
-    assert manifest[2]["tiny-job-ref"] == (
-        "s3://gtseg-local-out/jobs/tiny-job/annotations/consolidated-annotation/output/iteration-1/2.png"
+    assert manifest[2]["tiny-job-ref"] == "s3://gtseg-local-out/jobs/tiny-job/annotations/iteration-1/2.png"
+    meta = manifest[0]["tiny-job-ref-metadata"]
+    assert set(meta) == {"type", "job-name", "human-annotated", "creation-date"}
+    assert meta["type"] == "groundtruth/custom" and meta["job-name"] == "tiny-job"
+    assert meta["human-annotated"] == "yes" and re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", meta["creation-date"]
     )
-    assert manifest[0]["tiny-job-ref-metadata"]["labelCategories"] == LABELS
-    assert len(manifest[0]["tiny-job-ref-metadata"]["workers"]) == 3
+    # What the Lambda returned is still in consolidation-response/, as Ground Truth keeps it.
+    returned = _get_json(f"s3://gtseg-local-out/{replies[0]}")[0]["consolidatedAnnotation"]["content"]
+    assert returned["tiny-job-ref-metadata"]["labelCategories"] == LABELS
 
     # DescribeLabelingJob (a real boto3 client) reports the outcome.
     described = boto3.client("sagemaker").describe_labeling_job(LabelingJobName="tiny-job")
@@ -190,6 +201,7 @@ def test_objects_left_out_of_the_response_fail_alone_and_are_reported(local_aws,
     assert any("'0' is missing from the consolidation response" in p for p in report.contract_problems)
     manifest = _get_json_lines(report.output_manifest_uri)
     assert manifest[0]["tiny-job-ref-metadata"]["failure-reason"] == "left out of the consolidation response"
+    assert manifest[0]["tiny-job-ref-metadata"]["type"] == "groundtruth/custom"
     assert "tiny-job-ref" not in manifest[0]
 
 
@@ -259,3 +271,60 @@ def test_a_malformed_manifest_line_is_reported_and_the_rest_labelled(local_aws, 
     )
     assert [o.status for o in report.objects] == ["labeled"]
     assert len(report.manifest_errors) == 1 and report.manifest_errors[0].startswith("line 2")
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "output_config", "metadata_keys"),
+    [
+        (GroundTruthBehaviour(), "s3://gtseg-local-out/jobs/tiny-job/annotations",
+         {"type", "job-name", "human-annotated", "creation-date"}),
+        (GroundTruthBehaviour(output_config="consolidated-output", lambda_metadata="kept"),
+         "s3://gtseg-local-out/jobs/tiny-job/annotations/consolidated-annotation/output", {"workers", "labelCategories"}),
+        (GroundTruthBehaviour(output_config="absent", lambda_metadata="merged"), None,
+         {"workers", "labelCategories", "type", "job-name", "human-annotated", "creation-date"}),
+    ],
+)  # fmt: skip
+def test_each_unconfirmed_behaviour_can_be_chosen(
+    local_aws, tmp_path, behaviour, output_config, metadata_keys
+):
+    _, sagemaker = local_aws
+    report, _, _, _ = _run_job(sagemaker, tmp_path, acs_mode="echo-output-config", behaviour=behaviour)
+    assert report.status == "Completed", report.failure_reason
+    requests = _keys("jobs/tiny-job/annotations/consolidated-annotation/consolidation-request/iteration-1/")
+    replies = _keys("jobs/tiny-job/annotations/consolidated-annotation/consolidation-response/iteration-1/")
+    assert requests and replies
+    # the tiny Lambda echoes the outputConfig it received in its metadata
+    returned = _get_json(f"s3://gtseg-local-out/{replies[0]}")[0]["consolidatedAnnotation"]["content"]
+    assert returned["tiny-job-ref-metadata"]["outputConfig"] == output_config
+    manifest = _get_json_lines(report.output_manifest_uri)
+    assert set(manifest[0]["tiny-job-ref-metadata"]) - {"outputConfig"} == metadata_keys
+
+
+def test_the_stand_in_can_keep_the_arn_case_and_describe_only_the_created_name(tmp_path):
+    from gtseg.local.moto_server import LocalMotoServer
+    from gtseg.local.sagemaker_standin import SageMakerStandin
+
+    request = labeling_job_request(
+        "Mixed-Case-Job", manifest_uri="s3://b/m", template_uri="s3://b/t", output_path="s3://b/o"
+    )
+    for arn_names, describe_names, found, missing in [
+        ("lower", "any-case", ["Mixed-Case-Job", "mixed-case-job", "MIXED-case-job"], []),
+        ("lower", "as-created", ["Mixed-Case-Job"], ["mixed-case-job"]),
+        ("as-created", "lower", ["mixed-case-job"], ["Mixed-Case-Job"]),
+    ]:
+        with (
+            LocalMotoServer() as moto,
+            SageMakerStandin(arn_names=arn_names, describe_names=describe_names) as sm,
+        ):
+            moto.set_service_endpoint("SAGEMAKER", sm.endpoint_url)
+            client = boto3.client("sagemaker")
+            arn = client.create_labeling_job(**request)["LabelingJobArn"]
+            expected = "Mixed-Case-Job" if arn_names == "as-created" else "mixed-case-job"
+            assert arn.endswith(f":labeling-job/{expected}")
+            for name in found:
+                assert (
+                    client.describe_labeling_job(LabelingJobName=name)["LabelingJobName"] == "Mixed-Case-Job"
+                )
+            for name in missing:
+                with pytest.raises(client.exceptions.ClientError, match="ResourceNotFound"):
+                    client.describe_labeling_job(LabelingJobName=name)

@@ -49,6 +49,9 @@ def test_the_job_completes_with_every_object_labeled(job):
 
 
 def test_the_output_manifest_is_complete_and_valid(job):
+    """As in a real custom job: the label is the mask URI the Lambda returned, and Ground Truth has
+    replaced the Lambda's metadata with its own custom-job metadata (docs/protocol.md §2.4), so the
+    colour map lives only in gtseg's sidecar next to the mask."""
     manifest = job.job_dir / "manifests" / "output" / "output.manifest"
     lines = list(parse_manifest(manifest.read_text().splitlines()))
     assert not [item for item in lines if isinstance(item, ManifestError)]
@@ -63,13 +66,10 @@ def test_the_output_manifest_is_complete_and_valid(job):
             "s3://gtseg-demo-output/jobs/gtseg-demo/annotations/consolidated-annotation/output/"
         )
         metadata = line.data[f"{lan}-metadata"]
-        assert metadata["type"] == "groundtruth/semantic-segmentation"
-        assert metadata["job-name"] == "labeling-job/gtseg-demo"
+        assert metadata["type"] == "groundtruth/custom"
+        assert metadata["job-name"] == "gtseg-demo"
         assert metadata["human-annotated"] == "yes"
-        color_map = metadata["internal-color-map"]
-        assert color_map["0"]["class-name"] == BACKGROUND and color_map["0"]["hex-color"] == BACKGROUND_COLOR
-        assert ClassMap.from_internal_color_map(color_map) == expected_map
-        assert all(0.0 <= entry["confidence"] <= 1.0 for entry in color_map.values())
+        assert "internal-color-map" not in metadata
         # The mask it points to was downloaded: an 8-bit palette PNG of the image's size.
         local_png = job.job_dir / mask_uri.removeprefix("s3://gtseg-demo-output/jobs/gtseg-demo/")
         with Image.open(local_png) as png:
@@ -77,7 +77,20 @@ def test_the_output_manifest_is_complete_and_valid(job):
             assert int(np.asarray(png).max()) < len(expected_map)
         sidecar = json.loads(local_png.with_suffix(".json").read_text())
         assert sidecar["datasetObjectId"] == str(number)
+        assert sidecar["job-name"] == "gtseg-demo"
         assert len(sidecar["workers"]) == len(PROFILES)
+        color_map = {str(c["index"]): {"class-name": c["class-name"], "hex-color": c["hex-color"]}
+                     for c in sidecar["classes"]}  # fmt: skip
+        assert color_map["0"] == {"class-name": BACKGROUND, "hex-color": BACKGROUND_COLOR}
+        assert ClassMap.from_internal_color_map(color_map) == expected_map
+    # What the Lambda returned (the built-in-style metadata) is kept in consolidation-response/.
+    responses = sorted(
+        (job.job_dir / "annotations" / "consolidated-annotation" / "consolidation-response").rglob("*.json")
+    )
+    returned = json.loads(responses[0].read_text())[0]["consolidatedAnnotation"]["content"][f"{lan}-metadata"]
+    assert returned["type"] == "groundtruth/semantic-segmentation"
+    assert returned["job-name"] == "labeling-job/gtseg-demo"
+    assert all(0.0 <= entry["confidence"] <= 1.0 for entry in returned["internal-color-map"].values())
 
 
 def test_worker_responses_are_stored_as_ground_truth_does(job):

@@ -18,13 +18,16 @@ reproduced step by step against moto S3 and local Lambda sandboxes:
 5. write consolidation payloads in batches
    (``annotations/consolidated-annotation/consolidation-request/iteration-1/<ts>.json``), invoke
    ``AnnotationConsolidationLambdaArn`` with ``{version, labelingJobArn, labelCategories,
-   labelAttributeName, roleArn, payload: {s3Uri}, outputConfig}``, check the response against the
+   labelAttributeName, roleArn, payload: {s3Uri}, outputConfig}`` (``outputConfig`` =
+   ``<S3OutputPath>/<job>/annotations``, as real events carry it), check the response against the
    contract and store it under ``consolidation-response/``;
-6. write ``manifests/output/output.manifest`` (each input line plus the returned content) and
-   report the outcome to the SageMaker stand-in (DescribeLabelingJob shows it).
+6. write ``manifests/output/output.manifest`` (each input line plus the returned content, with
+   ``<lan>-metadata`` replaced by Ground Truth's own custom-job metadata, as published outputs of
+   custom jobs show) and report the outcome to the SageMaker stand-in (DescribeLabelingJob shows it).
 
-Choices where Ground Truth's behaviour is unconfirmed are marked "emulator choice" below and in
-docs/local-run.md.
+Where Ground Truth's behaviour is unconfirmed or only observed, ``GroundTruthBehaviour`` selects
+each plausible variant (docs/protocol.md lists the evidence); other choices are marked "emulator
+choice" below and in docs/local-run.md.
 """
 
 from __future__ import annotations
@@ -40,22 +43,26 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
 from gtseg.aws.s3 import S3Store, StorageError
 from gtseg.core.labels import LabelCategoryConfig, LabelError
 from gtseg.core.manifest import (
+    CUSTOM_TYPE,
     ManifestError,
     dump_manifest_line,
     failure_content,
+    iso_timestamp,
+    job_name_from_arn,
+    metadata_key,
     parse_manifest,
     safe_filename,
 )
 from gtseg.core.uris import join_uri, parse_s3_prefix, parse_s3_uri
 from gtseg.local.lambda_runtime import Invocation
-from gtseg.local.sagemaker_standin import SageMakerStandin
+from gtseg.local.sagemaker_standin import ArnNames, DescribeNames, SageMakerStandin
 from gtseg.protocol import DEFAULT_ELEMENT_NAME
 
 PROTOCOL_VERSION = "2018-10-16"
@@ -111,6 +118,41 @@ class WorkerSubmission:
 
 Workforce = Callable[[WorkerTask], Sequence[WorkerSubmission]]
 
+# outputConfig in the consolidation event: "annotations" = <S3OutputPath>/<job>/annotations (every
+# real event found), "consolidated-output" = .../annotations/consolidated-annotation/output (what
+# earlier notes guessed), "absent" = no outputConfig key (the 2023 doc schema omits it).
+OutputConfigStyle = Literal["annotations", "consolidated-output", "absent"]
+# What becomes of the <lan>-metadata a custom consolidation Lambda returns: "replaced" by Ground
+# Truth's {type: groundtruth/custom, job-name, human-annotated, creation-date} (published outputs of
+# custom jobs), "kept" as returned, or "merged" (returned keys, Ground Truth's on top: the
+# developer guide's "will be added by Ground Truth").
+LambdaMetadataStyle = Literal["replaced", "kept", "merged"]
+
+
+@dataclass(frozen=True)
+class GroundTruthBehaviour:
+    """Ground Truth's behaviour where it is unconfirmed; the defaults are what real jobs showed.
+
+    ``arn_names`` and ``describe_names`` are the SageMaker stand-in's part (the job's ARN and
+    which spelling DescribeLabelingJob finds it under): pass them to ``SageMakerStandin``.
+    """
+
+    output_config: OutputConfigStyle = "annotations"
+    lambda_metadata: LambdaMetadataStyle = "replaced"
+    arn_names: ArnNames = "lower"
+    describe_names: DescribeNames = "any-case"
+
+    def custom_metadata(self, job_arn: str, creation_date: str) -> dict[str, Any]:
+        """Ground Truth's own ``<lan>-metadata`` of a custom job's object. Emulator choice: the
+        job-name is the ARN's name (plain, as in the published samples), creation-date when the
+        consolidation Lambda answered."""
+        return {
+            "type": CUSTOM_TYPE,
+            "job-name": job_name_from_arn(job_arn),
+            "human-annotated": "yes",
+            "creation-date": creation_date,
+        }
+
 
 @dataclass
 class ObjectOutcome:
@@ -122,6 +164,7 @@ class ObjectOutcome:
     rendered: RenderedTask | None = None
     submissions: int = 0
     content: dict[str, Any] | None = None  # consolidatedAnnotation.content as returned
+    answered_at: datetime | None = None  # when the consolidation Lambda returned it
 
 
 @dataclass
@@ -363,6 +406,7 @@ class GroundTruthEmulator:
         batch_size: int = 10,
         progress: ProgressCallback | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        behaviour: GroundTruthBehaviour | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -373,6 +417,7 @@ class GroundTruthEmulator:
         self.batch_size = batch_size
         self.progress = progress or (lambda phase, done, total: None)
         self.clock = clock
+        self.behaviour = behaviour or GroundTruthBehaviour()
         self._used_stamps: set[tuple[str, str]] = set()
         self._cors_cache: dict[str, bool] = {}
 
@@ -729,15 +774,19 @@ class GroundTruthEmulator:
         stamp = self._stamp(request_dir)
         request_uri = join_uri(request_dir, f"{stamp}.json")
         self.store.put_bytes(request_uri, json.dumps(payload).encode("utf-8"), "application/json")
-        event = {
+        event: dict[str, Any] = {
             "version": PROTOCOL_VERSION,
             "labelingJobArn": job_arn,
             "labelCategories": list(report.labels) if report.labels else None,
             "labelAttributeName": lan,
             "roleArn": role_arn,
             "payload": {"s3Uri": request_uri},
-            "outputConfig": join_uri(consolidated, "output"),
         }
+        style = self.behaviour.output_config
+        if style == "annotations":
+            event["outputConfig"] = join_uri(report.job_prefix, "annotations")
+        elif style == "consolidated-output":
+            event["outputConfig"] = join_uri(consolidated, "output")
         kms = (request.get("OutputConfig") or {}).get("KmsKeyId")
         if kms:
             event["kmsKeyId"] = kms  # unconfirmed whether Ground Truth sends it (protocol §2.2)
@@ -755,27 +804,50 @@ class GroundTruthEmulator:
         self.store.put_bytes(response_uri, json.dumps(invocation.payload).encode("utf-8"), "application/json")
         report.batches.append(BatchOutcome(request_uri, response_uri, ids, seconds))
         report.contract_problems.extend(apply_consolidation_response(batch, invocation.payload, lan))
+        answered = self.clock()
+        for outcome in batch:
+            outcome.answered_at = answered
 
     # ------------------------------------------------------------------ output
 
     def _write_output_manifest(self, job_name: str, report: JobReport) -> None:
         lan = report.label_attribute_name
-        created = self.clock().replace(tzinfo=None).isoformat(timespec="microseconds")
+        created = iso_timestamp(self.clock())
         lines = []
         for outcome in report.objects:
             line = dict(outcome.data_object)
-            if outcome.status == "labeled" and outcome.content is not None:
-                line.update(outcome.content)
-            elif outcome.content is not None and outcome.failure_reason:
-                line.update(outcome.content)  # the Lambda's own failure entry, kept as returned
-            else:
+            returned = outcome.content is not None and (outcome.status == "labeled" or outcome.failure_reason)
+            if returned:
+                # the content as returned: the label and the Lambda's own metadata (or failure entry)
+                line.update(outcome.content or {})
+            elif self.behaviour.lambda_metadata == "kept":
                 # Emulator choice: failed or skipped objects carry their reason in <lan>-metadata.
                 reason = outcome.failure_reason or "not labeled"
                 line.update(failure_content(lan, job_name=job_name, reason=reason, creation_date=created))
+            if self.behaviour.lambda_metadata != "kept":
+                line[metadata_key(lan)] = self._ground_truth_metadata(line.get(metadata_key(lan)), outcome,
+                                                                      report, created)  # fmt: skip
             lines.append(dump_manifest_line(line))
         uri = join_uri(report.job_prefix, OUTPUT_MANIFEST)
         self.store.put_bytes(uri, "".join(lines).encode("utf-8"), "application/jsonlines")
         report.output_manifest_uri = uri
+
+    def _ground_truth_metadata(
+        self, returned: Any, outcome: ObjectOutcome, report: JobReport, created: str
+    ) -> dict[str, Any]:
+        """``<lan>-metadata`` as Ground Truth writes it for a custom job (``replaced``), or the
+        Lambda's with Ground Truth's keys on top (``merged``). Emulator choice: an object that got no
+        label keeps a failure-reason (built-in jobs write one; unconfirmed for custom jobs)."""
+        answered = iso_timestamp(outcome.answered_at) if outcome.answered_at else created
+        own = self.behaviour.custom_metadata(report.job_arn, answered)
+        metadata = (
+            {**returned, **own}
+            if self.behaviour.lambda_metadata == "merged" and isinstance(returned, Mapping)
+            else own
+        )
+        if outcome.status != "labeled":
+            metadata["failure-reason"] = outcome.failure_reason or "not labeled"
+        return metadata
 
     def download(self, report: JobReport, out_dir: Path | str) -> Path:
         """Copy everything under the job's output prefix to ``out_dir/<job-name>/`` (keys made file-safe)."""

@@ -23,13 +23,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import botocore.session
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 from botocore.validate import ParamValidator
 
 ACCOUNT_ID = "123456789012"
+# The job name inside LabelingJobArn: "lower" = lower-cased, as real events show
+# (.../labeling-job/test-labeling-job-20211118t021255 for ...T021255); "as-created" = its own case.
+ArnNames = Literal["lower", "as-created"]
+# Which spelling DescribeLabelingJob / StopLabelingJob find a job under: "any-case" (names are unique
+# case-insensitively), "as-created" (only the name it was created with) or "lower" (only the
+# lower-cased name of its ARN). Unconfirmed; the handlers must work under each.
+DescribeNames = Literal["any-case", "as-created", "lower"]
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 _SUMMARY_KEYS = (
     "LabelingJobName",
@@ -129,8 +136,16 @@ def validate_request(operation: OperationModel, params: Mapping[str, Any]) -> No
 class SageMakerStandin:
     """``with SageMakerStandin() as sm: sm.endpoint_url``: labeling-job APIs on 127.0.0.1."""
 
-    def __init__(self, region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        region: str = "us-east-1",
+        *,
+        arn_names: ArnNames = "lower",
+        describe_names: DescribeNames = "any-case",
+    ) -> None:
         self.region = region
+        self.arn_names = arn_names
+        self.describe_names = describe_names
         self._model = botocore.session.get_session().get_service_model("sagemaker")
         self._jobs: dict[str, LabelingJobRecord] = {}  # key: lower-case name (names are case-insensitive)
         self._lock = threading.Lock()
@@ -178,6 +193,15 @@ class SageMakerStandin:
             record = self._jobs.get(name.lower())
         if record is None:
             raise KeyError(f"no labeling job named {name!r} was created")
+        return record
+
+    def _job_as_named(self, name: str) -> LabelingJobRecord:
+        """The job an API call names, under this stand-in's ``describe_names`` rule."""
+        record = self.job(name)
+        if self.describe_names == "as-created" and name != record.name:
+            raise KeyError(name)
+        if self.describe_names == "lower" and name != record.name.lower():
+            raise KeyError(name)
         return record
 
     def jobs(self) -> list[LabelingJobRecord]:
@@ -229,7 +253,8 @@ class SageMakerStandin:
             raise StandinError(
                 "ValidationException", f"LabelAttributeName {lan!r} must not end with '-metadata'"
             )
-        arn = f"arn:aws:sagemaker:{self.region}:{ACCOUNT_ID}:labeling-job/{name.lower()}"
+        arn_name = name.lower() if self.arn_names == "lower" else name
+        arn = f"arn:aws:sagemaker:{self.region}:{ACCOUNT_ID}:labeling-job/{arn_name}"
         with self._lock:
             if name.lower() in self._jobs:
                 raise StandinError("ResourceInUse", f"Labeling job {name} already exists")
@@ -238,7 +263,7 @@ class SageMakerStandin:
 
     def _op_DescribeLabelingJob(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            record = self.job(body["LabelingJobName"])
+            record = self._job_as_named(body["LabelingJobName"])
         except KeyError:
             raise StandinError(
                 "ResourceNotFound", f"Could not find labeling job {body['LabelingJobName']!r}"
@@ -305,7 +330,7 @@ class SageMakerStandin:
 
     def _op_StopLabelingJob(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            record = self.job(body["LabelingJobName"])
+            record = self._job_as_named(body["LabelingJobName"])
         except KeyError:
             raise StandinError(
                 "ResourceNotFound", f"Could not find labeling job {body['LabelingJobName']!r}"

@@ -36,7 +36,13 @@ from gtseg.core.masks import MaskError, read_class_mask
 from gtseg.core.metrics import mean_iou
 from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.core.uris import parse_s3_prefix, parse_s3_uri
-from gtseg.local.ground_truth import GroundTruthEmulator, JobReport, WorkerSubmission, WorkerTask
+from gtseg.local.ground_truth import (
+    GroundTruthBehaviour,
+    GroundTruthEmulator,
+    JobReport,
+    WorkerSubmission,
+    WorkerTask,
+)
 from gtseg.local.lambda_runtime import LocalLambda, function_arn
 from gtseg.local.moto_server import LocalMotoServer
 from gtseg.local.preview.answers import AnswerError, decode_answer
@@ -85,6 +91,8 @@ class SimulationOptions:
     # simulated profiles fill the other K-1 places; K defaults to one per profile plus them.
     human: bool = False
     human_timeout: float | None = None  # seconds the job waits for each of their answers
+    # Ground Truth's unconfirmed behaviours (docs/protocol.md); the defaults are what real jobs showed
+    ground_truth: GroundTruthBehaviour = field(default_factory=GroundTruthBehaviour)
     force: bool = False  # replace an earlier job folder of the same name (one gtseg simulate wrote)
 
     def worker_profiles(self) -> tuple[str, ...]:
@@ -527,7 +535,9 @@ def _run_job(
     input_dir = job_dir / "local-emulator" / "data-bucket"  # a copy of the input bucket (images, manifest)
     logs = job_dir / "local-emulator" / "logs"
 
-    with LocalMotoServer() as moto, SageMakerStandin() as sagemaker:
+    behaviour = options.ground_truth
+    standin = SageMakerStandin(arn_names=behaviour.arn_names, describe_names=behaviour.describe_names)
+    with LocalMotoServer() as moto, standin as sagemaker:
         moto.set_service_endpoint("SAGEMAKER", sagemaker.endpoint_url or "")
         t0 = time.monotonic()
         store = S3Store()
@@ -606,6 +616,7 @@ def _run_job(
                 store=store,
                 batch_size=options.batch_size,
                 progress=progress,
+                behaviour=behaviour,
             )
             try:
                 report = emulator.run(launched.payload["jobName"])
