@@ -568,6 +568,70 @@ def test_adjustment_job_from_a_prior_job_name(aws):
         handler_module.handler(spec(jobName="review-3", images=None, prior={"jobName": "nope"}), None)
 
 
+def custom_prior_line(name: str) -> dict[str, Any]:
+    """A line of a custom job's output manifest: Ground Truth replaced the metadata gtseg returned."""
+    line = prior_line(name, ["road", "car"])
+    line["first-pass-ref-metadata"] = {"type": "groundtruth/custom", "job-name": "first-pass",
+                                       "human-annotated": "yes", "creation-date": "2024-05-01T12:00:05.000000"}  # fmt: skip
+    return line
+
+
+def write_sidecar(s3, mask_uri: str, labels: list[str], **extra: Any) -> None:
+    from gtseg.core.layout import sidecar_ref
+    from gtseg.core.sidecar import ConsolidationSidecar, SidecarClass
+
+    class_map = ClassMap.from_labels(labels)
+    sidecar = ConsolidationSidecar(
+        dataset_object_id="0", job_name="First-Pass", label_attribute_name="first-pass-ref", mask=mask_uri,
+        image_confidence=0.8125,
+        classes=[SidecarClass(index=i, class_name=n, hex_color=c)
+                 for i, (n, c) in enumerate(zip(class_map.names, class_map.colors, strict=True))],
+        **extra,
+    )  # fmt: skip
+    put(s3, sidecar_ref(mask_uri), sidecar.to_json_bytes().decode())
+
+
+def test_adjustment_job_from_a_custom_job_gets_the_colour_maps_from_the_sidecars(aws):
+    s3, _ = aws
+    uri = f"s3://{OUTPUT_BUCKET}/jobs/first-pass/manifests/output/output.manifest"
+    lines = [custom_prior_line("a.jpg"), custom_prior_line("b.jpg")]
+    write_sidecar(s3, lines[0]["first-pass-ref"], ["road", "car"], adjustment_status="adjusted")
+    put(s3, uri, "\n".join(json.dumps(line) for line in lines))  # b.jpg has no sidecar
+    result = handler_module.handler(
+        spec(jobName="review-c", labels=None, images=None, prior={"manifestUri": uri}), None
+    )
+    (line,) = [json.loads(text) for text in read(s3, result["manifestUri"]).splitlines()]
+    meta = line["first-pass-ref-metadata"]
+    assert meta["type"] == "groundtruth/semantic-segmentation"
+    assert meta["job-name"] == "labeling-job/First-Pass"  # the sidecar's own-case name
+    assert meta["adjustment-status"] == "adjusted"
+    assert meta["creation-date"] == "2024-05-01T12:00:05.000000"
+    assert [e["class-name"] for e in meta["internal-color-map"].values()] == ["BACKGROUND", "road", "car"]
+    assert {e["confidence"] for e in meta["internal-color-map"].values()} == {0.8125}
+    assert LabelCategoryConfig.parse(read(s3, result["labelCategoryConfigUri"])).labels == ("road", "car")
+    (reason,) = result["skipped"]
+    assert reason.startswith("line 2: has no first-pass-ref-metadata.internal-color-map: its gtseg sidecar")
+
+
+def test_a_prior_job_name_prefers_the_finalized_manifest(aws):
+    s3, sagemaker = aws
+    uri = f"s3://{OUTPUT_BUCKET}/jobs/first-pass/manifests/output/output.manifest"
+    put(s3, uri, json.dumps(custom_prior_line("a.jpg")))  # no sidecar: unusable as it is
+    finalized = f"s3://{OUTPUT_BUCKET}/jobs/first-pass/gtseg/output.manifest"
+    put(s3, finalized, json.dumps(prior_line("a.jpg", ["road", "car"])))
+    sagemaker.jobs["first-pass"] = {
+        "LabelingJobName": "first-pass",
+        "LabelingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/first-pass",
+        "LabelingJobStatus": "Completed",
+        "LabelAttributeName": "first-pass-ref",
+        "LabelingJobOutput": {"OutputDatasetS3Uri": uri},
+    }
+    result = handler_module.handler(
+        spec(jobName="review-f", images=None, labels=["road", "car"], prior={"jobName": "first-pass"}), None
+    )
+    assert result["objectCount"] == 1 and result["skipped"] == []
+
+
 # --------------------------------------------------------------------------- botocore's own checks
 
 

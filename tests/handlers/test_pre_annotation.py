@@ -483,6 +483,47 @@ def test_a_prior_mask_becomes_the_initial_value(
     assert sorted(emitted_metrics(capsys.readouterr().out)) == ["PriorMaskUsed", "TaskCreated"]
 
 
+def test_a_prior_whose_metadata_ground_truth_replaced_gets_its_colour_map_from_the_sidecar(
+    store: RecordingStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A custom job's output line (docs/protocol.md §2.4): no internal-color-map in the metadata;
+    the mask's gtseg sidecar says which colour is which class."""
+    from gtseg.core.sidecar import ConsolidationSidecar, SidecarClass
+
+    uri = put(store.client, "img/1.jpg", encoded(16, 16))
+    line = with_prior(uri, ["road", "car"])
+    line["first-pass-ref-metadata"] = {"type": "groundtruth/custom", "job-name": "first-pass",
+                                       "human-annotated": "yes", "creation-date": "2024-05-01T12:00:05.000000"}  # fmt: skip
+    class_map = ClassMap.from_labels(["road", "car"])
+    sidecar = ConsolidationSidecar(
+        dataset_object_id="0", job_name="first-pass", mask=line["first-pass-ref"], image_confidence=0.5,
+        classes=[SidecarClass(index=i, class_name=n, hex_color=c)
+                 for i, (n, c) in enumerate(zip(class_map.names, class_map.colors, strict=True))],
+    )  # fmt: skip
+    mask_key = line["first-pass-ref"].removeprefix(f"s3://{OUTPUT}/")
+    put(store.client, mask_key[:-4] + ".json", sidecar.to_json_bytes(), bucket=OUTPUT)
+    response = invoke(event(line))
+    assert response["taskInput"]["initialValue"] == {
+        "labelMappings": {"road": {"color": "#2ca02c"}, "car": {"color": "#1f77b4"}},
+        "src": line["first-pass-ref"],
+    }
+    # templates that read manifestLine.<prior>-metadata.internal-color-map find it too
+    meta = response["taskInput"]["manifestLine"]["first-pass-ref-metadata"]
+    assert meta["internal-color-map"]["2"]["class-name"] == "car"
+    assert sorted(emitted_metrics(capsys.readouterr().out)) == ["PriorMaskUsed", "TaskCreated"]
+
+
+def test_a_replaced_prior_without_a_sidecar_is_a_task_without_initial_value(
+    store: RecordingStore, logs: LogLines
+) -> None:
+    uri = put(store.client, "img/1.jpg", encoded(16, 16))
+    line = with_prior(uri, ["road"])
+    line["first-pass-ref-metadata"] = {"type": "groundtruth/custom", "job-name": "first-pass"}
+    response = invoke(event(line))
+    assert response["isHumanAnnotationRequired"] is True and "initialValue" not in response["taskInput"]
+    assert any(entry.get("message") == "prior mask has no colour map" for entry in logs)
+
+
 def test_the_configured_prior_attribute_wins(store: RecordingStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRIOR_LABEL_ATTRIBUTE", "second-ref")
     uri = put(store.client, "img/1.jpg", encoded(16, 16))

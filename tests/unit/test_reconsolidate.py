@@ -153,6 +153,47 @@ def test_built_in_job_is_reconsolidated_beside_the_old_manifest(tmp_path):
         assert len(sidecar["workers"]) == 3
 
 
+def test_a_custom_job_whose_metadata_ground_truth_replaced_is_reconsolidated_from_its_sidecars(tmp_path):
+    """A gtseg job as Ground Truth writes it (docs/protocol.md §2.4): custom-job metadata, the colour
+    map and the job's own-case name only in the sidecar next to each mask."""
+    from gtseg.core.layout import sidecar_ref
+    from gtseg.core.sidecar import ConsolidationSidecar, SidecarClass
+
+    facts = write_built_in_job(tmp_path, CROWDS)
+    manifest = facts["job"] / "manifests" / "output" / "output.manifest"
+    lines = read_lines(manifest)
+    for line in lines:
+        object_map = ClassMap.from_internal_color_map(line[f"{LAN}-metadata"]["internal-color-map"])
+        line[f"{LAN}-metadata"] = {"type": "groundtruth/custom", "job-name": "seg-job", "human-annotated": "yes",
+                                   "creation-date": "2024-05-01T12:00:05.562419"}  # fmt: skip
+        local = facts["job"] / line[LAN][len(REMOTE_JOB) + 1 :]
+        sidecar = ConsolidationSidecar(
+            dataset_object_id=dataset_object_id_from_mask(line[LAN]) or "?", job_name="Seg-Job",
+            classes=[SidecarClass(index=i, class_name=n, hex_color=c)
+                     for i, (n, c) in enumerate(zip(object_map.names, object_map.colors, strict=True))],
+        )  # fmt: skip
+        Path(sidecar_ref(str(local))).write_bytes(sidecar.to_json_bytes())
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = reconsolidate_job(str(facts["job"]))
+    assert summary.reconsolidated == 3 and not summary.errors and not summary.kept
+    new_lines = read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")
+    for object_id, new in enumerate(new_lines):
+        assert new[f"{LAN}-metadata"]["job-name"] == "labeling-job/Seg-Job"
+        new_map = run_map(new)
+        to_truth = np.array([facts["cmap"].names.index(n) for n in new_map.names], dtype=np.uint8)
+        local = facts["job"] / new[LAN][len(REMOTE_JOB) + 1 :]
+        np.testing.assert_array_equal(
+            to_truth[read_class_mask(local.read_bytes(), new_map)],
+            expected_new(facts, str(object_id), new_map),
+        )
+    doc = json.loads(
+        (facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.comparison.json").read_text()
+    )
+    assert all(
+        row["agreement"] is not None for row in doc["objects-compared"]
+    )  # old masks read by their sidecar
+
+
 def test_comparison_reports_old_vs_new_agreement_per_object_and_mean(tmp_path):
     facts = write_built_in_job(tmp_path, CROWDS)
     summary = reconsolidate_job(str(facts["job"]))

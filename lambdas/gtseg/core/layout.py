@@ -19,6 +19,9 @@ import re
 from pathlib import PurePath
 
 OUTPUT_MANIFEST = "manifests/output/output.manifest"
+# gtseg finalize writes a finished job's built-in-form manifest, dataset, report and summary here.
+FINALIZED_DIR = "gtseg"
+FINALIZED_MANIFEST = f"{FINALIZED_DIR}/output.manifest"
 WORKER_RESPONSE_DIR = "annotations/worker-response"
 CONSOLIDATED_DIR = "annotations/consolidated-annotation"
 CONSOLIDATION_REQUEST_DIR = f"{CONSOLIDATED_DIR}/consolidation-request"
@@ -60,6 +63,18 @@ def job_root_of_payload(payload_uri: str) -> str | None:
     """``s3://b/p/<job>/annotations/consolidated-annotation/consolidation-request/...`` -> ``s3://b/p/<job>``."""
     marker = f"/{CONSOLIDATION_REQUEST_DIR}/"
     return payload_uri.split(marker, 1)[0] if marker in payload_uri else None
+
+
+def job_root_of_output_manifest(manifest_uri: str) -> str | None:
+    """``s3://b/p/<job>/manifests/output/output.manifest`` -> ``s3://b/p/<job>``; None elsewhere."""
+    marker = "/" + OUTPUT_MANIFEST
+    return manifest_uri[: -len(marker)] if manifest_uri.endswith(marker) else None
+
+
+def finalized_manifest_of(manifest_uri: str) -> str | None:
+    """Where ``gtseg finalize`` puts the built-in-form copy of a job's output manifest."""
+    root = job_root_of_output_manifest(manifest_uri)
+    return f"{root}/{FINALIZED_MANIFEST}" if root else None
 
 
 def job_folder_of_output_config(output_config: str) -> str | None:

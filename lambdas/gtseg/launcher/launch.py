@@ -8,8 +8,9 @@ Steps, in this order:
 2. DescribeLabelingJob: a job of that name that carries this spec's hash in its
    ``gtseg:spec-sha256`` tag is returned as it is (idempotent relaunch); any other job of that
    name is a ``LaunchConflictError``;
-3. read the input (list the prefix, or read the manifest / the prior job's output manifest) and
-   the label categories, and the gold manifest if the spec names one (its lines are checked and
+3. read the input (list the prefix, or read the manifest / the prior job's output manifest: its
+   finalized ``<job>/gtseg/output.manifest`` when there is one, else Ground Truth's, whose lines
+   get their colour maps back from gtseg's sidecars) and the label categories, and the gold manifest if the spec names one (its lines are checked and
    spread evenly through the job's manifest: ``gtseg.launcher.gold``); refuse an empty input and
    one over Ground Truth's quota (gold objects count);
 4. write ``label-categories.json`` and ``manifest.jsonl`` under ``s3://DATA_BUCKET/jobs/<jobName>/``;
@@ -25,6 +26,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,8 +35,11 @@ from pydantic import ValidationError
 
 from gtseg.aws.labeling_jobs import describe_labeling_job
 from gtseg.aws.s3 import S3Store, StorageError
+from gtseg.aws.sidecars import with_builtin_metadata
+from gtseg.core.builtin_output import mask_attributes, needs_sidecar
 from gtseg.core.gold import GOLD_KEY, GoldError, GoldReference, gold_line, gold_reference
 from gtseg.core.labels import ClassMap, LabelCategoryConfig, LabelError, labels_from_manifest_line
+from gtseg.core.layout import finalized_manifest_of
 from gtseg.core.manifest import (
     PRIOR_LABEL_ATTRIBUTE_KEY,
     ManifestError,
@@ -42,7 +47,6 @@ from gtseg.core.manifest import (
     dump_manifest_line,
     metadata_key,
     parse_manifest,
-    segmentation_attributes,
 )
 from gtseg.core.uris import parse_s3_uri
 from gtseg.launcher import limits as limits
@@ -57,6 +61,9 @@ OBJECT_COUNT_TAG = "gtseg:object-count"
 GOLD_COUNT_TAG = "gtseg:gold-count"
 # How many skipped input lines a result lists by name; the count is always complete.
 MAX_REPORTED_SKIPS = 50
+# Sidecars read in parallel when a prior job's lines lack their colour maps (one GET each; 20,000
+# lines in well under the launcher's timeout).
+SIDECAR_READERS = 16
 
 
 class SageMakerClient(Protocol):
@@ -360,8 +367,9 @@ def _images_from_prefix(store: S3Store, prefix: str) -> list[dict[str, Any]]:
     return [{"source-ref": uri} for uri in uris if _is_image(uri)]
 
 
-def _prior_manifest(spec: JobSpec, sagemaker: SageMakerClient) -> tuple[str, str | None]:
-    """The prior output manifest's URI and, when known from the job, its label attribute name."""
+def _prior_manifest(spec: JobSpec, sagemaker: SageMakerClient, store: S3Store) -> tuple[str, str | None]:
+    """The prior output manifest's URI and, when known from the job, its label attribute name:
+    the job's finalized manifest (``gtseg finalize``, built-in form) when it exists."""
     prior = spec.prior
     assert prior is not None
     if prior.manifest_uri is not None:
@@ -376,6 +384,12 @@ def _prior_manifest(spec: JobSpec, sagemaker: SageMakerClient) -> tuple[str, str
         raise SpecError(
             [f"prior.jobName: job {prior.job_name!r} has no output manifest yet (status {status})"]
         )
+    finalized = finalized_manifest_of(uri)
+    try:
+        if finalized is not None and store.exists(finalized):
+            uri = finalized
+    except (StorageError, ValueError):
+        pass  # not readable: Ground Truth's manifest and the sidecars do
     return uri, prior.label_attribute_name or described.get("LabelAttributeName")
 
 
@@ -386,7 +400,7 @@ def _choose_mask_attribute(
     if given is not None:
         return given
     found = Counter(
-        attr for row in rows if isinstance(row, ManifestLine) for attr in segmentation_attributes(row.data)
+        attr for row in rows if isinstance(row, ManifestLine) for attr in mask_attributes(row.data)
     )
     if not found:
         raise SpecError(
@@ -404,6 +418,34 @@ def _choose_mask_attribute(
             ]
         )
     return next(iter(found))
+
+
+def _with_colour_maps(
+    store: S3Store, rows: list[ManifestLine | ManifestError], attribute: str
+) -> tuple[list[ManifestLine | ManifestError], dict[int, str]]:
+    """``rows`` with ``<attribute>-metadata`` in the built-in form where Ground Truth replaced it
+    (from each mask's gtseg sidecar), and why a line could not be completed (by line number)."""
+    todo = [r for r in rows if isinstance(r, ManifestLine) and needs_sidecar(r.data, attribute)]
+    if not todo:
+        return rows, {}
+    with ThreadPoolExecutor(max_workers=SIDECAR_READERS, thread_name_prefix="sidecars") as pool:
+        done = dict(
+            zip(
+                (r.number for r in todo),
+                pool.map(lambda r: with_builtin_metadata(store, r.data, attribute), todo),
+                strict=True,
+            )
+        )
+    out: list[ManifestLine | ManifestError] = []
+    problems: dict[int, str] = {}
+    for row in rows:
+        if isinstance(row, ManifestLine) and row.number in done:
+            data, problem = done[row.number]
+            if problem:
+                problems[row.number] = problem
+            row = ManifestLine(row.number, data)
+        out.append(row)
+    return out, problems
 
 
 def _mask_problem(
@@ -505,6 +547,7 @@ def gold_objects(
     if not rows:
         raise SpecError([f"gold.manifestUri: {gold.manifest_uri} has no lines"])
     attribute = _choose_mask_attribute(rows, gold.label_attribute_name, field_name="gold")
+    rows, _ = _with_colour_maps(store, rows, attribute)  # a finished gtseg job's manifest as it is
     taken = {source: "also one of this job's images" for source in job_images}
     lines: list[dict[str, Any]] = []
     skipped: list[str] = []
@@ -551,9 +594,10 @@ def prepare_inputs(
     skipped: list[str] = []
     lines: list[dict[str, Any]] = []
     if spec.prior is not None:
-        manifest_uri, known_attr = _prior_manifest(spec, sagemaker)
+        manifest_uri, known_attr = _prior_manifest(spec, sagemaker, store)
         rows = _read_manifest(store, manifest_uri, "prior.manifestUri")
         prior_attr = _choose_mask_attribute(rows, known_attr)
+        rows, colour_problems = _with_colour_maps(store, rows, prior_attr)
         problems = limits.label_attribute_problems(lan, prior=prior_attr)
         if problems:
             raise SpecError(["labelAttributeName " + "; ".join(problems)])
@@ -566,6 +610,8 @@ def prepare_inputs(
             problem = _line_problem(row.data, label_attribute_name=lan, labels=labels) or _prior_line_problem(
                 row.data, prior_attr, labels
             )
+            if problem and row.number in colour_problems:
+                problem += f": {colour_problems[row.number]}"
             if problem:
                 skipped.append(f"line {row.number}: {problem}")
             else:

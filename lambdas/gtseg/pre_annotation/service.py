@@ -18,6 +18,7 @@ from gtseg.aws.clients import AwsClients
 from gtseg.aws.errors import error_code, is_missing
 from gtseg.aws.observability import MetricUnit, logger, metrics
 from gtseg.aws.s3 import StorageError
+from gtseg.aws.sidecars import with_builtin_metadata
 from gtseg.core.images import ImageHeaderError, ImageInfo, UnsupportedImageError, probe_image
 from gtseg.core.manifest import PRIOR_LABEL_ATTRIBUTE_KEY
 from gtseg.pre_annotation.labels import LabelSources
@@ -31,6 +32,7 @@ from gtseg.pre_annotation.task import (
     check_image,
     find_prior_mask,
     image_source,
+    priors_without_colour_map,
     skipped_task_input,
 )
 from gtseg.protocol import PreAnnotationRequest, PreAnnotationResponse
@@ -93,6 +95,7 @@ class PreAnnotation:
         prior_attribute = (
             line_prior if isinstance(line_prior, str) and line_prior else settings.prior_label_attribute
         )
+        data_object = self._with_prior_colour_maps(data_object, prior_attribute)
         prior = find_prior_mask(data_object, resolved.labels, prior_attribute)
         for note in prior.notes:
             logger.info(note)
@@ -130,6 +133,19 @@ class PreAnnotation:
         )
         count(Outcome.TASK_CREATED)
         return PreAnnotationResponse(task_input=task_input, is_human_annotation_required=True)
+
+    def _with_prior_colour_maps(self, data_object: dict[str, Any], configured: str | None) -> dict[str, Any]:
+        """The line with each prior mask's metadata in the built-in form, from its gtseg sidecar,
+        where Ground Truth replaced it; the workers' template then finds the colour map too."""
+        for attribute in priors_without_colour_map(data_object, configured):
+            completed, problem = with_builtin_metadata(self.clients.get_store(), data_object, attribute)
+            if problem:
+                logger.warning(
+                    "prior mask has no colour map", extra={"attribute": attribute, "reason": problem}
+                )
+                continue
+            data_object = completed
+        return data_object
 
     def _checked_image(self, source_ref: str) -> ImageInfo:
         """The image's header facts, read with ranged GETs; raises ``SkipObject`` for an unusable one."""

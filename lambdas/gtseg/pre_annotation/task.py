@@ -205,6 +205,24 @@ def _prior_candidates(data_object: Mapping[str, Any]) -> list[str]:
     return sorted(found)
 
 
+def priors_without_colour_map(data_object: Mapping[str, Any], configured_attribute: str | None) -> list[str]:
+    """Prior masks on the line whose metadata has no colour map: Ground Truth replaced the metadata
+    of a custom job's output (docs/protocol.md §2.4), so it is in the mask's gtseg sidecar."""
+    data_object = without_gold(data_object)
+    if configured_attribute:
+        names = [configured_attribute] if configured_attribute != GOLD_KEY else []
+    else:
+        names = [k for k in data_object if k.endswith(REF_SUFFIX)]
+    return sorted(
+        name
+        for name in names
+        if isinstance(data_object.get(name), str)
+        and str(data_object[name]).lower().endswith(".png")
+        and isinstance(data_object.get(metadata_key(name)), Mapping)
+        and "internal-color-map" not in data_object[metadata_key(name)]
+    )
+
+
 def find_prior_mask(
     data_object: Mapping[str, Any], labels: Sequence[str], configured_attribute: str | None = None
 ) -> PriorMask:

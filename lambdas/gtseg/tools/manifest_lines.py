@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gtseg.core.builtin_output import mask_attributes
 from gtseg.core.labels import LabelError
 from gtseg.core.layout import job_prefix_from_mask_uri, ref_basename
-from gtseg.core.manifest import ManifestError, ManifestLine, metadata_key, segmentation_attributes
+from gtseg.core.manifest import ManifestError, ManifestLine, metadata_key
 from gtseg.tools.errors import ToolError
 from gtseg.tools.jobdata import JobData, is_s3, job_prefix_from_manifest, read_sidecar
 
@@ -28,21 +29,6 @@ class LineProblem:
 
 def manifest_error_problem(error: ManifestError) -> LineProblem:
     return LineProblem(error.line, None, error.reason)
-
-
-def mask_attributes(line: Mapping[str, Any]) -> list[str]:
-    """Label attributes on a line that point at a mask: those with an internal-color-map, plus
-    ``<lan>`` = a .png reference whose metadata lacks the map (custom jobs, where Ground Truth
-    may replace the metadata; the colour map then comes from gtseg's sidecar)."""
-    found = set(segmentation_attributes(line))
-    for key, value in line.items():
-        if (
-            isinstance(value, str)
-            and value.lower().endswith(".png")
-            and isinstance(line.get(metadata_key(key)), Mapping)
-        ):
-            found.add(key)
-    return sorted(found)
 
 
 def object_color_map(

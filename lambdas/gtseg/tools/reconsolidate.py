@@ -54,9 +54,11 @@ from gtseg.core.layout import (
     sidecar_ref,
 )
 from gtseg.core.manifest import (
+    JOB_NAME_PREFIX,
     ManifestError,
     ManifestLine,
     dump_manifest_line,
+    exact_job_name,
     iso_timestamp,
     metadata_key,
     parse_manifest,
@@ -76,6 +78,7 @@ from gtseg.tools.jobdata import (
     is_s3,
     join_ref,
     parent_ref,
+    read_sidecar,
     read_worker_responses,
     worker_response_files,
 )
@@ -410,7 +413,7 @@ class _Run:
                 row["job-level-change"] = round(1.0 - pixel_agreement(alone.result.labels, result.labels), 6)
                 row["per-object-confidence"] = alone.result.image_confidence
         mask_ref = join_ref(self.output_dir, f"{object_id}.png")
-        job_name = _job_name(line.data.get(metadata_key(attribute)), summary.job_prefix)
+        job_name = _job_name(line.data, attribute, summary.job_prefix, self.data, self.base)
         gold_scores = {w: r.gold_iou() for w, r in (self.records or {}).items()}
         try:
             self.data.write_bytes(mask_ref, encode_index_png(result.labels, class_map), "image/png")
@@ -458,10 +461,19 @@ def _old_new_agreement(data: JobData, base: str, line: ManifestLine, attribute: 
         return None
 
 
-def _job_name(old_meta: Any, job_prefix: str) -> str:
-    if isinstance(old_meta, Mapping) and isinstance(old_meta.get("job-name"), str):
-        return old_meta["job-name"].removeprefix("labeling-job/")
-    return ref_basename(job_prefix)
+def _job_name(line: Mapping[str, Any], attribute: str, job_prefix: str, data: JobData, base: str) -> str:
+    """The job's name in its own case: its sidecar's, else the metadata's (Ground Truth's custom-job
+    metadata may carry it lower-cased, docs/protocol.md §2.4) spelt as the job folder when they
+    match, else the job folder's name."""
+    folder = ref_basename(job_prefix)
+    mask = line.get(attribute)
+    sidecar = read_sidecar(data, data.resolve(mask, base)) if isinstance(mask, str) else None
+    if sidecar is not None and sidecar.job_name:
+        return sidecar.job_name
+    meta = line.get(metadata_key(attribute))
+    if isinstance(meta, Mapping) and isinstance(meta.get("job-name"), str):
+        return exact_job_name(meta["job-name"].removeprefix(JOB_NAME_PREFIX), folder)
+    return folder
 
 
 __all__ = ["ReconsolidationSummary", "answers_from_responses", "reconsolidate_job"]
