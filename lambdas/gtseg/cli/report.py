@@ -1,12 +1,24 @@
-"""``gtseg report OUTPUT_MANIFEST --out report.html``: a static HTML report of a finished job."""
+"""``gtseg report OUTPUT_MANIFEST --out report.html``: a static review page of a finished job."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from gtseg.cli.common import add_map_option, job_data_from_args, print_problems, run_with_progress
-from gtseg.tools.report import DEFAULT_LOWEST, DEFAULT_MAX_SIDE, build_report, summary_json
+from gtseg.cli.common import (
+    add_force_option,
+    add_map_option,
+    job_data_from_args,
+    print_problems,
+    run_with_progress,
+)
+from gtseg.tools.report import (
+    DEFAULT_LOWEST,
+    DEFAULT_MAX_SIDE,
+    DEFAULT_REVIEW_BELOW,
+    build_report,
+    summary_json,
+)
 
 MIN_MAX_SIDE = 16  # smaller report images show nothing
 
@@ -14,10 +26,13 @@ MIN_MAX_SIDE = 16  # smaller report images show nothing
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="write a static HTML report of a finished job",
-        description="Per object: the image with the consolidated mask, a worker-disagreement heatmap and the "
-        "confidence; per class: area and confidence; per worker: agreement with the consensus, quality and "
-        "time spent; the lowest-agreement objects, also written as a manifest for an adjustment job.",
+        help="write a static review page of a finished job",
+        description="A page that opens from disk: per object the photo with switchable layers (the "
+        "consolidated mask, each worker's mask, a disagreement heatmap), a sortable and filterable table of "
+        "the objects, per class area and confidence, per worker agreement, quality, time and exclusion, and "
+        "a review selection the page turns into an adjustment job's manifest and spec. The objects whose "
+        "confidence is below --review-below (or that fewer than two trusted workers labelled) are also "
+        "written as <name>-review.manifest with <name>-review-job.json.",
     )
     parser.add_argument("manifest", metavar="OUTPUT_MANIFEST", help="output.manifest (path or s3:// URI)")
     parser.add_argument("--out", required=True, help="the HTML file to write (images go in <name>_files/)")
@@ -29,18 +44,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "manifest location or the mask URIs)",
     )
     parser.add_argument(
+        "--review-below",
+        type=float,
+        default=DEFAULT_REVIEW_BELOW,
+        metavar="CONFIDENCE",
+        help=f"select objects whose confidence is below this for review (default {DEFAULT_REVIEW_BELOW})",
+    )
+    parser.add_argument(
         "--lowest",
         type=int,
         default=DEFAULT_LOWEST,
-        help=f"how many lowest-agreement objects to list ({DEFAULT_LOWEST})",
+        metavar="N",
+        help=f"at most N objects in the review selection, the lowest confidence first (default {DEFAULT_LOWEST})",
     )
     parser.add_argument(
         "--max-side",
         type=int,
         default=DEFAULT_MAX_SIDE,
-        help=f"report image size, long side ({DEFAULT_MAX_SIDE})",
+        help=f"report image size, long side (default {DEFAULT_MAX_SIDE})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_option(parser, "report of the same name")
     add_map_option(parser)
     parser.set_defaults(func=run)
 
@@ -63,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
             job_prefix=args.job,
             lowest=args.lowest,
             max_side=args.max_side,
+            review_below=args.review_below,
             data=data,
             progress=progress,
+            force=args.force,
         ),
     )
     if summary is None:
