@@ -26,6 +26,7 @@ from gtseg.core.masks import encode_index_png
 from gtseg.core.metrics import cohen_kappa, disagreement_map, mean_iou, pixel_agreement
 from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.local.simulation import SimulatedCrowd, make_scene, worker_answer
+from gtseg.tools.jobdata import JobData
 from gtseg.tools.report import build_report
 
 LAN = "seg-job-ref"
@@ -110,7 +111,7 @@ class ReportParser(HTMLParser):
             self.objects.append(attrs["data-object-id"])
         if tag == "section":
             self.sections.append(attrs.get("id", ""))
-        if tag == "img":
+        if tag == "img" and "src" in attrs:  # the viewer's images get theirs from the script
             self.images.append(attrs["src"])
         if tag == "a":
             self.links.append(attrs["href"])
@@ -138,6 +139,28 @@ def parse_report(path: Path) -> ReportParser:
     return parser
 
 
+def report_data(path: Path) -> dict:
+    """The JSON block the page's script reads (layers, per-object workers, review lines)."""
+    page = path.read_text(encoding="utf-8")
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.DOTALL)
+    assert match, "no report-data block"
+    return json.loads(match.group(1))
+
+
+def object_workers(path: Path) -> dict[str, dict[str, dict]]:
+    """object id -> worker id -> that worker's figures on the object, as the viewer shows them."""
+    return {o["id"]: {w["id"]: w for w in o["workers"]} for o in report_data(path)["objects"]}
+
+
+def page_files(path: Path) -> list[str]:
+    """Every file the page's script may load (photos, mask layers, heatmaps, worker masks)."""
+    out = []
+    for o in report_data(path)["objects"]:
+        out += [f for f in (o["photo"], o["mask"], o["heatmap"]) if f]
+        out += [w["mask"] for w in o["workers"] if w["mask"]]
+    return out
+
+
 CROWDS = [("careful", "average", "spammer"), ("careful", "sloppy", "average"), ("sloppy", "blobs", "average"),
           ("average", "careful", "sloppy")]  # fmt: skip
 
@@ -149,17 +172,19 @@ def test_report_shows_every_object_and_worker_and_its_images_exist(tmp_path):
 
     assert summary.objects == 4 and not summary.errors
     parsed = parse_report(out)
-    assert {"summary", "classes", "workers", "lowest", "objects"} <= set(parsed.sections)
+    assert {"summary", "classes", "workers", "review", "objects"} <= set(parsed.sections)
     assert sorted(parsed.objects) == ["0", "1", "2", "3"]
     assert set(parsed.worker_rows) == facts["workers"]
-    assert len(parsed.images) == 8  # an overlay and a heatmap per object
-    for src in parsed.images:
-        assert not src.startswith("data:") and (out.parent / src).is_file(), src
+    assert len(parsed.images) == 4  # a thumbnail per object; the viewer loads the rest
+    files = page_files(out)
+    assert len(files) == 4 * (1 + 1 + 1 + 3)  # photo, mask layer, heatmap, three worker masks
+    for src in parsed.images + files:
+        assert not src.startswith("data:") and (out.parent / unquote(src)).is_file(), src
     for href in parsed.links:
         if not href.startswith("#"):
             assert (out.parent / href).is_file(), href
         else:
-            assert href[len("#object-") :] in parsed.objects
+            assert href[1:] in parsed.sections or href[len("#object-") :] in parsed.objects
     assert out.stat().st_size < 200_000  # images are files, not inline data
 
 
@@ -176,8 +201,8 @@ def test_image_links_work_for_file_names_with_url_characters(tmp_path):
     summary = build_report(str(facts["manifest"]), out)
     assert summary.objects == 2 and not summary.errors
     parsed = parse_report(out)
-    assert len(parsed.images) == 4
-    for src in parsed.images + [h for h in parsed.links if not h.startswith("#")]:
+    assert len(parsed.images) == 2
+    for src in parsed.images + page_files(out) + [h for h in parsed.links if not h.startswith("#")]:
         assert "#" not in src and (out.parent / unquote(src)).is_file(), src
 
 
@@ -197,12 +222,16 @@ def test_values_from_the_job_are_escaped_not_read_as_markup(tmp_path):
     assert summary.objects == 1 and not summary.errors
 
     page = out.read_text(encoding="utf-8")
-    assert "<script" not in page and "<smile>" not in page and source_ref not in page
-    assert not re.findall(r"&(?!(?:[a-z]+|#[0-9]+|#x[0-9a-f]+);)", page), "a bare '&' in the page"
-    codes = [html.unescape(text) for text in re.findall(r"<code>([^<]*)</code>", page)]
-    assert source_ref in codes  # shown as the same text once the browser unescapes it
+    assert evil_worker not in page and "<smile>" not in page and source_ref not in page
+    assert page.count("<script") == 2  # the page's own: its data block and its script
+    markup = re.sub(r"<script\b.*?</script>", "", page, flags=re.DOTALL)  # the page's own script has &&
+    assert not re.findall(r"&(?!(?:[a-z]+|#[0-9]+|#x[0-9a-f]+);)", markup), "a bare '&' in the page"
+    names = [html.unescape(text) for text in re.findall(r'data-name="([^"]*)"', page)]
+    assert names == [Path(source_ref).stem]  # the same text once the browser unescapes it
     parsed = parse_report(out)
-    assert [row[0] for row in parsed.worker_rows[evil_worker]] == [evil_worker, evil_worker]
+    assert [row[0] for row in parsed.worker_rows[evil_worker]] == [evil_worker]
+    assert evil_worker in object_workers(out)["0"]  # the viewer's data holds it exactly, as text
+    assert report_data(out)["objects"][0]["sourceRef"] == source_ref
     for src in parsed.images:
         assert (out.parent / unquote(src)).is_file(), src
 
@@ -214,14 +243,15 @@ def test_the_sidecar_quality_is_shown_and_its_workers_listed_without_responses(t
     agreement = {w["workerId"]: f"{100 * w['agreement']:.1f}%" for w in sidecar["workers"]}
     out = tmp_path / "r.html"
     build_report(str(facts["manifest"]), out)
-    rows = parse_report(out).worker_rows
-    assert {worker: r[-1][2] for worker, r in rows.items()} == quality  # the object's rows: quality
+    on_object = object_workers(out)["0"]
+    assert {worker: w["quality"] for worker, w in on_object.items()} == quality
 
     shutil.rmtree(tmp_path / "seg-job" / "annotations" / "worker-response")
-    build_report(str(facts["manifest"]), out)
-    rows = parse_report(out).worker_rows
-    assert {worker: r[-1][1] for worker, r in rows.items()} == agreement
-    assert {worker: r[-1][2] for worker, r in rows.items()} == quality
+    build_report(str(facts["manifest"]), out, force=True)
+    on_object = object_workers(out)["0"]
+    assert {worker: w["agreement"] for worker, w in on_object.items()} == agreement
+    assert {worker: w["quality"] for worker, w in on_object.items()} == quality
+    assert all(w["mask"] is None for w in on_object.values())  # no answers: no worker masks
 
 
 def test_a_job_folder_without_worker_responses_is_pointed_out(tmp_path, capsys):
@@ -234,7 +264,8 @@ def test_a_job_folder_without_worker_responses_is_pointed_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "note: no worker responses under" in err and "typo" in err
     assert "no worker responses under" in out.read_text()
-    assert len(parse_report(out).images) == 1  # the overlay; no disagreement heatmap without answers
+    (only,) = report_data(out)["objects"]
+    assert only["mask"] and only["heatmap"] is None  # no disagreement heatmap without answers
 
 
 def test_a_class_only_one_worker_painted_counts_as_disagreement(tmp_path):
@@ -262,9 +293,9 @@ def test_a_class_only_one_worker_painted_counts_as_disagreement(tmp_path):
     out = tmp_path / "r.html"
     summary = build_report(str(manifest), out)
     assert summary.objects == 1 and not summary.errors
-    rows = parse_report(out).worker_rows
-    assert rows["w-dog"][-1][1] == "75.0%"  # per-object row: agreement with the consensus
-    assert rows["w-a"][-1][1] == "100.0%"
+    on_object = object_workers(out)["0"]
+    assert on_object["w-dog"]["agreement"] == "75.0%"  # agreement with the consensus
+    assert on_object["w-a"]["agreement"] == "100.0%"
 
 
 def test_a_lone_worker_has_no_quality_rather_than_zero(tmp_path):
@@ -272,8 +303,11 @@ def test_a_lone_worker_has_no_quality_rather_than_zero(tmp_path):
     out = tmp_path / "r.html"
     build_report(str(facts["manifest"]), out)
     (rows,) = parse_report(out).worker_rows.values()
-    assert rows[0][3] == "–"  # the Workers table's Quality column
-    assert rows[-1][1] == "100.0%" and rows[-1][2] == "–"  # the object's row: agreement, quality
+    assert rows[0][2:4] == ["n/a", "n/a"]  # the Workers table: agreement, quality (scored against itself)
+    (worker,) = object_workers(out)["0"].values()
+    assert (worker["agreement"], worker["quality"]) == ("n/a", "n/a") and "its own mask" in worker["note"]
+    (shown,) = report_data(out)["objects"]
+    assert shown["confidence"] == "n/a" and shown["confidenceNote"] == "one trusted worker"
 
 
 def test_per_worker_figures_separate_the_spammer_from_careful_workers(tmp_path):
@@ -286,21 +320,39 @@ def test_per_worker_figures_separate_the_spammer_from_careful_workers(tmp_path):
     careful = rows["private.us-east-1.careful0"][0]
     assert float(spammer[3]) < 0.2 < float(careful[3])
     assert float(spammer[2].rstrip("%")) < float(careful[2].rstrip("%"))
-    assert careful[4] == "–"  # no gold objects in this job
+    assert careful[4] == "n/a"  # no gold objects in this job
     assert careful[5] == "30.0 s"  # careful is the first worker on each object: 30 s
 
 
-def test_lowest_agreement_objects_are_listed_and_written_as_a_manifest(tmp_path):
+def test_the_review_selection_is_by_confidence_and_written_as_a_manifest_and_spec(tmp_path):
     facts = write_job(tmp_path, CROWDS)
+    confidences = {
+        str(i): json.loads(Path(line[LAN]).with_suffix(".json").read_text())["image-confidence"]
+        for i, line in enumerate(facts["lines"])
+    }
     out = tmp_path / "report.html"
-    summary = build_report(str(facts["manifest"]), out, lowest=2)
-
-    expected = sorted(facts["agreement"], key=facts["agreement"].get)[:2]
+    summary = build_report(str(facts["manifest"]), out, lowest=2, review_below=1.0)
+    expected = sorted(confidences, key=confidences.get)[:2]
     assert summary.lowest == expected
-    lines = [json.loads(t) for t in Path(summary.lowest_manifest).read_text().splitlines()]
-    by_mask = {line[LAN]: line for line in facts["lines"]}
-    assert [by_mask[line[LAN]] for line in lines] == [facts["lines"][int(i)] for i in expected]
-    assert Path(summary.lowest_manifest).name in parse_report(out).links
+    lines = [json.loads(t) for t in Path(summary.review_manifest).read_text().splitlines()]
+    assert lines == [facts["lines"][int(i)] for i in expected]
+    assert Path(summary.review_manifest).name in parse_report(out).links
+    spec = json.loads(Path(summary.review_spec).read_text())
+    assert spec["prior"] == {"manifestUri": spec["prior"]["manifestUri"], "labelAttributeName": LAN}
+    assert spec["prior"]["manifestUri"].endswith("/review/report-review.manifest")
+    assert spec["labelAttributeName"] != LAN and spec["labelAttributeName"].endswith("-ref")
+    # a threshold below every confidence selects nothing: a small job is not re-labelled whole
+    summary = build_report(str(facts["manifest"]), out, review_below=min(confidences.values()), force=True)
+    assert summary.lowest == [] and Path(summary.review_manifest).read_text() == ""
+
+
+def test_lowest_and_review_below_out_of_range_are_one_line_usage_errors(tmp_path, capsys):
+    facts = write_job(tmp_path, CROWDS[:1])
+    for option in (["--lowest", "-1"], ["--lowest", "0"], ["--review-below", "1.5"], ["--review-below", "0"]):
+        out = tmp_path / "r.html"
+        assert main(["report", str(facts["manifest"]), "--out", str(out), *option]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"gtseg report: {option[0]} must be") and not out.exists()
 
 
 def test_built_in_job_without_sidecars_uses_worker_responses(tmp_path):
@@ -310,7 +362,7 @@ def test_built_in_job_without_sidecars_uses_worker_responses(tmp_path):
     assert summary.objects == 2 and not summary.errors
     parsed = parse_report(out)
     assert set(parsed.worker_rows) == facts["workers"]
-    assert all(src.endswith((".jpg", ".png")) for src in parsed.images) and len(parsed.images) == 4
+    assert all(src.endswith((".jpg", ".png")) for src in parsed.images) and len(parsed.images) == 2
     spammer = parsed.worker_rows["private.us-east-1.spammer0"][0]
     assert float(spammer[3]) < 0.2  # kappa computed from its mask, no sidecar needed
 
@@ -352,14 +404,13 @@ def test_report_from_s3(tmp_path):
     assert set(parse_report(out).worker_rows) == facts["workers"]
 
 
-def test_empty_manifest_gives_an_empty_but_valid_report(tmp_path):
+def test_an_empty_manifest_is_an_error_and_writes_nothing(tmp_path, capsys):
     manifest = tmp_path / "output.manifest"
     manifest.write_text("")
-    summary = build_report(str(manifest), tmp_path / "r.html")
-    assert summary.objects == 0
-    parsed = parse_report(tmp_path / "r.html")
-    assert parsed.objects == [] and "objects" in parsed.sections
-    assert Path(summary.lowest_manifest).read_text() == ""
+    assert main(["report", str(manifest), "--out", str(tmp_path / "r.html")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("gtseg report: ") and "has no lines" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["output.manifest"]  # nothing staged left behind
 
 
 def test_unusable_out_and_image_size_are_usage_errors_not_tracebacks(tmp_path, capsys):
@@ -372,7 +423,7 @@ def test_unusable_out_and_image_size_are_usage_errors_not_tracebacks(tmp_path, c
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     assert main(["report", manifest, "--out", str(a_file / "report.html"), "--quiet"]) == 2
-    assert "a-file" in capsys.readouterr().err
+    assert "a-file is a file" in capsys.readouterr().err
     assert main(["report", manifest, "--out", str(tmp_path / "r.html"), "--max-side", "0", "--quiet"]) == 2
     assert "--max-side" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
 
@@ -436,4 +487,99 @@ def test_gold_objects_give_each_worker_a_gold_iou(tmp_path):
     assert gold_iou == expected
     assert float(gold_iou[ids[0]]) > float(gold_iou[ids[1]]) > float(gold_iou[ids[2]])
     # workers of the other object labelled no gold object
-    assert rows["private.us-east-1.careful1"][0][4] == "–"
+    assert rows["private.us-east-1.careful1"][0][4] == "n/a"
+
+
+# --------------------------------------------------------------------------- trust, custom jobs, safety
+
+
+def _exclude(sidecar_path: Path, keep: str) -> None:
+    """Make the sidecar say what the consolidation says with one trusted worker: the others have
+    weight 0 (excluded), the confidence is 0.0 (it could not be estimated), quality 1.0 (itself)."""
+    doc = json.loads(sidecar_path.read_text())
+    for worker in doc["workers"]:
+        trusted = worker["workerId"] == keep
+        worker.update(excluded=not trusted, weight=1.0 if trusted else 0.0)
+        if trusted:
+            worker.update(agreement=1.0, quality=1.0)
+    doc["image-confidence"], doc["method"] = 0.0, "gtseg"
+    for entry in doc["classes"]:
+        entry["confidence"] = 0.0
+    sidecar_path.write_text(json.dumps(doc))
+
+
+def test_one_trusted_worker_gives_n_a_with_the_reason_and_marks_the_excluded(tmp_path):
+    facts = write_job(tmp_path, [("careful", "spammer", "blobs")])
+    careful = "private.us-east-1.careful0"
+    _exclude(Path(facts["lines"][0][LAN]).with_suffix(".json"), keep=careful)
+    out = tmp_path / "r.html"
+    summary = build_report(str(facts["manifest"]), out)
+    (shown,) = report_data(out)["objects"]
+    assert shown["confidence"] == "n/a" and shown["confidenceNote"] == "one trusted worker"
+    assert shown["heatmap"] is None  # nobody to disagree with
+    on_object = {w["id"]: w for w in shown["workers"]}
+    assert (on_object[careful]["agreement"], on_object[careful]["quality"]) == ("n/a", "n/a")
+    assert on_object["private.us-east-1.spammer0"]["excluded"] is True
+    assert on_object["private.us-east-1.spammer0"]["quality"] != "n/a"  # measured against the careful mask
+    assert all(w["mask"] for w in shown["workers"])  # every worker's own mask can be looked at
+    rows = parse_report(out).worker_rows
+    assert rows[careful][0][2:4] == ["n/a", "n/a"] and rows[careful][0][8] == "never"
+    assert "excluded: untrusted" in rows["private.us-east-1.spammer0"][0][0]
+    assert rows["private.us-east-1.spammer0"][0][8] == "all 1"
+    page = out.read_text()
+    assert "0.000" not in re.sub(r"<script\b.*?</script>", "", page, flags=re.DOTALL).split('id="workers"')[0]
+    assert summary.lowest == ["0"]  # nothing cross-checked it: it is selected for review
+
+
+def test_a_custom_job_whose_metadata_was_replaced_is_read_from_the_sidecars_and_relaunchable(
+    tmp_path, capsys
+):
+    """Ground Truth may replace <lan>-metadata with its custom-job metadata (no colour map): the
+    report reads the sidecars, and the review manifest gets a colour map back, so the adjustment
+    job it describes passes `gtseg launch --dry-run` (offline, the manifest mapped from disk)."""
+    facts = write_job(tmp_path, CROWDS[:2], s3_uris=True)
+    custom = {"type": "groundtruth/custom", "job-name": "seg-job", "human-annotated": "yes",
+              "creation-date": "2024-05-01T12:00:05.000000"}  # fmt: skip
+    lines = [
+        {
+            **line,
+            "source-ref": f"s3://gt-in/images/{Path(line['source-ref']).name}",
+            f"{LAN}-metadata": custom,
+        }
+        for line in facts["lines"]
+    ]
+    facts["manifest"].write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "report" / "r.html"
+    data = JobData()
+    data.map_prefix("s3://gt-in/images", tmp_path / "images")
+    summary = build_report(str(facts["manifest"]), out, review_below=1.0, data=data)
+    assert summary.objects == 2 and not summary.errors
+    assert {o["confidence"] for o in report_data(out)["objects"]} != {"n/a"}  # from the sidecars
+    review = [json.loads(t) for t in Path(summary.review_manifest).read_text().splitlines()]
+    assert len(review) == 2
+    for line in review:
+        assert line[f"{LAN}-metadata"]["internal-color-map"]["0"]["class-name"] == "BACKGROUND"
+    spec = json.loads(Path(summary.review_spec).read_text())
+    assert spec["prior"]["manifestUri"] == f"{REMOTE_JOB}/review/r-review.manifest"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)  # offline: no credentials at all
+    code = main(["launch", summary.review_spec, "--dry-run", "--map", f"{REMOTE_JOB}/review={out.parent}"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "dry run: 2 objects" in captured.err and "0 input lines skipped" in captured.err
+    assert json.loads(captured.out)["LabelingJobName"] == spec["jobName"]
+
+
+def test_an_existing_report_is_kept_unless_force(tmp_path, capsys):
+    facts = write_job(tmp_path, CROWDS[:1])
+    out = tmp_path / "r.html"
+    assert main(["report", str(facts["manifest"]), "--out", str(out), "--quiet"]) == 0
+    first = out.read_text()
+    capsys.readouterr()
+    assert main(["report", str(facts["manifest"]), "--out", str(out), "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("gtseg report: ") and "r.html" in line and "--force" in line
+    assert out.read_text() == first
+    assert main(["report", str(facts["manifest"]), "--out", str(out), "--quiet", "--force"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("r", "."))) == [
+        "r-review-job.json", "r-review.manifest", "r.html", "r_files"]  # fmt: skip

@@ -52,6 +52,8 @@ SETTING_FLAGS = {
     "--output-bucket": "output_bucket",
     "--workteam-arn": "default_workteam_arn",
     "--kms-key-id": "output_kms_key_id",
+    "--input-topic-arn": "streaming_input_topic_arn",
+    "--output-topic-arn": "streaming_output_topic_arn",
 }
 # --dry-run without a stack's settings: what each missing required setting becomes in the printed
 # request ({region}: AWS_REGION, else us-east-1). Valid values, obviously not a real account's.
@@ -62,6 +64,11 @@ DRY_RUN_PLACEHOLDERS = {
     "worker_template_uri": "s3://dry-run-data-bucket/templates/semantic-segmentation.liquid.html",
     "data_bucket": "dry-run-data-bucket",
     "output_bucket": "dry-run-output-bucket",
+    "default_workteam_arn": "arn:aws:sagemaker:{region}:000000000000:workteam/private-crowd/dry-run",
+}
+# ...and for a streaming spec (docs/streaming.md), its input topic.
+DRY_RUN_STREAMING_PLACEHOLDERS = {
+    "streaming_input_topic_arn": "arn:aws:sns:{region}:000000000000:dry-run-streaming-input",
 }
 
 
@@ -102,7 +109,7 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None 
 
 
 def dry_run_settings(
-    args: argparse.Namespace, environ: dict[str, str] | None = None
+    args: argparse.Namespace, environ: dict[str, str] | None = None, *, streaming: bool = False
 ) -> tuple[LauncherSettings, list[str]]:
     """The settings of a dry run without a stack: flags and environment variables, and a
     placeholder for each required one that is missing; returns the names that got one."""
@@ -110,7 +117,8 @@ def dry_run_settings(
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     values = {var: getattr(args, attr, None) or environ.get(var) for attr, var in ENVIRONMENT.items()}
     placeholders = []
-    for attr, placeholder in DRY_RUN_PLACEHOLDERS.items():
+    wanted = {**DRY_RUN_PLACEHOLDERS, **(DRY_RUN_STREAMING_PLACEHOLDERS if streaming else {})}
+    for attr, placeholder in wanted.items():
         if not values.get(ENVIRONMENT[attr]):
             values[ENVIRONMENT[attr]] = placeholder.format(region=region)
             placeholders.append(ENVIRONMENT[attr])
@@ -227,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
             function = launcher_function_name(make_client("cloudformation"), stack)
             settings = settings_from_function(lambda_client, function)
         else:
-            settings, placeholders = dry_run_settings(args)
+            settings, placeholders = dry_run_settings(args, streaming=spec.streaming)
         plan = plan_launch(
             spec, settings, MappedStore(data=job_data_from_args(args)), LazyClient("sagemaker")
         )
@@ -238,7 +246,8 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         print(
-            f"dry run: {plan.object_count} objects ({plan.gold_count} gold); would write {plan.manifest_uri} and "
+            f"dry run: {plan.object_count} objects ({plan.gold_count} gold); would write "
+            f"{plan.manifest_uri + ' and ' if plan.manifest_uri else ''}"
             f"{plan.label_category_config_uri}; {len(plan.skipped)} input lines skipped",
             file=sys.stderr,
         )
@@ -258,6 +267,8 @@ def _run(args: argparse.Namespace) -> int:
         verb = "started" if result.get("created", True) else "already running from this same spec"
         gold = f" ({result['goldCount']} gold)" if result.get("goldCount") else ""
         print(f"{result['jobName']}: {verb}; {result.get('objectCount')} objects{gold}", file=sys.stderr)
+        if result.get("inputTopicArn"):
+            print(f"  streaming: send images with `gtseg send {result['jobName']} s3://...`", file=sys.stderr)
         if result.get("skippedCount"):
             print(
                 f"  {result['skippedCount']} input lines skipped, e.g. {result['skipped'][0]}",

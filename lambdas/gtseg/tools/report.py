@@ -304,9 +304,8 @@ class _ReportBuilder:
             or str(line.number - 1)  # Ground Truth numbers objects by input line, from 0
         )
         notes: list[str] = []
-        name = self._unique_name(
-            Path((line.source_ref or mask_ref).rsplit("/", 1)[-1]).stem or f"object-{object_id}"
-        )
+        title = Path((line.source_ref or mask_ref).rsplit("/", 1)[-1]).stem or f"object-{object_id}"
+        name = self._unique_name(title)  # the report's file names; the page shows the title
         photo, orientation = self._read_photo(line.source_ref, consensus.shape, notes)
         upright = orientation.upright_mask(consensus)
         height, width = upright.shape
@@ -385,7 +384,7 @@ class _ReportBuilder:
         figures_obj = ObjectFigures(
             line=line.number,
             object_id=object_id,
-            name=name,
+            name=title,
             source_ref=line.source_ref,
             confidence=confidence,
             confidence_note=confidence_note,

@@ -84,7 +84,7 @@ class WorkerOnObject:
 class ObjectFigures:
     line: int
     object_id: str
-    name: str
+    name: str  # as the page shows it (the image's name); its files have a file-safe one
     source_ref: str | None
     confidence: float | None
     confidence_note: str  # why the confidence is n/a ('' when it is not)
