@@ -532,7 +532,7 @@ def test_one_trusted_worker_gives_n_a_with_the_reason_and_marks_the_excluded(tmp
 
 
 def test_a_custom_job_whose_metadata_was_replaced_is_read_from_the_sidecars_and_relaunchable(
-    tmp_path, capsys
+    tmp_path, capsys, monkeypatch
 ):
     """Ground Truth may replace <lan>-metadata with its custom-job metadata (no colour map): the
     report reads the sidecars, and the review manifest gets a colour map back, so the adjustment
