@@ -48,12 +48,14 @@ from gtseg.core.manifest import (
     metadata_key,
     parse_manifest,
 )
+from gtseg.core.streaming import input_topic_of
 from gtseg.core.uris import parse_s3_uri
 from gtseg.launcher import limits as limits
 from gtseg.launcher.errors import LaunchConfigError, LaunchConflictError
 from gtseg.launcher.gold import mask_location_problem, mix_gold
 from gtseg.launcher.settings import LauncherSettings
 from gtseg.launcher.spec import JobSpec, SpecError, parse_job_spec
+from gtseg.launcher.streaming import streaming_configs, streaming_lines
 
 SPEC_HASH_TAG = "gtseg:spec-sha256"
 OBJECT_COUNT_TAG = "gtseg:object-count"
@@ -81,13 +83,14 @@ class SageMakerClient(Protocol):
 class LaunchResult:
     job_name: str
     job_arn: str
-    manifest_uri: str
+    manifest_uri: str | None  # None: a streaming job started without initial images
     object_count: int | None
     label_category_config_uri: str
     created: bool  # False when an existing job started from the same spec was returned
     skipped_count: int = 0
     skipped: tuple[str, ...] = ()
     gold_count: int | None = 0  # gold objects among object_count; None when a relaunch cannot tell
+    input_topic_arn: str | None = None  # a streaming job's input topic (`gtseg send` publishes there)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,7 @@ class LaunchResult:
             "created": self.created,
             "skippedCount": self.skipped_count,
             "skipped": list(self.skipped),
+            **({"inputTopicArn": self.input_topic_arn} if self.input_topic_arn else {}),
         }
 
 
@@ -124,7 +128,7 @@ class LaunchPlan:
 
     spec: JobSpec
     request: dict[str, Any]
-    manifest_uri: str
+    manifest_uri: str | None  # None: a streaming job without initial images (no manifest written)
     manifest_text: str
     label_category_config_uri: str
     label_config_text: str
@@ -160,6 +164,8 @@ _REQUEST_SOURCES = {
     "HumanTaskConfig.MaxConcurrentTaskCount": "maxConcurrentTasks",
     "HumanTaskConfig.PublicWorkforceTaskPrice": "workforce.public.priceInUsd",
     "Tags": "tags",
+    "InputConfig.DataSource.SnsDataSource": "STREAMING_INPUT_TOPIC_ARN",
+    "OutputConfig.SnsTopicArn": "STREAMING_OUTPUT_TOPIC_ARN",
 }
 
 
@@ -231,6 +237,10 @@ def build_request(
     input_config: dict[str, Any] = {
         "DataSource": {"S3DataSource": {"ManifestS3Uri": settings.manifest_uri(spec.job_name)}}
     }
+    streaming_output: dict[str, Any] = {}
+    if spec.streaming:  # the input topic, the manifest only with initial images (launcher.streaming)
+        manifest = settings.manifest_uri(spec.job_name) if spec.images is not None else None
+        input_config["DataSource"], streaming_output = streaming_configs(settings, manifest)
     if spec.workforce is not None and spec.workforce.public is not None:
         public = spec.workforce.public
         human["PublicWorkforceTaskPrice"] = {"AmountInUsd": limits.price_to_amount(public.price_in_usd)}
@@ -239,6 +249,7 @@ def build_request(
     kms = spec.output_kms_key_id or settings.output_kms_key_id
     if kms:
         output_config["KmsKeyId"] = kms
+    output_config.update(streaming_output)
     request: dict[str, Any] = {
         "LabelingJobName": spec.job_name,
         "LabelAttributeName": spec.effective_label_attribute_name,
@@ -269,7 +280,7 @@ def check_request(request: Mapping[str, Any]) -> None:
     """Every service-model constraint; problems name the spec field or setting to change."""
     spec_problems: list[str] = []
     setting_problems: list[str] = []
-    for path, problem in limits.request_problems(request):
+    for path, problem in limits.request_problems(request) + limits.streaming_request_problems(request):
         source = _source_of(path)
         line = f"{source}: {problem} (CreateLabelingJob {path})"
         (setting_problems if source.isupper() else spec_problems).append(line)
@@ -593,6 +604,8 @@ def prepare_inputs(
     lan = spec.effective_label_attribute_name
     skipped: list[str] = []
     lines: list[dict[str, Any]] = []
+    if spec.streaming and spec.images is None:  # objects arrive on the input topic only
+        return JobInputs([], _label_config(spec, store, None))
     if spec.prior is not None:
         manifest_uri, known_attr = _prior_manifest(spec, sagemaker, store)
         rows = _read_manifest(store, manifest_uri, "prior.manifestUri")
@@ -635,10 +648,15 @@ def prepare_inputs(
                 else:
                     lines.append(row.data)
             source_field = "images.manifestUri"
+        if spec.streaming:
+            lines, streaming_skipped = streaming_lines(lines)
+            skipped.extend(streaming_skipped)
         inputs = JobInputs(lines, label_config, skipped)
     problem = limits.object_count_problem(len(inputs.lines))
     if problem:
         detail = f" ({len(skipped)} lines skipped, first: {skipped[0]})" if skipped else ""
+        if spec.streaming and not inputs.lines:
+            detail += "; leave 'images' out to start a streaming job with no objects"
         raise SpecError([f"{source_field}: {problem}{detail}"])
     if spec.gold is not None:
         images = {line["source-ref"].strip() for line in inputs.lines}
@@ -685,11 +703,19 @@ def _existing_result(spec: JobSpec, description: Mapping[str, Any]) -> LaunchRes
     return LaunchResult(
         job_name=description.get("LabelingJobName", spec.job_name),
         job_arn=description["LabelingJobArn"],
-        manifest_uri=description["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"],
+        manifest_uri=_manifest_of(description),
         object_count=int(count) if count and count.isdigit() else None,
         label_category_config_uri=description.get("LabelCategoryConfigS3Uri", ""),
         created=False,
         gold_count=gold_count,
+        input_topic_arn=input_topic_of(description),
+    )
+
+
+def _manifest_of(job: Mapping[str, Any]) -> str | None:
+    """The input manifest of a request or a described job (a streaming job may have none)."""
+    return ((job.get("InputConfig") or {}).get("DataSource", {}).get("S3DataSource") or {}).get(
+        "ManifestS3Uri"
     )
 
 
@@ -709,7 +735,7 @@ def plan_launch(
     return LaunchPlan(
         spec=spec,
         request=request,
-        manifest_uri=settings.manifest_uri(spec.job_name),
+        manifest_uri=_manifest_of(request),
         manifest_text=inputs.manifest_text(),
         label_category_config_uri=settings.label_category_config_uri(spec.job_name),
         label_config_text=inputs.label_config.to_json(),
@@ -737,7 +763,8 @@ def launch(
     store.put_bytes(
         plan.label_category_config_uri, plan.label_config_text.encode("utf-8"), "application/json"
     )
-    store.put_bytes(plan.manifest_uri, plan.manifest_text.encode("utf-8"), "application/jsonl")
+    if plan.manifest_uri is not None:
+        store.put_bytes(plan.manifest_uri, plan.manifest_text.encode("utf-8"), "application/jsonl")
     try:
         response = sagemaker.create_labeling_job(**plan.request)
     except ClientError as exc:
@@ -757,4 +784,5 @@ def launch(
         skipped_count=len(plan.skipped),
         skipped=plan.skipped[:MAX_REPORTED_SKIPS],
         gold_count=plan.gold_count,
+        input_topic_arn=input_topic_of(plan.request),
     )

@@ -57,6 +57,7 @@ __all__ = [
     "public_price_problem",
     "public_workteam_arn",
     "request_problems",
+    "streaming_request_problems",
     "task_availability_problem",
     "task_time_limit_problem",
     "to_python_pattern",
@@ -369,3 +370,74 @@ def object_count_problem(count: int) -> str | None:
             f"{MAX_DATASET_OBJECTS} per job; split the images into several jobs"
         )
     return None
+
+
+# ---------------------------------------------------------------- streaming jobs
+# Ground Truth's rules for a streaming labeling job (developer guide: "Create a Streaming Labeling
+# Job with the SageMaker API", "Ground Truth streaming labeling jobs"; the model's documentation of
+# LabelingJobInputConfig): the input topic makes the job a streaming one, the manifest becomes
+# optional (objects labeled first), and these members must be absent.
+STREAMING_INPUT_TOPIC = "InputConfig.DataSource.SnsDataSource.SnsTopicArn"
+STREAMING_OUTPUT_TOPIC = "OutputConfig.SnsTopicArn"
+STREAMING_FORBIDDEN = {
+    "LabelingJobAlgorithmsConfig": "streaming jobs do not support automated data labeling: leave it out",
+    "StoppingConditions": (
+        "Ground Truth ignores stopping conditions for a streaming job (it runs until it is stopped, or "
+        "idle for 10 days): leave them out and stop the job with `gtseg stop`"
+    ),
+}
+
+
+def is_streaming_request(request: Mapping[str, Any]) -> bool:
+    source = (request.get("InputConfig") or {}).get("DataSource") or {}
+    return isinstance(source, Mapping) and "SnsDataSource" in source
+
+
+def streaming_request_problems(request: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(path, problem) for a streaming request that breaks Ground Truth's streaming rules; nothing
+    for a request without an input topic (a one-time job), except an output topic on one."""
+    if not is_streaming_request(request):
+        if (request.get("OutputConfig") or {}).get("SnsTopicArn"):
+            return [
+                (STREAMING_OUTPUT_TOPIC, "an output topic belongs to a streaming job (with an input topic)")
+            ]
+        return []
+    found = [(name, why) for name, why in STREAMING_FORBIDDEN.items() if name in request]
+    topics = {path: _lookup(request, path) for path in (STREAMING_INPUT_TOPIC, STREAMING_OUTPUT_TOPIC)}
+    regions = {
+        path: arn.split(":")[3]
+        for path, arn in topics.items()
+        if isinstance(arn, str) and arn.count(":") >= 5
+    }
+    lambda_arn = (request.get("HumanTaskConfig") or {}).get("PreHumanTaskLambdaArn")
+    job_region = (
+        lambda_arn.split(":")[3] if isinstance(lambda_arn, str) and lambda_arn.count(":") >= 6 else None
+    )
+    for path, region in regions.items():
+        if job_region and region != job_region:
+            found.append(
+                (
+                    path,
+                    f"the topic is in {region} but the job runs in {job_region}; it must be in the job's region",
+                )
+            )
+    if (
+        topics[STREAMING_INPUT_TOPIC] is not None
+        and topics[STREAMING_INPUT_TOPIC] == topics[STREAMING_OUTPUT_TOPIC]
+    ):
+        found.append(
+            (
+                STREAMING_OUTPUT_TOPIC,
+                "the output topic must not be the input topic (labels would come back as new objects)",
+            )
+        )
+    return found
+
+
+def _lookup(request: Mapping[str, Any], path: str) -> Any:
+    value: Any = request
+    for name in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(name)
+    return value

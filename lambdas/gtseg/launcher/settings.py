@@ -23,6 +23,8 @@ _SETTING_CONSTRAINTS = {
     "worker_template_uri": "HumanTaskConfig.UiConfig.UiTemplateS3Uri",
     "default_workteam_arn": "HumanTaskConfig.WorkteamArn",
     "output_kms_key_id": "OutputConfig.KmsKeyId",
+    "streaming_input_topic_arn": "InputConfig.DataSource.SnsDataSource.SnsTopicArn",
+    "streaming_output_topic_arn": "OutputConfig.SnsTopicArn",
 }
 _LAMBDA_ARN = re.compile(r"arn:(aws[a-z-]*):lambda:([a-z0-9-]+):\d{12}:function:.+")
 
@@ -41,6 +43,9 @@ class LauncherSettings(EnvironmentSettings):
     output_bucket: str = Field(alias="OUTPUT_BUCKET")
     default_workteam_arn: str | None = Field(default=None, alias="DEFAULT_WORKTEAM_ARN")
     output_kms_key_id: str | None = Field(default=None, alias="OUTPUT_KMS_KEY_ID")
+    # Streaming jobs (docs/streaming.md): the stack's SNS input and output topics.
+    streaming_input_topic_arn: str | None = Field(default=None, alias="STREAMING_INPUT_TOPIC_ARN")
+    streaming_output_topic_arn: str | None = Field(default=None, alias="STREAMING_OUTPUT_TOPIC_ARN")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str | None] | None = None) -> Self:
@@ -72,6 +77,22 @@ class LauncherSettings(EnvironmentSettings):
                 out.append(f"{ENVIRONMENT[attr]} is not a bucket name: {getattr(self, attr)!r}")
         if not _LAMBDA_ARN.fullmatch(self.pre_annotation_function_arn):
             out.append("PRE_ANNOTATION_FUNCTION_ARN must name a region (it is where the job runs)")
+        else:
+            out.extend(self._topic_region_problems())
+        return out
+
+    def _topic_region_problems(self) -> list[str]:
+        """Ground Truth's rule: a streaming job's SNS topics are in the job's region."""
+        _partition, region = self.partition_and_region
+        out = []
+        for attr in ("streaming_input_topic_arn", "streaming_output_topic_arn"):
+            arn = getattr(self, attr)
+            parts = arn.split(":") if arn else []
+            if len(parts) > 3 and parts[3] != region:
+                out.append(
+                    f"{ENVIRONMENT[attr]} is a topic of {parts[3]}, but the job runs in {region} (where the "
+                    "stack's Lambdas are); a streaming job's topics must be in its region"
+                )
         return out
 
     @property

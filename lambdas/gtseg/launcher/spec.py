@@ -283,6 +283,11 @@ class JobSpec(_Strict):
     gold: Gold | None = Field(
         default=None, description="gold objects (known masks) mixed into a new-image job to score workers"
     )
+    streaming: bool = Field(
+        default=False,
+        description="a streaming job: it takes images from the stack's SNS input topic (`gtseg send`) until it "
+        "is stopped; 'images', when given, are its first objects (docs/streaming.md)",
+    )
 
     # ------------------------------------------------------------ field checks
 
@@ -384,7 +389,9 @@ class JobSpec(_Strict):
             raise ValueError("give 'labels' or 'labelCategoryConfigUri'")
         if self.images is not None and self.prior is not None:
             raise ValueError("an adjustment job takes its images from 'prior'; remove 'images'")
-        if self.images is None and self.prior is None:
+        if self.streaming:
+            _streaming_rules(self)
+        elif self.images is None and self.prior is None:
             raise ValueError("give 'images' ({'prefix': ...} or {'manifestUri': ...})")
         if self.gold is not None and self.prior is not None:
             # Workers of an adjustment job start from a mask: a gold object would show either its
@@ -417,14 +424,36 @@ class JobSpec(_Strict):
 
     def canonical_json(self) -> str:
         """Every field with defaults filled in, keys sorted: equal specs give equal text."""
-        # An absent 'gold' is left out, so specs written before it existed keep their hash.
+        # An absent 'gold' (and a false 'streaming') is left out, so specs written before they
+        # existed keep their hash.
         exclude = {"schema_ref"} | ({"gold"} if self.gold is None else set())
+        exclude |= set() if self.streaming else {"streaming"}
         data = self.model_dump(mode="json", by_alias=True, exclude=exclude)
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def sha256(self) -> str:
         """The spec's identity for idempotent relaunch (stored in the job's ``gtseg:spec-sha256`` tag)."""
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+
+def _streaming_rules(spec: JobSpec) -> None:
+    """What a streaming job cannot have (developer guide, "Create a Streaming Labeling Job with the
+    SageMaker API"; docs/streaming.md says why for the gtseg-only ones)."""
+    if spec.stopping_conditions is not None:
+        raise ValueError(
+            "'stoppingConditions' with 'streaming': Ground Truth ignores stopping conditions for a streaming "
+            "job, which runs until it is stopped (`gtseg stop`) or idle for 10 days; remove them"
+        )
+    if spec.prior is not None:
+        raise ValueError(
+            "'prior' with 'streaming': an adjustment job reviews a finished job's manifest; stream the "
+            "images of a new-image job instead, or launch the adjustment job without 'streaming'"
+        )
+    if spec.gold is not None:
+        raise ValueError(
+            "'gold' with 'streaming': gold objects are spread through a known number of objects, and a "
+            "streaming job has no end; remove 'gold' or 'streaming'"
+        )
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
