@@ -811,7 +811,10 @@ def report_page(builder: _ReportBuilder, summary: ReportSummary, manifest: str,
         "manifestFolder": manifest_folder,
         "reviewName": review_name,
         "specName": spec_name,
-        "workers": {keys[w]: {"id": w, "untrusted": f.untrusted} for w, f in builder.workers.items()},
+        "workers": {
+            keys[w]: {"id": w, "untrusted": f.untrusted, "excludedOn": f.excluded_on, "answers": f.objects}
+            for w, f in builder.workers.items()
+        },
         "objects": [
             {
                 "id": o.object_id,
