@@ -303,14 +303,19 @@ def test_simulate_human_waits_for_the_person_and_scores_them(page, tmp_path):
         thread = threading.Thread(target=job, daemon=True)
         thread.start()
         page.goto(human.url)
+        done_url = ""
         for n in range(2):
-            page.wait_for_url(re.compile(r"/task/"), timeout=60_000)
+            # the next task is a new page: wait until the one just submitted has been left, or the
+            # tool would be read while the browser navigates away from it
+            page.wait_for_url(lambda url, left=done_url: "/task/" in url and url != left, timeout=60_000)
+            page.wait_for_load_state()
             tool = Tool(page)
             tool.choose("road")
             tool.choose("Size 32 px")
             tool.stroke([(20, 110), (140, 110)])
             if n == 0:
                 screenshot(page, "human-task")
+            done_url = page.url
             tool.submit()
         page.get_by_role("heading", name="The job is over").wait_for(timeout=60_000)
         thread.join(timeout=120)
