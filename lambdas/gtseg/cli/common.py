@@ -48,6 +48,12 @@ def aws_problem(exc: BotoCoreError | ClientError) -> str:
     return f"AWS error: {exc}"
 
 
+def described(doc: str | None) -> str:
+    """A command module's docstring as its --help description, in the one style every command's
+    help has: plain text (reST's ``literal`` quotes dropped, the text kept)."""
+    return (doc or "").replace("``", "")
+
+
 def print_problems(kind: str, problems: Iterable[object]) -> None:
     """Each problem of a finished run on its own stderr line, prefixed by its kind."""
     for problem in problems:

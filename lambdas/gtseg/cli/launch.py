@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gtseg.aws.s3 import S3Store, StorageError
-from gtseg.cli.common import add_map_option, aws_problem, job_data_from_args, make_client
+from gtseg.cli.common import add_map_option, aws_problem, described, job_data_from_args, make_client
 from gtseg.launcher.errors import LaunchError
 from gtseg.launcher.launch import launch, plan_launch
 from gtseg.launcher.settings import ENVIRONMENT, LauncherSettings
@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "launch",
         help="start a labeling job from a job spec",
-        description=__doc__,
+        description=described(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("spec", metavar="SPEC.json", help="the job spec ('-' reads stdin)")

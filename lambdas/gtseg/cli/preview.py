@@ -18,6 +18,8 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from gtseg.cli.common import described
+
 DEFAULT_PORT = 8765
 
 
@@ -25,7 +27,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "preview",
         help="try the worker task in your browser: paint, submit, see how gtseg decodes the answer",
-        description=__doc__,
+        description=described(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

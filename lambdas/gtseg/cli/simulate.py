@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gtseg.cli.common import CommandProgress, add_force_option, print_problems
+from gtseg.cli.common import CommandProgress, add_force_option, described, print_problems
 
 DEFAULTS = "8 objects of 640x480, 5 workers: careful, average, average, sloppy, spammer"
 
@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "simulate",
         help="run a complete labeling job locally with simulated workers (no AWS account)",
-        description=__doc__,
+        description=described(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gtseg.cli.common import CommandProgress, aws_problem, make_client
+from gtseg.cli.common import CommandProgress, aws_problem, described, make_client
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 
@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "status",
         help="show a labeling job's status and progress",
-        description=__doc__,
+        description=described(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("job", metavar="JOB", help="labeling job name")

@@ -30,6 +30,7 @@ import liquid
 import numpy as np
 from PIL import Image
 
+from gtseg.core.builtin_output import builtin_line, job_name_of, needs_sidecar
 from gtseg.core.consolidation import AppliedMethod
 from gtseg.core.labels import BACKGROUND, ClassMap, LabelError, default_colors
 from gtseg.core.layout import (
@@ -45,7 +46,6 @@ from gtseg.core.manifest import (
     metadata_key,
     parse_manifest,
     safe_filename,
-    segmentation_metadata,
 )
 from gtseg.core.masks import MaskError, b64decode_png, decode_worker_mask, read_class_mask
 from gtseg.core.metrics import cohen_kappa, disagreement_map, mean_iou, pixel_agreement
@@ -297,7 +297,7 @@ class _ReportBuilder:
         planned = self.reconciler.add(object_map)
         sidecar = read_sidecar(self.data, mask_where)
         meta = line.data.get(metadata_key(attribute))
-        self._note_job_name(meta, sidecar)
+        self._note_job_name(line.data, attribute, sidecar)
         object_id = (
             dataset_object_id_from_mask(mask_ref)
             or (sidecar.dataset_object_id if sidecar else None)
@@ -408,13 +408,10 @@ class _ReportBuilder:
         )
         self.records.append(_ObjectRecord(figures_obj, self._review_line(line.data, attribute, sidecar)))
 
-    def _note_job_name(self, meta: Any, sidecar: ConsolidationSidecar | None) -> None:
-        if self.job_name:
-            return
-        if sidecar is not None and sidecar.job_name:
-            self.job_name = sidecar.job_name
-        elif isinstance(meta, Mapping) and isinstance(meta.get("job-name"), str):
-            self.job_name = meta["job-name"].removeprefix("labeling-job/")
+    def _note_job_name(
+        self, line: dict[str, Any], attribute: str, sidecar: ConsolidationSidecar | None
+    ) -> None:
+        self.job_name = self.job_name or job_name_of(line, attribute, sidecar)
 
     @staticmethod
     def _review_line(
@@ -422,17 +419,12 @@ class _ReportBuilder:
     ) -> dict[str, Any]:
         """The line as an adjustment job's input: as it is, except that a custom job's replaced
         metadata (no colour map, which the launcher needs for the prior mask) is rebuilt from the sidecar."""
-        meta = line.get(metadata_key(attribute))
-        if isinstance(meta, Mapping) and isinstance(meta.get("internal-color-map"), Mapping):
+        if sidecar is None or not needs_sidecar(line, attribute):
             return line
-        if sidecar is None or not sidecar.classes:
-            return line
-        rebuilt = segmentation_metadata(
-            sidecar.class_map(),
-            job_name=sidecar.job_name or str((meta or {}).get("job-name", "")).removeprefix("labeling-job/"),
-            creation_date=str((meta or {}).get("creation-date", "")),
-        )
-        return {**line, metadata_key(attribute): rebuilt}
+        try:
+            return builtin_line(line, attribute, sidecar=sidecar)
+        except LabelError:
+            return line  # the launcher skips it, saying why
 
     def _read_photo(self, source_ref: str | None, mask_shape: tuple[int, ...],
                     notes: list[str]) -> tuple[np.ndarray | None, Orientation]:  # fmt: skip
