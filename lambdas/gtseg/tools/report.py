@@ -121,16 +121,23 @@ def _rgb(hex_color: str) -> np.ndarray:
     return np.array([int(hex_color[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float32)
 
 
-def heat_rgba(values: np.ndarray, workers: int) -> np.ndarray:
-    """0..1 shares of workers off the consensus -> RGBA along HEAT_STOPS; 0 is transparent, and one
-    worker of ``workers`` off is already opaque (averaged edges of a downscaled map fade in)."""
-    v = np.clip(values.astype(np.float32), 0.0, 1.0)
+@cache
+def _heat_lut(workers: int) -> np.ndarray:
+    """(256, 4) RGBA for the shares 0/255..255/255 of workers off the consensus, along HEAT_STOPS;
+    0 is transparent, and one worker of ``workers`` off is already opaque (the averaged edges of a
+    downscaled map fade in)."""
+    v = np.arange(256, dtype=np.float32) / 255.0
     (x0, c0), (x1, c1), (x2, c2) = ((x, _rgb(c)) for x, c in HEAT_STOPS)
     low = c0 + (c1 - c0) * np.clip((v - x0) / (x1 - x0), 0, 1)[..., None]
     high = c1 + (c2 - c1) * np.clip((v - x1) / (x2 - x1), 0, 1)[..., None]
     rgb = np.where((v <= x1)[..., None], low, high)
     alpha = np.clip(v * max(workers, 1), 0.0, 1.0) * 255
-    return np.dstack([rgb, alpha]).astype(np.uint8)
+    return np.round(np.column_stack([rgb, alpha])).astype(np.uint8)
+
+
+def heat_rgba(shares: np.ndarray, workers: int) -> np.ndarray:
+    """(H, W) uint8 shares (255 = every worker off the consensus) -> (H, W, 4) RGBA."""
+    return _heat_lut(workers)[shares]
 
 
 def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -337,7 +344,7 @@ class _ReportBuilder:
             heat = disagreement_map(counted, consensus)
             small = Image.fromarray(orientation.upright_mask((heat * 255).astype(np.uint8)))
             small = small.resize(size, Image.Resampling.BOX) if small.size != size else small
-            rgba = heat_rgba(np.asarray(small, dtype=np.float32) / 255.0, len(counted))
+            rgba = heat_rgba(np.asarray(small, dtype=np.uint8), len(counted))
             buf = io.BytesIO()
             Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
             heatmap = self._write(f"{name}-disagreement.png", buf.getvalue())
