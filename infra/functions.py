@@ -48,7 +48,7 @@ LAUNCHER_HANDLER = "gtseg.handlers.launcher.handler"
 # What ships to Lambda, as an allow-list: the handlers and every layer below them. The tools, the
 # local emulator, the CLI and the templates stay out (the worker template is uploaded to S3 by
 # worker_ui.py). pyproject's import-linter contract forbids these packages to import anything else.
-SHIPPED_PACKAGES = ("core", "aws", "pre_annotation", "consolidation", "launcher", "handlers")
+SHIPPED_PACKAGES = ("core", "aws", "pre_annotation", "consolidation", "launcher", "streaming", "handlers")
 SHIPPED_MODULES = ("__init__.py", "py.typed", "protocol.py")
 
 
@@ -247,6 +247,29 @@ class Functions(Construct):
             memory_mb=settings.launcher_memory_mb,
             timeout=LAUNCHER_TIMEOUT,
             environment={},
+        )
+
+    def add_function(
+        self,
+        construct_id: str,
+        *,
+        handler: str,
+        service_name: str,
+        description: str,
+        memory_mb: int,
+        timeout: Duration,
+        environment: dict[str, str],
+    ) -> lambda_.Function:
+        """One more function like the three: this code asset and layer, its own role and log group
+        (a construct of another concern adds its function here, e.g. ``infra/streaming.py``)."""
+        return self._function(
+            construct_id,
+            handler=handler,
+            service_name=service_name,
+            description=description,
+            memory_mb=memory_mb,
+            timeout=timeout,
+            environment=environment,
         )
 
     @property

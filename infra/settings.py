@@ -59,6 +59,8 @@ _KMS_KEY_ARN = (
 )
 _ENDPOINT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 _LABEL_ATTRIBUTE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}$"
+# An S3 key prefix of the data bucket: S3's safe characters, ending in "/", not starting with one.
+_UPLOAD_PREFIX = r"^[A-Za-z0-9!_.*'()-][A-Za-z0-9!_.*'()/-]{0,200}/$"
 # One address, as SNS takes it for an e-mail subscription (a local part, @, a dotted domain); a
 # list or a display name ("Ops <ops@example.com>") is refused rather than half-subscribed.
 _DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -110,6 +112,12 @@ class GtsegSettings(BaseModel):
     prelabel_endpoint_name: str | None = Field(None, pattern=_ENDPOINT_NAME)
     prior_label_attribute: str | None = Field(None, pattern=_LABEL_ATTRIBUTE)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    streaming_upload_prefix: str | None = Field(
+        None,
+        pattern=_UPLOAD_PREFIX,
+        description="images uploaded under this prefix of the data bucket go to the streaming input topic "
+        "(Ground Truth's S3 mode; docs/streaming.md)",
+    )
     alarm_email: str | None = Field(
         None,
         pattern=_EMAIL,
@@ -129,6 +137,15 @@ class GtsegSettings(BaseModel):
     @classmethod
     def _upper_level(cls, level: Any) -> Any:
         return level.upper() if isinstance(level, str) else level
+
+    @field_validator("streaming_upload_prefix")
+    @classmethod
+    def _not_a_gtseg_prefix(cls, prefix: str | None) -> str | None:
+        # jobs/ holds the launcher's manifests (and Ground Truth's input must not be gtseg's own
+        # files); templates/ is the deployment's. Any other prefix of the data bucket will do.
+        if prefix is not None and prefix.split("/", 1)[0] in ("jobs", "templates"):
+            raise ValueError(f"must not be under jobs/ or templates/ (gtseg writes there), got {prefix!r}")
+        return prefix
 
     @model_validator(mode="after")
     def _key_needs_kms(self) -> GtsegSettings:

@@ -12,6 +12,7 @@ from infra.functions import Functions
 from infra.monitoring import Monitoring
 from infra.settings import GtsegSettings, LambdaPlatform
 from infra.storage import Storage
+from infra.streaming import StreamingTopics
 from infra.worker_ui import WorkerUiAssets
 
 
@@ -47,6 +48,10 @@ class GtsegStack(cdk.Stack):
             functions=self.functions,
             worker_ui=self.worker_ui,
         )
+        self.streaming = StreamingTopics(
+            self, "Streaming", settings=settings, storage=self.storage, functions=self.functions,
+            ground_truth_role=self.access.ground_truth_role,
+        )  # fmt: skip
         key = self.storage.encryption_key
         self.functions.configure_launcher(
             LauncherSettings(
@@ -58,6 +63,8 @@ class GtsegStack(cdk.Stack):
                 output_bucket=self.storage.output_bucket.bucket_name,
                 default_workteam_arn=settings.workteam_arn,
                 output_kms_key_id=key.key_arn if key is not None else None,
+                streaming_input_topic_arn=self.streaming.input_topic.topic_arn,
+                streaming_output_topic_arn=self.streaming.output_topic.topic_arn,
             )
         )
         self.events = LabelingJobEvents(self, "LabelingJobEvents", settings=settings)
@@ -85,6 +92,12 @@ class GtsegStack(cdk.Stack):
             "LabelingJobEventsLogGroup": (self.events.log_group.log_group_name, "job state changes"),
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "every gtseg alarm notifies this topic"),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "the gtseg CloudWatch dashboard"),
+            "StreamingInputTopicArn": (self.streaming.input_topic.topic_arn, "streaming jobs: gtseg send"),
+            "StreamingOutputTopicArn": (
+                self.streaming.output_topic.topic_arn,
+                "streaming jobs: labeled objects",
+            ),
+            "StreamingTopicKeyArn": (self.streaming.key.key_arn, "publishers need Decrypt/GenerateDataKey"),
         }
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)

@@ -30,6 +30,7 @@ from infra.stack import GtsegStack  # noqa: E402
 ALARM_EMAIL = "labeling-ops@example.com"
 ACCOUNT_KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 WORKTEAM_ARN = "arn:aws:sagemaker:eu-west-1:111122223333:workteam/private-crowd/labelers"
+UPLOAD_PREFIX = "incoming/"  # streaming: uploads under it go to the input topic
 
 # The main settings the stack must synthesize (and pass nag/cfn-lint) with.
 SETTINGS_CASES: dict[str, dict[str, str]] = {
@@ -44,6 +45,7 @@ SETTINGS_CASES: dict[str, dict[str, str]] = {
         "consolidationMemoryMb": "4096",
         "consolidationMethod": "majority",
         "alarmEmail": ALARM_EMAIL,
+        "streamingUploadPrefix": UPLOAD_PREFIX,
     },
 }
 
@@ -96,6 +98,12 @@ class Synthesized:
             "Layer": s.functions.layer,
             "AlarmTopic": s.monitoring.topic,
             "Dashboard": s.monitoring.dashboard,
+            "StreamingInputTopic": s.streaming.input_topic,
+            "StreamingOutputTopic": s.streaming.output_topic,
+            "StreamingTopicKey": s.streaming.key,
+            "StreamingOutput": s.streaming.output_function,
+            "StreamingOutputRole": s.streaming.output_role,
+            "StreamingOutputLogs": s.streaming.output_function.log_group,
         }
         if s.monitoring.topic_key is not s.storage.encryption_key:
             named["AlarmTopicKey"] = s.monitoring.topic_key

@@ -92,6 +92,37 @@ def expected_ground_truth(synth: Synthesized) -> set[Triple]:
             ],
             synth,
         )
+        | expected_streaming_ground_truth()
+    )
+
+
+STREAMING_QUEUES = "arn:aws:sqs:${Region}:${Account}:GroundTruth-*"
+STREAMING_TOPICS = ["StreamingInputTopic", "StreamingOutputTopic"]
+
+
+def expected_streaming_ground_truth() -> set[Triple]:
+    """The developer guide's streaming execution-role policy, scoped to this stack's topics and to
+    Ground Truth's per-job queues (sqs:SendMessageBatch left out: IAM has no such action)."""
+    return (
+        allow(
+            [
+                "sqs:CreateQueue",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
+                "sqs:ReceiveMessage",
+                "sqs:SendMessage",
+                "sqs:SetQueueAttributes",
+            ],
+            STREAMING_QUEUES,
+        )
+        | allow(
+            "sns:Subscribe",
+            STREAMING_TOPICS,
+            {"StringEquals": {"sns:Protocol": "sqs"}, "StringLike": {"sns:Endpoint": STREAMING_QUEUES}},
+        )
+        | allow(["sns:Publish", "sns:Unsubscribe"], STREAMING_TOPICS)
+        | allow(["kms:Decrypt", "kms:GenerateDataKey"], "StreamingTopicKey.Arn")
     )
 
 
@@ -207,12 +238,18 @@ def test_trust_policies(default: Synthesized) -> None:
 def test_kms_settings_grant_the_key_to_every_role(kms: Synthesized) -> None:
     for role in OUR_ROLES:
         resources = {r for a, r, _ in triples(role_statements(kms, role)) if a == "kms:Decrypt"}
-        assert resources == {"Key.Arn"}, role
+        topic_key = {"StreamingTopicKey.Arn"} if role == "GroundTruthRole" else set()  # streaming topics
+        assert resources == {"Key.Arn"} | topic_key, role
 
 
 def test_without_kms_no_role_has_kms_rights(default: Synthesized) -> None:
     for role in OUR_ROLES:
-        assert not [a for a, _, _ in triples(role_statements(default, role)) if a.startswith("kms:")], role
+        data_key = [
+            a
+            for a, r, _ in triples(role_statements(default, role))
+            if a.startswith("kms:") and r != "StreamingTopicKey.Arn"  # the streaming topics' own key
+        ]
+        assert not data_key, role
 
 
 def nag_spelling(value: Any) -> str:

@@ -34,21 +34,26 @@ def test_resource_counts(synthesized: Synthesized) -> None:
     counts = Counter(r["Type"] for r in synthesized.json["Resources"].values())
     created_key = synthesized.name == "kms"  # "options" imports an existing key
     destroy = synthesized.name == "dev"
+    uploads = "streamingUploadPrefix" in SETTINGS_CASES[synthesized.name]  # S3 -> streaming input topic
     assert counts["AWS::S3::Bucket"] == 4
     assert counts["AWS::S3::BucketPolicy"] == 4  # TLS-only (+ log delivery on the log bucket)
-    # our three + BucketDeployment's handler (+ the auto-delete provider when destroying)
-    assert counts["AWS::Lambda::Function"] == 4 + destroy
+    # our three + streaming output + BucketDeployment's handler (+ the auto-delete provider when
+    # destroying, + CDK's bucket-notifications handler with streaming uploads)
+    assert counts["AWS::Lambda::Function"] == 5 + destroy + uploads
     assert counts["AWS::Lambda::LayerVersion"] == 2  # our dependency layer + BucketDeployment's awscli
-    assert counts["AWS::Logs::LogGroup"] == 5  # three functions, template deployment, job events
+    assert counts["AWS::Logs::LogGroup"] == 6  # four functions, template deployment, job events
     assert counts["AWS::Events::Rule"] == 1
     assert counts["AWS::Logs::ResourcePolicy"] == 1
     assert counts["Custom::CDKBucketDeployment"] == 1
-    # the stack's data key (encryption=kms), or else the alarm topic's own key (infra/monitoring.py)
-    assert counts["AWS::KMS::Key"] == 1
+    # the stack's data key (encryption=kms), or else the alarm topic's own key (infra/monitoring.py),
+    # and the streaming topics' key (infra/streaming.py)
+    assert counts["AWS::KMS::Key"] == 2
     assert ("Key" in synthesized.names().values()) == created_key
-    assert counts["AWS::SNS::Topic"] == 1
-    assert counts["AWS::SNS::TopicPolicy"] == 1
-    assert counts["AWS::SNS::Subscription"] == int("alarmEmail" in SETTINGS_CASES[synthesized.name])
+    assert counts["AWS::SNS::Topic"] == 3  # alarms, streaming input, streaming output
+    assert counts["AWS::SNS::TopicPolicy"] == 3
+    # the streaming output Lambda's, and the alarm e-mail
+    assert counts["AWS::SNS::Subscription"] == 1 + int("alarmEmail" in SETTINGS_CASES[synthesized.name])
+    assert counts["Custom::S3BucketNotifications"] == int(uploads)
     assert counts["AWS::CloudWatch::Alarm"] == 13  # 3 consolidation + 1 pre-annotation + 3 x 3 Lambda
     assert counts["AWS::CloudWatch::Dashboard"] == 1
     assert counts["Custom::S3AutoDeleteObjects"] == (4 if destroy else 0)
@@ -204,6 +209,8 @@ def test_launcher_environment_wiring(synthesized: Synthesized) -> None:
         "POWERTOOLS_SERVICE_NAME": "gtseg-launcher",
         "POWERTOOLS_METRICS_NAMESPACE": "gtseg",
         "LOG_LEVEL": "INFO",
+        "STREAMING_INPUT_TOPIC_ARN": "StreamingInputTopic",
+        "STREAMING_OUTPUT_TOPIC_ARN": "StreamingOutputTopic",
     }
     if synthesized.name == "kms":
         expected["OUTPUT_KMS_KEY_ID"] = "Key.Arn"
@@ -319,6 +326,9 @@ def test_stack_outputs(default: Synthesized) -> None:
         "LabelingJobEventsLogGroup": "EventsLogGroup",
         "AlarmTopicArn": "AlarmTopic",
         "DashboardName": "Dashboard",
+        "StreamingInputTopicArn": "StreamingInputTopic",
+        "StreamingOutputTopicArn": "StreamingOutputTopic",
+        "StreamingTopicKeyArn": "StreamingTopicKey.Arn",
     }
 
 
