@@ -160,11 +160,13 @@ def test_no_consensus_falls_back_to_the_plain_vote():
     assert result.image_confidence < 0.1  # chance-level agreement is not confidence
 
 
-def test_two_spammers_agreeing_on_one_class_get_no_confidence():
+def test_two_spammers_agreeing_on_one_class_do_not_outvote_the_real_worker_nor_make_confidence():
     scene = make_scene(8, 160, 120)
     real = paint(scene, PROFILES["careful"], np.random.default_rng(0))
     result = consolidate_masks([real, np.full_like(real, 2), np.full_like(real, 2)], 8)
-    assert result.method.no_consensus
+    np.testing.assert_array_equal(result.labels, real)
+    assert [w.weight for w in result.workers] == [1.0, 0.0, 0.0]
+    # one worker nobody could cross-check: no confidence to claim
     assert result.image_confidence == 0.0 and max(result.class_confidence) == 0.0
 
 

@@ -136,6 +136,37 @@ def test_a_band_wider_than_the_neighbourhood_follows_the_plain_vote_in_its_middl
     assert columns[:20].max() == 0 and columns[24:].min() == 1
 
 
+def test_two_empty_submissions_do_not_outvote_the_worker_who_painted_the_scene():
+    scene = make_scene(2, 160, 120)
+    num_classes = len(scene.class_map)
+    painted = SimulatedCrowd(["careful"], seed=2).paint(scene)[0]
+    for lazy_class in (0, 1):  # nothing painted, or one label everywhere
+        lazy = np.full_like(painted, lazy_class)
+        result = consolidate_masks([painted, lazy, lazy.copy()], num_classes)
+        assert [w.weight for w in result.workers] == [1.0, 0.0, 0.0]
+        assert np.array_equal(result.labels, painted)
+
+
+def test_two_empty_submissions_outvote_a_few_stray_strokes():
+    # an image with nothing to label: the third worker slipped; the other two agree with the
+    # image being mostly background, so theirs is a consensus and the vote stands
+    empty = np.zeros((60, 80), dtype=np.uint8)
+    slipped = empty.copy()
+    slipped[10:14, 10:30] = 2
+    result = consolidate_masks([empty, empty.copy(), slipped], 3)
+    assert not result.labels.any()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_spammer_among_real_workers_never_gets_a_vote(seed):
+    scene = make_scene(seed, 320, 240)
+    num_classes = len(scene.class_map)
+    masks = SimulatedCrowd(["careful", "average", "sloppy", "spammer"], seed=seed).paint(scene)
+    result = consolidate_masks(masks, num_classes)
+    assert result.workers[3].weight == 0
+    assert min(w.weight for w in result.workers[:3]) > 0
+
+
 def test_dawid_skene_fitted_on_the_common_tuples_matches_the_full_fit(monkeypatch):
     scene = make_scene(33, 320, 240)
     masks = SimulatedCrowd(["careful", "average", "average", "sloppy", "sloppy", "blobs"], seed=8).paint(

@@ -53,14 +53,23 @@ def pairwise_kappas(tuples: np.ndarray, counts: np.ndarray, num_classes: int) ->
     return out
 
 
-def informative_workers(tuples: np.ndarray) -> np.ndarray:
-    """Workers whose mask carries information: not one class everywhere, unless another worker
-    painted the same single class (then it is a consensus, e.g. an image with nothing to label)."""
+def informative_workers(tuples: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Workers whose mask carries information about where things are.
+
+    A mask of one class everywhere says nothing about where anything is, so it is not
+    informative. Two or more such masks of the same class are a consensus only when the other
+    workers agree the image is mostly that class (an image with nothing to label, one worker's
+    stray strokes): two empty submissions do not outvote a worker who painted the scene."""
     constant_class = [int(col[0]) if (col == col[0]).all() else -1 for col in tuples.T]
+    structured = [k for k, c in enumerate(constant_class) if c < 0]
+    total = max(float(counts.sum()), 1e-12)
     out = np.ones(len(constant_class), dtype=bool)
     for k, c in enumerate(constant_class):
-        if c >= 0 and constant_class.count(c) == 1:
-            out[k] = False
+        if c < 0:
+            continue
+        agreed = constant_class.count(c) > 1
+        mostly_that_class = all(float(counts[tuples[:, s] == c].sum()) >= total / 2 for s in structured)
+        out[k] = agreed and mostly_that_class
     return out if out.any() else np.ones_like(out)
 
 
@@ -74,7 +83,7 @@ def simple_filter(
     majority the raw vote is already corrupted and would favour them. ``None`` when no two
     workers agree beyond chance (no consensus to learn from: the caller falls back).
     """
-    informative = informative_workers(tuples)
+    informative = informative_workers(tuples, counts)
     if informative.sum() == 1:
         return Filtered(tuples[:, informative][:, 0].astype(np.int64), informative, 0)
     pair = pairwise_kappas(tuples, counts, num_classes)

@@ -79,7 +79,10 @@ def tuple_candidates(
     em_iterations: int | None = None,
 ) -> tuple[dict[str, TupleEstimate], Reliability]:
     """Every candidate from the workers in ``voters`` (K bool); ``informative`` may get weights."""
-    equal = voters.astype(np.float64)
+    # the plain vote of the workers whose masks carry information: one class painted everywhere
+    # is never a vote worth having, even as a fallback
+    voting = voters & informative if (voters & informative).any() else voters
+    equal = voting.astype(np.float64)
     vote_scores = soft_votes(tuples, equal, num_classes)
     out = {VOTE: TupleEstimate(argmax_lowest(vote_scores), equal, vote_scores)}
     reliability = estimate_reliability(
@@ -93,8 +96,9 @@ def tuple_candidates(
     if not weights.any():
         return out, reliability
     weighted_scores = soft_votes(tuples, weights, num_classes)
-    # equal weighted scores (rare) fall back to the plain vote's order
-    weighted_labels = argmax_lowest(weighted_scores + 1e-9 * vote_scores)
+    # equal weighted scores (rare) fall back to the order of everyone's votes
+    everyone_scores = soft_votes(tuples, voters.astype(np.float64), num_classes)
+    weighted_labels = argmax_lowest(weighted_scores + 1e-9 * everyone_scores)
     out[WEIGHTED] = TupleEstimate(weighted_labels, weights, weighted_scores)
     trusted = weights > 0
     selected = _selected(reliability.kappa, trusted)

@@ -22,7 +22,6 @@ from gtseg.core.consolidation.agreement import (
 from gtseg.core.consolidation.dawid_skene import SHRINKAGE_FRACTION, dawid_skene
 from gtseg.core.consolidation.evidence import (
     EM,
-    VOTE,
     WEIGHTED,
     band_radius,
     break_ties,
@@ -240,7 +239,7 @@ def _gtseg(crowd: Crowd) -> Estimate:
     Dawid-Skene EM (``evidence``); pixels nothing in the votes decides follow their neighbourhood,
     over a box as wide as their band (``band_radius``)."""
     tuples, counts, num_classes = crowd.tuples, crowd.counts, crowd.num_classes
-    informative = informative_workers(tuples)
+    informative = informative_workers(tuples, counts)
     priors = priors_for(crowd.worker_ids, crowd.worker_priors)
     everyone = crowd.everyone()
     candidates, reliability = tuple_candidates(
@@ -278,7 +277,7 @@ def _gtseg(crowd: Crowd) -> Estimate:
         contested=contested,
         choice=choice,
         weights=chosen.weights,
-        labels=break_ties(chosen.scores, candidates[VOTE].scores),
+        labels=break_ties(chosen.scores, crowd.votes(everyone)),
     )
 
 

@@ -38,7 +38,7 @@ def measure_workers(
         return {}
     table = encode_tuples(masks, num_classes)
     counts = table.counts.astype(np.float64)
-    informative = informative_workers(table.tuples)
+    informative = informative_workers(table.tuples, counts)
     reliability = estimate_reliability(table.tuples, counts, num_classes, candidates=informative)
     if not reliability.trusted.any():
         return {}
