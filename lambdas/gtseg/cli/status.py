@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gtseg.cli.common import CommandProgress, aws_problem, described, make_client
+from gtseg.cli.streaming import streaming_status
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 
@@ -62,6 +63,7 @@ def render_status(description: Mapping[str, Any]) -> str:
     output = (description.get("LabelingJobOutput") or {}).get("OutputDatasetS3Uri")
     if output:
         lines.append(f"output:   {output}")
+    lines += streaming_status(description, make_client)  # streaming jobs only (cli/streaming.py)
     return "\n".join(lines)
 
 
