@@ -78,6 +78,14 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="with --human: how long the job waits for each of your answers (default: as long as it takes)",
     )
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="a streaming job: it starts with a third of the images, takes the others while it runs (sent to "
+        "its SNS input topic as `gtseg send` sends them, and uploaded under the bucket's upload prefix), "
+        "announces each labeled object, which is finalized into its dataset, and is stopped at the end "
+        "(moto SNS/SQS; docs/streaming.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -220,6 +228,12 @@ def _data_bucket() -> str:
     return DATA_BUCKET
 
 
+def _streaming_runner() -> Any:
+    from gtseg.local.streaming import run_streaming_job
+
+    return run_streaming_job
+
+
 def _run_with_human(options: Any, args: argparse.Namespace, progress: CommandProgress) -> Any:
     """The job with the person at the browser as one of its workers; None if the page cannot start."""
     import errno
@@ -263,6 +277,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.human_port <= 65535:
         print(f"gtseg simulate: --human-port must be 0..65535, got {args.human_port}", file=sys.stderr)
         return 2
+    if args.streaming and args.human:
+        print("gtseg simulate: --human is not available with --streaming", file=sys.stderr)
+        return 2
     if args.human_timeout is not None and args.human_timeout <= 0:
         print(
             f"gtseg simulate: --human-timeout must be more than 0, got {args.human_timeout}", file=sys.stderr
@@ -293,6 +310,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.human:
                 result = _run_with_human(options, args, progress)
+            elif args.streaming:  # gtseg.local.streaming
+                result = run_simulation(options, progress=progress.phase, job_runner=_streaming_runner())
             else:
                 result = run_simulation(options, progress=progress.phase)
         except SimulationError as exc:
@@ -304,6 +323,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print_problems("note", result.notes)
     print(format_summary(result))
-    ok = result.report.status == "Completed" and not result.report.contract_problems
+    if args.streaming:
+        print("\n".join(result.summary_lines()))
+    ended = "Stopped" if args.streaming else "Completed"  # a streaming job runs until it is stopped
+    ok = result.report.status == ended and not result.report.contract_problems
     ok = ok and result.report.count("failed") == 0
     return 0 if ok else 1

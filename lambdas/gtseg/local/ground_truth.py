@@ -811,26 +811,30 @@ class GroundTruthEmulator:
     # ------------------------------------------------------------------ output
 
     def _write_output_manifest(self, job_name: str, report: JobReport) -> None:
-        lan = report.label_attribute_name
         created = iso_timestamp(self.clock())
-        lines = []
-        for outcome in report.objects:
-            line = dict(outcome.data_object)
-            returned = outcome.content is not None and (outcome.status == "labeled" or outcome.failure_reason)
-            if returned:
-                # the content as returned: the label and the Lambda's own metadata (or failure entry)
-                line.update(outcome.content or {})
-            elif self.behaviour.lambda_metadata == "kept":
-                # Emulator choice: failed or skipped objects carry their reason in <lan>-metadata.
-                reason = outcome.failure_reason or "not labeled"
-                line.update(failure_content(lan, job_name=job_name, reason=reason, creation_date=created))
-            if self.behaviour.lambda_metadata != "kept":
-                line[metadata_key(lan)] = self._ground_truth_metadata(line.get(metadata_key(lan)), outcome,
-                                                                      report, created)  # fmt: skip
-            lines.append(dump_manifest_line(line))
+        lines = [dump_manifest_line(self.output_line(o, job_name, report, created)) for o in report.objects]
         uri = join_uri(report.job_prefix, OUTPUT_MANIFEST)
         self.store.put_bytes(uri, "".join(lines).encode("utf-8"), "application/jsonlines")
         report.output_manifest_uri = uri
+
+    def output_line(
+        self, outcome: ObjectOutcome, job_name: str, report: JobReport, created: str
+    ) -> dict[str, Any]:
+        """The object's line in output.manifest (and, for a streaming job, on its output topic)."""
+        lan = report.label_attribute_name
+        line = dict(outcome.data_object)
+        returned = outcome.content is not None and (outcome.status == "labeled" or outcome.failure_reason)
+        if returned:
+            # the content as returned: the label and the Lambda's own metadata (or failure entry)
+            line.update(outcome.content or {})
+        elif self.behaviour.lambda_metadata == "kept":
+            # Emulator choice: failed or skipped objects carry their reason in <lan>-metadata.
+            reason = outcome.failure_reason or "not labeled"
+            line.update(failure_content(lan, job_name=job_name, reason=reason, creation_date=created))
+        if self.behaviour.lambda_metadata != "kept":
+            line[metadata_key(lan)] = self._ground_truth_metadata(line.get(metadata_key(lan)), outcome,
+                                                                  report, created)  # fmt: skip
+        return line
 
     def _ground_truth_metadata(
         self, returned: Any, outcome: ObjectOutcome, report: JobReport, created: str

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -449,13 +448,23 @@ def _noop(phase: str, done: int, total: int) -> None:
     return
 
 
+# The job between the samples and the move into place (``_run_job``'s arguments; a streaming run
+# brings its own: gtseg.local.streaming).
+JobRunner = Callable[..., "SimulationResult"]
+
+
 def run_simulation(
-    options: SimulationOptions, progress: Progress = _noop, human: HumanWorker | None = None
+    options: SimulationOptions,
+    progress: Progress = _noop,
+    human: HumanWorker | None = None,
+    *,
+    job_runner: JobRunner | None = None,
 ) -> SimulationResult:
     """Run the whole job; raises SimulationError for bad options, else returns what happened.
 
     With ``options.human`` one worker of each object is the person at ``human``'s page (a
-    started ``HumanWorker``; one on a free port is made when none is given)."""
+    started ``HumanWorker``; one on a free port is made when none is given). ``job_runner``
+    replaces the one-time job (``gtseg simulate --streaming``)."""
     if options.human and human is None:
         with HumanWorker() as own:
             return run_simulation(options, progress, own)
@@ -506,7 +515,7 @@ def run_simulation(
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{options.job_name}.partial-", dir=out_dir))
     try:
-        result = _run_job(
+        result = (job_runner or _run_job)(
             options, profiles, labels, samples, truth_kind, staging, seconds, started, human, progress
         )
         result.notes[:0] = notes
@@ -541,45 +550,14 @@ def _run_job(
         moto.set_service_endpoint("SAGEMAKER", sagemaker.endpoint_url or "")
         t0 = time.monotonic()
         store = S3Store()
-        s3 = boto3.client("s3")
-        for bucket in (DATA_BUCKET, OUTPUT_BUCKET):
-            s3.create_bucket(Bucket=bucket)
-        # The worker UI loads images from the data bucket: Ground Truth requires CORS (protocol §9.3).
-        s3.put_bucket_cors(Bucket=DATA_BUCKET, CORSConfiguration={"CORSRules": [CORS_RULE]})
-        template_uri = f"s3://{DATA_BUCKET}/templates/{options.template.name}"
-        store.put_bytes(template_uri, options.template.read_bytes(), "text/html")
-        samples_by_uri: dict[str, Sample] = {}
-        progress("upload", 0, len(samples))
-        for i, sample in enumerate(samples, start=1):
-            uri = f"s3://{DATA_BUCKET}/images/{sample.name}"
-            content_type = "image/png" if sample.name.lower().endswith(".png") else "image/jpeg"
-            store.put_bytes(uri, sample.image_bytes, content_type)
-            samples_by_uri[uri] = sample
-            progress("upload", i, len(samples))
+        template_uri = prepare_buckets(store, options)
+        samples_by_uri = upload_samples(store, samples, progress)
         seconds["upload"] = time.monotonic() - t0
 
-        names = {
-            role: f"{options.job_name}-{role}" for role in ("launcher", "pre-annotation", "consolidation")
-        }
-        arns = {role: function_arn(name) for role, name in names.items()}
-        common = {"POWERTOOLS_METRICS_NAMESPACE": "gtseg", "LOG_LEVEL": "INFO"}
-        launcher_env = {
-            **common,
-            "POWERTOOLS_SERVICE_NAME": "gtseg-launcher",
-            "GROUND_TRUTH_ROLE_ARN": ROLE_ARN,
-            "PRE_ANNOTATION_FUNCTION_ARN": arns["pre-annotation"],
-            "CONSOLIDATION_FUNCTION_ARN": arns["consolidation"],
-            "WORKER_TEMPLATE_URI": template_uri,
-            "DATA_BUCKET": DATA_BUCKET,
-            "OUTPUT_BUCKET": OUTPUT_BUCKET,
-            "DEFAULT_WORKTEAM_ARN": WORKTEAM_ARN,
-        }
-        pre_env = {
-            **common,
-            "POWERTOOLS_SERVICE_NAME": "gtseg-pre-annotation",
-            "OUTPUT_BUCKET": OUTPUT_BUCKET,
-        }
-        acs_env = {**common, "POWERTOOLS_SERVICE_NAME": "gtseg-consolidation"}
+        names, arns, environments = function_settings(options.job_name, template_uri)
+        launcher_env, pre_env, acs_env = (
+            environments[r] for r in ("launcher", "pre-annotation", "consolidation")
+        )
         with (
             LocalLambda("gtseg.handlers.launcher.handler", function_name=names["launcher"], environment=launcher_env,
                         log_path=logs / "launcher.log") as launcher,
@@ -640,6 +618,63 @@ def _run_job(
     )
     (job_dir / "local-emulator" / "summary.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     return result
+
+
+def prepare_buckets(store: S3Store, options: SimulationOptions) -> str:
+    """The data and output buckets, the data bucket's CORS rule and the worker template (its URI)."""
+    s3 = store.client
+    for bucket in (DATA_BUCKET, OUTPUT_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+    # The worker UI loads images from the data bucket: Ground Truth requires CORS (protocol §9.3).
+    s3.put_bucket_cors(Bucket=DATA_BUCKET, CORSConfiguration={"CORSRules": [CORS_RULE]})
+    template_uri = f"s3://{DATA_BUCKET}/templates/{options.template.name}"
+    store.put_bytes(template_uri, options.template.read_bytes(), "text/html")
+    return template_uri
+
+
+def upload_samples(
+    store: S3Store, samples: Sequence[Sample], progress: Progress = _noop, prefix: str = "images/"
+) -> dict[str, Sample]:
+    """Each sample's image under ``prefix`` of the data bucket; URI -> sample."""
+    samples_by_uri: dict[str, Sample] = {}
+    progress("upload", 0, len(samples))
+    for i, sample in enumerate(samples, start=1):
+        uri = f"s3://{DATA_BUCKET}/{prefix}{sample.name}"
+        content_type = "image/png" if sample.name.lower().endswith(".png") else "image/jpeg"
+        store.put_bytes(uri, sample.image_bytes, content_type)
+        samples_by_uri[uri] = sample
+        progress("upload", i, len(samples))
+    return samples_by_uri
+
+
+def function_settings(
+    job_name: str, template_uri: str
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, str]]]:
+    """The local functions' names, ARNs and environments, by role (launcher, pre-annotation,
+    consolidation), as the stack sets them."""
+    names = {role: f"{job_name}-{role}" for role in ("launcher", "pre-annotation", "consolidation")}
+    arns = {role: function_arn(name) for role, name in names.items()}
+    common = {"POWERTOOLS_METRICS_NAMESPACE": "gtseg", "LOG_LEVEL": "INFO"}
+    environments = {
+        "launcher": {
+            **common,
+            "POWERTOOLS_SERVICE_NAME": "gtseg-launcher",
+            "GROUND_TRUTH_ROLE_ARN": ROLE_ARN,
+            "PRE_ANNOTATION_FUNCTION_ARN": arns["pre-annotation"],
+            "CONSOLIDATION_FUNCTION_ARN": arns["consolidation"],
+            "WORKER_TEMPLATE_URI": template_uri,
+            "DATA_BUCKET": DATA_BUCKET,
+            "OUTPUT_BUCKET": OUTPUT_BUCKET,
+            "DEFAULT_WORKTEAM_ARN": WORKTEAM_ARN,
+        },
+        "pre-annotation": {
+            **common,
+            "POWERTOOLS_SERVICE_NAME": "gtseg-pre-annotation",
+            "OUTPUT_BUCKET": OUTPUT_BUCKET,
+        },
+        "consolidation": {**common, "POWERTOOLS_SERVICE_NAME": "gtseg-consolidation"},
+    }
+    return names, arns, environments
 
 
 def _download_prefix(store: S3Store, prefix_uri: str, target: Path) -> None:
