@@ -120,7 +120,7 @@ def test_images_become_the_first_objects_with_the_dedupe_key(aws):
 
 
 def test_a_manifest_line_with_its_own_dedupe_key_keeps_it_and_a_bad_one_is_skipped(aws):
-    s3, sagemaker = aws
+    s3, _ = aws
     lines = [
         {
             "source-ref": f"s3://{IMAGES_BUCKET}/a.jpg",
@@ -202,7 +202,10 @@ def test_request_rules_for_streaming_come_from_the_developer_guide():
     }
     paths = {path for path, _ in limits.streaming_request_problems(bad)}
     assert paths == {"StoppingConditions", "LabelingJobAlgorithmsConfig", "OutputConfig.SnsTopicArn"}
-    one_time = {**request, "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": "s3://my-images/m"}}}}
+    one_time = {
+        **request,
+        "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": "s3://my-images/m"}}},
+    }
     assert [p for p, _ in limits.streaming_request_problems(one_time)] == ["OutputConfig.SnsTopicArn"]
 
 
