@@ -52,9 +52,8 @@ def is_image(uri: str) -> bool:
     return uri.lower().endswith(IMAGE_SUFFIXES)
 
 
-def expand(store: S3Store, arguments: list[str]) -> list[str]:
-    """The images the arguments name, each once, in argument order (a prefix's in key order)."""
-    images: dict[str, None] = {}
+def check_arguments(arguments: list[str]) -> None:
+    """Every argument must be an s3:// image or prefix (checked before any AWS call)."""
     for argument in arguments:
         if not argument.startswith("s3://"):
             raise UsageProblem(
@@ -65,6 +64,13 @@ def expand(store: S3Store, arguments: list[str]) -> list[str]:
             parse_s3_prefix(argument)
         except ValueError as exc:
             raise UsageProblem(str(exc)) from None
+
+
+def expand(store: S3Store, arguments: list[str]) -> list[str]:
+    """The images the arguments name, each once, in argument order (a prefix's in key order)."""
+    check_arguments(arguments)
+    images: dict[str, None] = {}
+    for argument in arguments:
         if is_image(argument):
             if not store.exists(argument):
                 raise JobProblem(f"{argument} does not exist")
@@ -107,6 +113,11 @@ def send(sagemaker: Any, sns: Any, store: S3Store, job: str, arguments: list[str
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        check_arguments(list(args.images))
+    except UsageProblem as exc:
+        print(f"gtseg send: {exc}", file=sys.stderr)
+        return 2
     problem = None
     code = 1
     with CommandProgress("send", quiet=args.quiet or args.json) as progress:
