@@ -291,6 +291,21 @@ def test_cli(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
+def test_an_earlier_run_of_the_same_name_is_kept_unless_forced(tmp_path, capsys):
+    facts = write_built_in_job(tmp_path, CROWDS[:1])
+    manifest = facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest"
+    assert main(["reconsolidate", str(facts["job"]), "--quiet"]) == 0
+    manifest.write_text(manifest.read_text() + "\n")  # a mark: has it been replaced?
+    before = manifest.read_bytes()
+    capsys.readouterr()
+    assert main(["reconsolidate", str(facts["job"]), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--force" in err[0] and "reconsolidated-gtseg" in err[0]
+    assert manifest.read_bytes() == before
+    assert main(["reconsolidate", str(facts["job"]), "--quiet", "--force"]) == 0
+    assert manifest.read_bytes() != before
+
+
 def test_cli_prints_where_the_new_files_were_written_for_a_local_copy(tmp_path, capsys):
     """The local copy's manifest references s3:// URIs; the summary must name the local files."""
     facts = write_built_in_job(tmp_path, CROWDS[:1])

@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "masks), then consolidate each object with what the job's other objects showed about its workers; "
         "the comparison reports per object how much that changed (default run name ...-job-level)",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="replace an earlier run of the same name (default: refuse)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_map_option(parser)
     parser.set_defaults(func=run)
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             run_name=args.run_name,
             element_name=args.element_name,
             job_level=args.job_level,
+            force=args.force,
             data=data,
             progress=progress,
         ),

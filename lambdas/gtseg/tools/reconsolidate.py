@@ -194,6 +194,7 @@ def reconsolidate_job(
     run_name: str | None = None,
     element_name: str | None = None,
     job_level: bool = False,
+    force: bool = False,
     data: JobData | None = None,
     progress: ProgressCallback | None = None,
 ) -> ReconsolidationSummary:
@@ -201,7 +202,10 @@ def reconsolidate_job(
 
     ``job_level``: first measure every worker on every object (and on gold objects against their
     known masks), then consolidate each object with what the job's *other* objects showed about
-    its workers; the comparison then also says, per object, how much that changed."""
+    its workers; the comparison then also says, per object, how much that changed.
+
+    An earlier run of the same name is kept unless ``force``: its manifest may already be what a
+    training set or a review job reads."""
     if method not in METHODS:
         raise ToolError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     data = data or JobData()
@@ -246,6 +250,11 @@ def reconsolidate_job(
     output_dir = join_ref(public, CONSOLIDATED_DIR, run)
     new_manifest = join_ref(public, "manifests", "output", f"{run}.manifest")
     comparison_ref = join_ref(public, "manifests", "output", f"{run}.comparison.json")
+    if not force and data.exists(new_manifest):
+        raise ToolError(
+            f"{data.resolve(new_manifest)} exists: a run named {run!r} was made before; "
+            "choose another --run-name, or --force to replace it"
+        )
     summary = ReconsolidationSummary(
         job_prefix, old_manifest, new_manifest, comparison_ref, method, smoothing
     )
