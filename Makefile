@@ -59,10 +59,12 @@ $(VENV)/.chromium: | $(VENV)/.installed
 	else echo "install Debian's chromium package for the browser tests (apt-get install -y chromium); they skip without it"; fi
 
 # arm64 wheels for the Lambda layer, fetched once so synth and tests never reach the network.
-$(WHEELHOUSE)/.installed: lambdas/requirements.txt Makefile $(VENV)/.installed
+# The report layer (lambdas/requirements-report.txt: python-liquid for the finalize function) too.
+$(WHEELHOUSE)/.installed: lambdas/requirements.txt lambdas/requirements-report.txt Makefile $(VENV)/.installed
 	mkdir -p $(WHEELHOUSE)
 	$(PIP) download -q -d $(WHEELHOUSE) --only-binary=:all: --implementation cp \
-	  --python-version $(LAMBDA_PYTHON_VERSION) $(LAMBDA_PLATFORMS) -r lambdas/requirements.txt
+	  --python-version $(LAMBDA_PYTHON_VERSION) $(LAMBDA_PLATFORMS) -r lambdas/requirements.txt \
+	  -r lambdas/requirements-report.txt
 	touch $@
 
 demo: setup

@@ -15,6 +15,7 @@ Prefixes inside the buckets (the handlers' constants are imported, so they canno
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aws_cdk as cdk
@@ -78,6 +79,9 @@ def nag_resource(stack: cdk.Stack, resource: str) -> str:
         if isinstance(value, dict) and set(value) == {"Fn::Join"}:
             separator, parts = value["Fn::Join"]
             return separator.join(render(part) for part in parts)
+        if isinstance(value, dict) and len(value) == 1 and next(iter(value)).startswith("Fn::"):
+            # any other intrinsic (Fn::Select of a state machine's name, ...) as cdk-nag prints it: JSON
+            return json.dumps(value, separators=(",", ":"))
         raise ValueError(f"cannot render {value!r} as a cdk-nag resource")
 
     return render(stack.resolve(resource))
@@ -212,10 +216,19 @@ class GroundTruthAccess(Construct):
             pre,
             sid="ReadImagesAndLabels",
             # Prior masks are passed on by URI (the template presigns them with the Ground Truth
-            # role), never read here, so the output bucket is not readable.
+            # role), never read here; of the output bucket only the sidecars are readable (below).
             actions=["s3:GetObject"],
             resources=[objects(self._data), self._templates],
             wildcard_reason=f"{OBJECT_ARNS} the data bucket (images, label files) and templates/",
+        )
+        allow(
+            pre,
+            sid="ReadPriorSidecars",
+            # A prior job's colour map when Ground Truth replaced its metadata (docs/protocol.md
+            # §2.4): the gtseg sidecar next to each consolidated mask, nothing else of the output.
+            actions=["s3:GetObject"],
+            resources=[f"{self._output}/{CONSOLIDATED_OUTPUT}*.json"],
+            wildcard_reason=f"{OBJECT_ARNS} the .json sidecars under jobs/<job>/{CONSOLIDATED_OUTPUT_DIR}/",
         )
         allow(
             pre,

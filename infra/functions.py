@@ -1,8 +1,11 @@
-"""The three Lambdas (pre-annotation, consolidation, launcher) and their one dependency layer.
+"""The three Lambdas (pre-annotation, consolidation, launcher) and their dependency layers.
 
 Packaging never uses Docker: the layer is ``pip install``-ed for the Lambda platform (aarch64,
 CPython of ``LAMBDA_PYTHON_VERSION``) from the wheelhouse ``make setup`` downloaded, so synth works
-offline. The function code is an allow-list of the ``gtseg`` packages the handlers need.
+offline. The function code is an allow-list of the ``gtseg`` packages the handlers need. The
+finalize function (``infra/finalize.py``) has a second layer, the report's templating
+(``lambdas/requirements-report.txt``), which the labeling Lambdas neither have nor import
+(pyproject's contract "labeling-lambdas").
 
 Reserved concurrency: none, on purpose. A reservation is carved out of the account's pool; accounts
 whose Lambda concurrency quota is still the new-account default (10) cannot reserve anything
@@ -32,6 +35,7 @@ from gtseg.launcher.settings import LauncherSettings
 from infra.settings import (
     LAMBDA_REQUIREMENTS,
     LAMBDAS_DIR,
+    REPORT_REQUIREMENTS,
     WHEELHOUSE_DIR,
     GtsegSettings,
     LambdaPlatform,
@@ -45,10 +49,14 @@ PRE_ANNOTATION_HANDLER = "gtseg.handlers.pre_annotation.handler"
 CONSOLIDATION_HANDLER = "gtseg.handlers.consolidation.handler"
 LAUNCHER_HANDLER = "gtseg.handlers.launcher.handler"
 
-# What ships to Lambda, as an allow-list: the handlers and every layer below them. The tools, the
-# local emulator, the CLI and the templates stay out (the worker template is uploaded to S3 by
-# worker_ui.py). pyproject's import-linter contract forbids these packages to import anything else.
-SHIPPED_PACKAGES = ("core", "aws", "pre_annotation", "consolidation", "launcher", "streaming", "handlers")
+# What ships to Lambda, as an allow-list: the handlers and every layer below them, the after-the-job
+# tools included (the finalize function runs export's and report's code, and the report's template
+# in tools/templates/). The local emulator, the CLI and the worker template stay out (worker_ui.py
+# uploads that to S3). pyproject's import-linter contract "shipped-code" forbids these packages to
+# import anything else, and "labeling-lambdas" keeps the tools out of the labeling Lambdas' imports.
+SHIPPED_PACKAGES = (
+    "core", "aws", "pre_annotation", "consolidation", "launcher", "streaming", "finalize", "tools", "handlers",
+)  # fmt: skip
 SHIPPED_MODULES = ("__init__.py", "py.typed", "protocol.py")
 
 
@@ -155,14 +163,12 @@ def prune_layer(site_packages: Path) -> None:
                 shutil.rmtree(directory, ignore_errors=True)
 
 
-def dependency_layer_code(platform: LambdaPlatform) -> lambda_.Code:
-    bundler = WheelhouseLayerBundler(
-        requirements=LAMBDA_REQUIREMENTS, wheelhouse=WHEELHOUSE_DIR, platform=platform
-    )
+def dependency_layer_code(platform: LambdaPlatform, requirements: Path = LAMBDA_REQUIREMENTS) -> lambda_.Code:
+    bundler = WheelhouseLayerBundler(requirements=requirements, wheelhouse=WHEELHOUSE_DIR, platform=platform)
     return lambda_.Code.from_asset(
         str(LAMBDAS_DIR),
-        exclude=["*", "!requirements.txt"],
-        asset_hash=layer_asset_hash(LAMBDA_REQUIREMENTS, platform, WHEELHOUSE_DIR),
+        exclude=["*", f"!{requirements.name}"],
+        asset_hash=layer_asset_hash(requirements, platform, WHEELHOUSE_DIR),
         asset_hash_type=cdk.AssetHashType.CUSTOM,
         bundling=cdk.BundlingOptions(
             # Never pulled: the local bundler always succeeds or raises.
@@ -177,8 +183,9 @@ def function_code() -> lambda_.Code:
 
 
 class Functions(Construct):
-    """Three functions sharing one code asset and one dependency layer; each has its own role and
-    log group. The roles only get log access here; ``access.LambdaAccess`` adds the data rights."""
+    """Three functions sharing one code asset and one dependency layer, plus the report layer for the
+    finalize function; each has its own role and log group. The roles only get log access here;
+    ``access.GroundTruthAccess`` adds the data rights."""
 
     def __init__(
         self,
@@ -238,6 +245,17 @@ class Functions(Construct):
                 **output_kms_env,
             },
         )
+        # The finalize function's second layer (infra/finalize.py adds that function).
+        self.report_layer = lambda_.LayerVersion(
+            self,
+            "ReportLayer",
+            code=dependency_layer_code(platform, REPORT_REQUIREMENTS),
+            compatible_runtimes=[platform.runtime],
+            compatible_architectures=[platform.architecture],
+            description=f"gtseg report templating (lambdas/{REPORT_REQUIREMENTS.name}) for "
+            f"python{platform.python_version} arm64",
+            removal_policy=cdk.RemovalPolicy.DESTROY if settings.destroy_on_delete else None,
+        )
         # The launcher's stack wiring (role ARN, function ARNs, ...) arrives via configure_launcher.
         self.launcher = self._function(
             "Launcher",
@@ -259,9 +277,12 @@ class Functions(Construct):
         memory_mb: int,
         timeout: Duration,
         environment: dict[str, str],
+        layers: list[lambda_.ILayerVersion] | None = None,
+        ephemeral_storage_mb: int | None = None,
     ) -> lambda_.Function:
-        """One more function like the three: this code asset and layer, its own role and log group
-        (a construct of another concern adds its function here, e.g. ``infra/streaming.py``)."""
+        """One more function like the three: this code asset and layer (plus ``layers``), its own
+        role and log group (a construct of another concern adds its function here, e.g.
+        ``infra/streaming.py``, ``infra/finalize.py``)."""
         return self._function(
             construct_id,
             handler=handler,
@@ -270,6 +291,8 @@ class Functions(Construct):
             memory_mb=memory_mb,
             timeout=timeout,
             environment=environment,
+            layers=layers,
+            ephemeral_storage_mb=ephemeral_storage_mb,
         )
 
     @property
@@ -290,6 +313,8 @@ class Functions(Construct):
         memory_mb: int,
         timeout: Duration,
         environment: dict[str, str],
+        layers: list[lambda_.ILayerVersion] | None = None,
+        ephemeral_storage_mb: int | None = None,
     ) -> lambda_.Function:
         settings = self._settings
         log_group = logs.LogGroup(
@@ -318,7 +343,8 @@ class Functions(Construct):
             architecture=self._platform.architecture,
             handler=handler,
             code=self._code,
-            layers=[self.layer],
+            layers=[self.layer, *(layers or [])],
+            ephemeral_storage_size=cdk.Size.mebibytes(ephemeral_storage_mb) if ephemeral_storage_mb else None,
             role=role,
             log_group=log_group,
             memory_size=memory_mb,

@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MAKEFILE = REPO_ROOT / "Makefile"
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 LAMBDA_REQUIREMENTS = LAMBDAS_DIR / "requirements.txt"
+REPORT_REQUIREMENTS = LAMBDAS_DIR / "requirements-report.txt"  # the finalize function's second layer
 WORKER_TEMPLATES_DIR = LAMBDAS_DIR / "gtseg" / "templates"
 WHEELHOUSE_DIR = REPO_ROOT / "build" / "wheelhouse"
 
@@ -44,6 +45,23 @@ WHEELHOUSE_DIR = REPO_ROOT / "build" / "wheelhouse"
 # near Ground Truth's 100 MP limit set CONSOLIDATION_THREADS=1 and raise the memory (10240 MB).
 CONSOLIDATION_MEMORY_MB = 3008
 CONSOLIDATION_TIMEOUT_SECONDS = 600
+
+# Finalizing a finished job (infra/finalize.py, docs/finalize.md). One function runs every step.
+# Sized for a 100,000-object job: 50 lines per map batch (2,000 batches; a line is ~1-2 KB, so a
+# batch's input stays far below Step Functions' 256 KiB) on 4 threads, measured at ~0.1 s per
+# object at 640x480 and ~1-2 s at 12 MP (sidecar, mask, image, three writes, the RLE): well under a
+# minute per batch against the 900 s timeout; 40 batches at once take a 100,000-object job through
+# in ~20-30 minutes without crowding an account's default 1,000 Lambda concurrency. The reduce
+# streams 2,000 parts (tens of seconds); the report draws at most FINALIZE_REPORT_OBJECTS objects
+# (~0.1-0.2 s each at 640x480, several seconds at 12 MP: lower it for large images).
+FINALIZE_MEMORY_MB = 3008
+FINALIZE_TIMEOUT_SECONDS = 900
+FINALIZE_BATCH_SIZE = 50
+FINALIZE_MAX_BATCH_BYTES = 200_000  # Step Functions' own limit for a batch is 256 KiB
+FINALIZE_MAX_CONCURRENCY = 40
+FINALIZE_REPORT_OBJECTS = 100
+# /tmp for the reduce's temporary files (the job's COCO annotations can reach gigabytes)
+FINALIZE_EPHEMERAL_STORAGE_MB = 10240
 
 # Lambda's limits for memory and timeout (service quotas, not tunable).
 LAMBDA_MIN_MEMORY_MB = 128
@@ -123,6 +141,21 @@ class GtsegSettings(BaseModel):
         pattern=_EMAIL,
         max_length=254,
         description="subscribe this address to the alarm topic (SNS sends a confirmation mail first)",
+    )
+    # Finalizing finished jobs (docs/finalize.md)
+    finalize_jobs: bool = Field(True, description="finalize every job of this stack when it ends")
+    finalize_memory_mb: int = Field(FINALIZE_MEMORY_MB, ge=1024, le=LAMBDA_MAX_MEMORY_MB)
+    finalize_batch_size: int = Field(FINALIZE_BATCH_SIZE, ge=1, le=500)
+    finalize_max_concurrency: int = Field(FINALIZE_MAX_CONCURRENCY, ge=1, le=1000)
+    finalize_copy_images: bool = Field(
+        True, description="copy each image into the dataset (else reference it)"
+    )
+    finalize_report_objects: int = Field(FINALIZE_REPORT_OBJECTS, ge=0, le=1000)
+    notification_email: str | None = Field(
+        None,
+        pattern=_EMAIL,
+        max_length=254,
+        description="subscribe this address to the job-finished topic (SNS sends a confirmation mail first)",
     )
 
     @field_validator("log_retention_days")

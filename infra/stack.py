@@ -8,6 +8,7 @@ from constructs import Construct
 from gtseg.launcher.settings import LauncherSettings
 from infra.access import GroundTruthAccess
 from infra.events import LabelingJobEvents
+from infra.finalize import JobFinalize
 from infra.functions import Functions
 from infra.monitoring import Monitoring
 from infra.settings import GtsegSettings, LambdaPlatform
@@ -71,6 +72,10 @@ class GtsegStack(cdk.Stack):
         self.monitoring = Monitoring(
             self, "Monitoring", settings=settings, storage=self.storage, functions=self.functions
         )
+        self.finalize = JobFinalize(
+            self, "Finalize", settings=settings, storage=self.storage, functions=self.functions,
+            ground_truth_role=self.access.ground_truth_role, topic_key=self.monitoring.topic_key,
+        )  # fmt: skip
         self._outputs()
 
     def _outputs(self) -> None:
@@ -92,6 +97,11 @@ class GtsegStack(cdk.Stack):
             "LabelingJobEventsLogGroup": (self.events.log_group.log_group_name, "job state changes"),
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "every gtseg alarm notifies this topic"),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "the gtseg CloudWatch dashboard"),
+            "JobFinishedTopicArn": (self.finalize.topic.topic_arn, "a short note when a job is finalized"),
+            "FinalizeStateMachineArn": (
+                self.finalize.state_machine.state_machine_arn,
+                "finalizes ended jobs",
+            ),
             "StreamingInputTopicArn": (self.streaming.input_topic.topic_arn, "streaming jobs: gtseg send"),
             "StreamingOutputTopicArn": (
                 self.streaming.output_topic.topic_arn,

@@ -104,6 +104,15 @@ class Synthesized:
             "StreamingOutput": s.streaming.output_function,
             "StreamingOutputRole": s.streaming.output_role,
             "StreamingOutputLogs": s.streaming.output_function.log_group,
+            "ReportLayer": s.functions.report_layer,
+            "Finalize": s.finalize.function,
+            "FinalizeRole": s.finalize.function.role,
+            "FinalizeLogs": s.finalize.function.log_group,
+            "FinalizeStateMachine": s.finalize.state_machine,
+            "FinalizeStateMachineRole": s.finalize.role,
+            "FinalizeStateMachineLogs": s.finalize.log_group,
+            "JobFinishedTopic": s.finalize.topic,
+            "JobEndedRule": s.finalize.rule,
         }
         if s.monitoring.topic_key is not s.storage.encryption_key:
             named["AlarmTopicKey"] = s.monitoring.topic_key

@@ -131,6 +131,8 @@ def expected_pre_annotation(synth: Synthesized) -> set[Triple]:
     rights = (
         allow(["logs:CreateLogStream", "logs:PutLogEvents"], "PreAnnotationLogs.Arn")
         | allow("s3:GetObject", ["DataBucket.Arn/*", "AssetsBucket.Arn/templates/*"])
+        # a prior job's colour map, when Ground Truth replaced its metadata: only the sidecars
+        | allow("s3:GetObject", "OutputBucket.Arn/jobs/*/annotations/consolidated-annotation/output/*.json")
         | allow("s3:ListBucket", "DataBucket.Arn")
         | allow("sagemaker:DescribeLabelingJob", LABELING_JOBS)
     )

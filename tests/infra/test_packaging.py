@@ -19,6 +19,7 @@ from infra.functions import SHIPPED_MODULES, SHIPPED_PACKAGES, WheelhouseLayerBu
 from infra.settings import (
     LAMBDA_REQUIREMENTS,
     LAMBDAS_DIR,
+    REPORT_REQUIREMENTS,
     WHEELHOUSE_DIR,
     GtsegSettings,
     LambdaPlatform,
@@ -73,6 +74,9 @@ def test_function_code_is_the_allow_list_of_shipped_packages(function_code: Path
         "gtseg/handlers/pre_annotation.py",
         "gtseg/handlers/consolidation.py",
         "gtseg/handlers/launcher.py",
+        "gtseg/handlers/finalize.py",
+        # the finalize function runs gtseg report: its template ships with the tools
+        "gtseg/tools/templates/report.html.liquid",
     ):
         assert needed in files
     top = {path.split("/")[1] for path in files}
@@ -86,7 +90,7 @@ def test_function_code_is_the_allow_list_of_shipped_packages(function_code: Path
         }
         assert in_repo and in_repo <= files, package
     for path in files:
-        assert not path.startswith(("gtseg/local/", "gtseg/cli/", "gtseg/tools/", "gtseg/templates/")), path
+        assert not path.startswith(("gtseg/local/", "gtseg/cli/", "gtseg/templates/")), path
         assert "__pycache__" not in path and ".egg-info" not in path and not path.endswith(".pyc"), path
 
 
@@ -118,14 +122,19 @@ def _third_party_imports(root: Path) -> dict[str, set[str]]:
     return found
 
 
-def test_shipped_code_imports_only_the_layer_and_the_runtime(function_code: Path) -> None:
-    """Nothing in the function code may import moto, awslambdaric, python-liquid or any package
-    that neither the layer (lambdas/requirements.txt) nor the Lambda runtime (boto3) provides."""
-    requirements = [
+def _requirements(path: Path) -> list[str]:
+    return [
         line.split("==")[0].strip().lower().replace("_", "-")
-        for line in LAMBDA_REQUIREMENTS.read_text().splitlines()
+        for line in path.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+
+
+def test_shipped_code_imports_only_the_layer_and_the_runtime(function_code: Path) -> None:
+    """Nothing in the function code may import moto, awslambdaric, rich or any package that neither
+    the layers (lambdas/requirements.txt; requirements-report.txt, the finalize function's) nor the
+    Lambda runtime (boto3) provides; python-liquid only in the report, which only finalize runs."""
+    requirements = _requirements(LAMBDA_REQUIREMENTS) + _requirements(REPORT_REQUIREMENTS)
     provided = {"boto3", "botocore"}  # in every Lambda Python runtime
     distributions = importlib.metadata.packages_distributions()
     for module, dists in distributions.items():
@@ -133,8 +142,10 @@ def test_shipped_code_imports_only_the_layer_and_the_runtime(function_code: Path
             provided.add(module)
     provided |= {"typing_extensions", "pydantic_core"}  # pydantic's own dependencies, in the layer
     imports = _third_party_imports(function_code)
-    for forbidden in ("moto", "awslambdaric", "liquid"):
+    for forbidden in ("moto", "awslambdaric", "rich"):
         assert forbidden not in imports, imports.get(forbidden)
+    # the report layer is the finalize function's alone: nothing else may need it
+    assert imports.get("liquid", set()) <= {"gtseg/tools/report.py"}, imports.get("liquid")
     unexpected = {name: sorted(files) for name, files in imports.items() if name not in provided}
     assert not unexpected, unexpected
     assert {"numpy", "PIL", "pydantic", "aws_lambda_powertools"} <= set(imports)  # the check sees imports
@@ -145,7 +156,7 @@ def test_handlers_import_from_the_function_code_alone(function_code: Path) -> No
     probe = (
         "import importlib, sys\n"
         f"sys.path.insert(0, {str(function_code)!r})\n"
-        "for name in ('pre_annotation', 'consolidation', 'launcher'):\n"
+        "for name in ('pre_annotation', 'consolidation', 'launcher', 'finalize'):\n"
         "    module = importlib.import_module('gtseg.handlers.' + name)\n"
         "    assert callable(module.handler)\n"
         "import gtseg\n"
@@ -212,7 +223,7 @@ def test_changing_the_python_version_changes_runtime_and_layer_asset(
         (layer,) = [
             r
             for lid, r in template["Resources"].items()
-            if r["Type"] == "AWS::Lambda::LayerVersion" and "Functions" in lid
+            if r["Type"] == "AWS::Lambda::LayerVersion" and "FunctionsDependencyLayer" in lid
         ]
         return layer["Properties"]["Content"]["S3Key"]
 

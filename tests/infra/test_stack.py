@@ -37,20 +37,23 @@ def test_resource_counts(synthesized: Synthesized) -> None:
     uploads = "streamingUploadPrefix" in SETTINGS_CASES[synthesized.name]  # S3 -> streaming input topic
     assert counts["AWS::S3::Bucket"] == 4
     assert counts["AWS::S3::BucketPolicy"] == 4  # TLS-only (+ log delivery on the log bucket)
-    # our three + streaming output + BucketDeployment's handler (+ the auto-delete provider when
-    # destroying, + CDK's bucket-notifications handler with streaming uploads)
-    assert counts["AWS::Lambda::Function"] == 5 + destroy + uploads
-    assert counts["AWS::Lambda::LayerVersion"] == 2  # our dependency layer + BucketDeployment's awscli
-    assert counts["AWS::Logs::LogGroup"] == 6  # four functions, template deployment, job events
-    assert counts["AWS::Events::Rule"] == 1
+    # our three + streaming output + finalize + BucketDeployment's handler (+ the auto-delete
+    # provider when destroying, + CDK's bucket-notifications handler with streaming uploads)
+    assert counts["AWS::Lambda::Function"] == 6 + destroy + uploads
+    # our dependency layer, the finalize function's report layer, BucketDeployment's awscli
+    assert counts["AWS::Lambda::LayerVersion"] == 3
+    # five functions, template deployment, job events, the finalize state machine
+    assert counts["AWS::Logs::LogGroup"] == 8
+    assert counts["AWS::Events::Rule"] == 2  # the job history, and "a job ended: finalize it"
+    assert counts["AWS::StepFunctions::StateMachine"] == 1
     assert counts["AWS::Logs::ResourcePolicy"] == 1
     assert counts["Custom::CDKBucketDeployment"] == 1
     # the stack's data key (encryption=kms), or else the alarm topic's own key (infra/monitoring.py),
     # and the streaming topics' key (infra/streaming.py)
     assert counts["AWS::KMS::Key"] == 2
     assert ("Key" in synthesized.names().values()) == created_key
-    assert counts["AWS::SNS::Topic"] == 3  # alarms, streaming input, streaming output
-    assert counts["AWS::SNS::TopicPolicy"] == 3
+    assert counts["AWS::SNS::Topic"] == 4  # alarms, streaming input, streaming output, job finished
+    assert counts["AWS::SNS::TopicPolicy"] == 4
     # the streaming output Lambda's, and the alarm e-mail
     assert counts["AWS::SNS::Subscription"] == 1 + int("alarmEmail" in SETTINGS_CASES[synthesized.name])
     assert counts["Custom::S3BucketNotifications"] == int(uploads)
@@ -329,6 +332,8 @@ def test_stack_outputs(default: Synthesized) -> None:
         "StreamingInputTopicArn": "StreamingInputTopic",
         "StreamingOutputTopicArn": "StreamingOutputTopic",
         "StreamingTopicKeyArn": "StreamingTopicKey.Arn",
+        "JobFinishedTopicArn": "JobFinishedTopic",
+        "FinalizeStateMachineArn": "FinalizeStateMachine",
     }
 
 

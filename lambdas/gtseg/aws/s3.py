@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import boto3.exceptions
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -97,6 +98,26 @@ class S3Store:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise StorageError(f"cannot check {uri}: {exc}") from exc
+
+    def upload_file(self, path: str, uri: str, content_type: str = "application/octet-stream") -> None:
+        """A local file to S3 in parts (boto3's managed transfer): never held in memory whole."""
+        bucket, key = parse_s3_uri(uri)
+        extra: dict[str, Any] = {"ContentType": content_type}
+        if self.kms_key_id:
+            extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_id)
+        try:
+            self.client.upload_file(path, bucket, key, ExtraArgs=extra)
+        except (ClientError, boto3.exceptions.S3UploadFailedError) as exc:
+            raise StorageError(f"cannot write {uri}: {exc}") from exc
+
+    def list_folders(self, prefix_uri: str) -> list[str]:
+        """The 'folders' directly under ``prefix_uri`` (common prefixes), as URIs ending in '/'."""
+        bucket, prefix = parse_s3_prefix(prefix_uri)
+        paginator = self.client.get_paginator("list_objects_v2")
+        out: list[str] = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            out.extend(f"s3://{bucket}/{p['Prefix']}" for p in page.get("CommonPrefixes", []))
+        return out
 
     def list_keys(self, prefix_uri: str) -> list[str]:
         """Every object URI under ``prefix_uri`` (paginated), in key order."""

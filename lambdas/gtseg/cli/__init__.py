@@ -12,7 +12,8 @@ from gtseg import __version__
 # The subcommands, each a module of this package, imported only when needed: the CLI starts fast
 # and one command's heavier dependencies (moto for simulate, boto3 for launch) never load for another.
 COMMANDS: tuple[str, ...] = (
-    "simulate", "preview", "launch", "status", "export", "report", "reconsolidate", "send", "stop",
+    "simulate", "preview", "launch", "status", "export", "report", "reconsolidate", "finalize",
+    "send", "stop",
 )  # fmt: skip
 
 

@@ -20,10 +20,8 @@ batch's *other* objects showed (``gtseg.core.consolidation.workforce``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
-import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,7 +53,7 @@ from gtseg.core.consolidation.workforce import (
 from gtseg.core.gold import GOLD_KEY, GoldError, gold_reference
 from gtseg.core.images import ImageHeaderError, probe_image
 from gtseg.core.labels import GROUND_TRUTH_COLORS, ClassMap, LabelError, normalize_hex
-from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, iteration_of, job_root_of_payload
+from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, iteration_of, job_root_of_payload, object_key
 from gtseg.core.manifest import (
     ADJUSTMENT_STATUS_KEY,
     adjustment_status,
@@ -79,11 +77,6 @@ from gtseg.protocol import (
 )
 
 T = TypeVar("T")
-
-# Object ids made only of these characters are their own file name; any other id is made safe
-# and followed by "~" and a hash of the id ("~" is never in a plain name, so no two ids share a key).
-_PLAIN_ID = re.compile(r"[A-Za-z0-9._=-]{1,100}")
-_RESERVED_NAMES = frozenset({".", ".."})
 
 
 class Store(Protocol):
@@ -109,14 +102,6 @@ class ObjectOutcome:
     failure_reason: str | None
     mask_uri: str | None
     transient: bool = False  # failed on a fault that outlasted its retries (repairable later)
-
-
-def object_key(object_id: str) -> str:
-    """The file name of an object's mask: readable for plain ids, unambiguous for every id."""
-    if _PLAIN_ID.fullmatch(object_id) and object_id not in _RESERVED_NAMES:
-        return object_id
-    readable = re.sub(r"[^A-Za-z0-9._=-]", "_", object_id)[:60].strip(".") or "_"
-    return f"{readable}~{hashlib.sha256(object_id.encode('utf-8')).hexdigest()[:16]}"
 
 
 def output_prefix(request: ConsolidationRequest) -> str:

@@ -40,6 +40,20 @@ _ITERATION_DIR = re.compile(r"iteration-(\d+)")
 _OBJECT_ID_IN_MASK_NAME = re.compile(r"(\d+)(?:[_.]|$)")
 
 
+# Object ids made only of these characters are their own file name; any other id is made safe
+# and followed by "~" and a hash of the id ("~" is never in a plain name, so no two ids share a key).
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._=-]{1,100}")
+_RESERVED_NAMES = frozenset({".", ".."})
+
+
+def object_key(object_id: str) -> str:
+    """The file name of an object's mask: readable for plain ids, unambiguous for every id."""
+    if _PLAIN_ID.fullmatch(object_id) and object_id not in _RESERVED_NAMES:
+        return object_id
+    readable = re.sub(r"[^A-Za-z0-9._=-]", "_", object_id)[:60].strip(".") or "_"
+    return f"{readable}~{hashlib.sha256(object_id.encode('utf-8')).hexdigest()[:16]}"
+
+
 def ref_basename(ref: str) -> str:
     """The last path component of a URI or path (``.../0_2024-05-01T12:00:05.png`` -> that name)."""
     return ref.rstrip("/").rsplit("/", 1)[-1] if ref.startswith("s3://") else PurePath(ref).name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +51,22 @@ def is_s3(ref: str) -> bool:
     return ref.startswith("s3://")
 
 
+def _posix_path(*pieces: str) -> str:
+    """``str(Path(pieces[0]).joinpath(*pieces[1:]))`` for relative pieces, without pathlib: pathlib
+    interns every path component it parses, so a run over 100,000 files would keep a table of
+    every name it touched (the finalize memory test measures this)."""
+    names = [part for piece in pieces for part in piece.split("/") if part and part != "."]
+    joined = ("/" if pieces and pieces[0].startswith("/") else "") + "/".join(names)
+    return joined or "."
+
+
 def join_ref(prefix: str, *parts: str) -> str:
     """Join path parts onto an S3 URI or a local path."""
     if is_s3(prefix):
         return join_uri(prefix, *parts)
-    return str(Path(prefix).joinpath(*[p.strip("/") for p in parts]))
+    if os.sep != "/":
+        return str(Path(prefix).joinpath(*[p.strip("/") for p in parts]))
+    return _posix_path(prefix, *[p.strip("/") for p in parts])
 
 
 def parent_ref(ref: str, levels: int = 1) -> str:
@@ -101,12 +113,12 @@ class JobData:
             for prefix, local in self.mappings:
                 if ref.startswith(prefix):
                     parts = ref[len(prefix) :].split("/")
-                    path = local.joinpath(*parts)
-                    if not path.exists():
+                    path = join_ref(str(local), *parts)
+                    if not os.path.exists(path):
                         # copies made file-safe (':' -> '_', as gtseg simulate and Windows tools do)
-                        safe = local.joinpath(*[safe_filename(p) for p in parts if p])
-                        path = safe if safe.exists() else path
-                    return str(path)
+                        safe = join_ref(str(local), *[safe_filename(p) for p in parts if p])
+                        path = safe if os.path.exists(safe) else path
+                    return path
             return ref
         if base is not None and not os.path.isabs(ref):
             return join_ref(base, ref)
@@ -120,7 +132,8 @@ class JobData:
             except _S3_FAILURES as exc:
                 raise JobDataError(_s3_problem("read", ref, exc)) from exc
         try:
-            return Path(where).read_bytes()
+            with open(where, "rb") as handle:  # not pathlib: see _posix_path
+                return handle.read()
         except FileNotFoundError:
             raise JobDataError(f"cannot read {ref}: no such file ({where})") from None
         except OSError as exc:
@@ -174,7 +187,7 @@ class JobData:
                 return False
             except (BotoCoreError, ValueError) as exc:  # no credentials, unreachable, bad bucket name
                 raise JobDataError(_s3_problem("read", ref, exc)) from exc
-        return Path(where).is_file()
+        return os.path.isfile(where)
 
     def write_bytes(self, ref: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         where = self.resolve(ref)
@@ -184,15 +197,44 @@ class JobData:
             except _S3_FAILURES as exc:
                 raise JobDataError(_s3_problem("write", ref, exc)) from exc
             return
-        path = Path(where)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
+            with open(where, "wb") as handle:  # not pathlib: see _posix_path
+                handle.write(data)
         except OSError as exc:
             raise JobDataError(f"cannot write {ref}: {exc.strerror or exc}") from exc
 
     def write_text(self, ref: str, text: str, content_type: str = "text/plain") -> None:
         self.write_bytes(ref, text.encode("utf-8"), content_type)
+
+    def write_file(self, ref: str, path: str | Path, content_type: str = "application/octet-stream") -> None:
+        """A local file to ``ref``, streamed (a manifest of 100,000 lines is never held whole)."""
+        where = self.resolve(ref)
+        if is_s3(where):
+            try:
+                self._s3().upload_file(str(path), where, content_type)
+            except _S3_FAILURES as exc:
+                raise JobDataError(_s3_problem("write", ref, exc)) from exc
+            return
+        target = Path(where)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if Path(path).resolve() != target.resolve():
+                shutil.copyfile(path, target)
+        except OSError as exc:
+            raise JobDataError(f"cannot write {ref}: {exc.strerror or exc}") from exc
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The names of the folders directly under a folder reference, sorted ([] when none)."""
+        where = self.resolve(prefix)
+        if is_s3(where):
+            try:
+                found = self._s3().list_folders(where.rstrip("/") + "/")
+            except Exception as exc:
+                raise JobDataError(f"cannot list {prefix}: {exc}") from exc
+            return sorted(uri.rstrip("/").rsplit("/", 1)[-1] for uri in found)
+        root = Path(where)
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
     def list_files(self, prefix: str) -> list[str]:
         """Every file under a folder reference, recursively, sorted; [] when it does not exist.
