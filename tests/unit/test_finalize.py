@@ -329,3 +329,20 @@ def test_finalize_reads_and_writes_s3(tmp_path, monkeypatch):
         with pytest.raises(ToolError, match="is not empty"):
             finalize_manifest(manifest, out)
         assert MapItem(index=0).line_number == 1
+
+
+def test_a_chained_jobs_lines_are_finalized_on_the_jobs_own_label():
+    from gtseg.finalize.plan import own_attribute
+
+    prior = {"a-ref": "s3://o/jobs/a/0.png", "a-ref-metadata": {"internal-color-map": {}}}
+    own = {"b-ref": "s3://o/jobs/b/0.png", "b-ref-metadata": dict(CUSTOM, **{"job-name": "b"})}
+    # the launcher names the prior on every adjustment line
+    assert own_attribute({**prior, **own, "gtseg-prior-label-attribute": "a-ref"}, None, 1) == "b-ref"
+    # a hand-chained manifest: the job's folder names its label
+    assert own_attribute({**prior, **own}, "B", 1) == "b-ref"
+    with pytest.raises(ToolError, match="several segmentation labels"):
+        own_attribute({**prior, **own}, None, 1)
+    # the job failed this object: only its metadata is there; a later line is read for it alone
+    failed = {**prior, "b-ref-metadata": dict(CUSTOM)}
+    assert own_attribute(failed, "b", 1) == "b-ref"
+    assert own_attribute(prior, None, 2, known="b-ref") is None

@@ -20,11 +20,13 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from gtseg.core.builtin_output import COLOR_MAP_KEY, FAILURE_KEY, is_custom_metadata
+from gtseg.core.builtin_output import COLOR_MAP_KEY, FAILURE_KEY, is_custom_metadata, mask_attributes
 from gtseg.core.labels import ClassMap, LabelError
 from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, job_prefix_from_mask_uri, ref_basename
 from gtseg.core.manifest import (
+    JOB_NAME_PREFIX,
     METADATA_SUFFIX,
+    PRIOR_LABEL_ATTRIBUTE_KEY,
     ManifestError,
     iso_timestamp,
     metadata_key,
@@ -80,6 +82,37 @@ def failed_attribute(line: dict) -> str | None:
     return None
 
 
+def own_attribute(line: dict, job_folder: str | None, number: int, known: str | None = None) -> str | None:
+    """The job's own label on a line that may carry earlier jobs' too (a chained or adjustment job's
+    line keeps its prior's): the one mask attribute that is not the launcher's named prior
+    (``gtseg-prior-label-attribute``), else the one named after the job (``<job>-ref``, or whose
+    metadata names the job); None when the line has no mask; ``ToolError`` when it stays ambiguous.
+    ``known``: the attribute an earlier line showed the job failed (the one to look for)."""
+    if known is not None:
+        return known if isinstance(line.get(known), str) else None
+    failed = failed_attribute(line)  # the job may have failed this object: only its metadata is there
+    found = [
+        a
+        for a in [*mask_attributes(line), *([failed] if failed else [])]
+        if a != line.get(PRIOR_LABEL_ATTRIBUTE_KEY)
+    ]
+    if len(found) > 1 and job_folder:
+        folder = job_folder.lower()
+        named = [a for a in found if a.lower() == f"{folder}-ref" or _metadata_job(line, a) == folder]
+        found = named or found
+    if len(found) > 1:
+        raise ToolError(
+            f"line {number} has several segmentation labels ({', '.join(found)}); choose one with --label-attribute"
+        )
+    return found[0] if found else None
+
+
+def _metadata_job(line: dict, attribute: str) -> str | None:
+    meta = line.get(metadata_key(attribute))
+    name = meta.get("job-name") if isinstance(meta, dict) else None
+    return name.removeprefix(JOB_NAME_PREFIX).lower() if isinstance(name, str) else None
+
+
 class _Stems:
     """Stem hashes in 8-byte chunks; which occur more than once."""
 
@@ -131,6 +164,8 @@ def plan_job(
         raise ToolError(f"the job's label categories cannot be used: {exc}") from exc
     reconciler = ClassReconciler(seed=seed)
     chooser = AttributeChooser(label_attribute)
+    job_root = job_prefix or job_prefix_from_manifest(manifest)
+    job_folder = ref_basename(job_root) if job_root else None
     stems = _Stems()
     base = parent_ref(manifest)
     lines = 0
@@ -144,7 +179,15 @@ def plan_job(
             progress(lines, total)
         if isinstance(item, ManifestError):
             continue
-        attribute = chooser.choose(item)
+        if chooser.chosen is None:
+            chooser.chosen = own_attribute(item.data, job_folder, item.number, failed_attr)
+            if chooser.chosen is not None and chooser.chosen not in item.data:
+                failed_attr, chooser.chosen = (
+                    chooser.chosen,
+                    None,
+                )  # a failed object: decide on a labelled line
+        # only the attribute decided above, never whichever single mask a line happens to carry
+        attribute = chooser.choose(item) if chooser.chosen is not None else None
         if attribute is None:
             failed_attr = failed_attr or failed_attribute(item.data)
             stems.add(stem_and_ext(item.source_ref or f"line-{item.number}")[0])
