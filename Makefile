@@ -13,6 +13,7 @@ LAMBDA_PYTHON_VERSION ?= 3.14
 export LAMBDA_PYTHON_VERSION
 LAMBDA_PLATFORMS := --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64
 WHEELHOUSE  := build/wheelhouse
+DEMO_JOB    := demo-output/gtseg-demo
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_VERSION_CHECK := 1
@@ -69,6 +70,11 @@ $(WHEELHOUSE)/.installed: lambdas/requirements.txt lambdas/requirements-report.t
 
 demo: setup
 	$(FAKE_AWS) $(PY) -m gtseg.cli simulate --force  # the demo replaces its own earlier run
+	@# then the job finalized as the deployed stack does when a job ends (docs/finalize.md)
+	$(FAKE_AWS) $(PY) -m gtseg.cli finalize $(DEMO_JOB)/manifests/output/output.manifest \
+	  --out $(DEMO_JOB)/gtseg --force --quiet \
+	  --map s3://gtseg-demo-output/jobs/gtseg-demo=$(DEMO_JOB) \
+	  --map s3://gtseg-demo-data=$(DEMO_JOB)/local-emulator/data-bucket
 
 # Static gates first (seconds), then the tests: lint, formatting, the layer contracts, types.
 check: setup

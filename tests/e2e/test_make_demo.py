@@ -29,10 +29,12 @@ def test_make_demo_is_the_readmes_first_command():
     assert _first_command((REPO / "README.md").read_text()) == "make demo"
 
 
-def test_make_demo_runs_gtseg_simulate():
+def test_make_demo_runs_gtseg_simulate_then_finalizes_the_job():
     makefile = (REPO / "Makefile").read_text()
     recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
     assert recipe and "-m gtseg.cli simulate" in recipe.group(1)
+    steps = recipe.group(1)
+    assert steps.index("-m gtseg.cli simulate") < steps.index("-m gtseg.cli finalize")
 
 
 @pytest.mark.slow
@@ -52,3 +54,7 @@ def test_make_demo_from_a_clean_clone(tmp_path):
     assert "Completed" in done.stdout
     assert (clone / "demo-output" / "gtseg-demo" / "manifests" / "output" / "output.manifest").is_file()
     assert "Next:" in done.stdout
+    finalized = clone / "demo-output" / "gtseg-demo" / "gtseg"
+    for name in ("output.manifest", "dataset/index.jsonl", "report.html", "summary.json"):
+        assert (finalized / name).is_file(), name
+    assert f"summary: {Path('demo-output/gtseg-demo/gtseg/summary.json')}" in done.stdout
