@@ -192,6 +192,23 @@ def test_the_dataset_is_what_gtseg_export_writes_from_the_finalized_manifest(tmp
         json.loads((dataset / "labels.json").read_text())["classes"]
         == json.loads((export / "labels.json").read_text())["classes"]
     )
+    # COCO: the same images, categories and run-length encodings (ids are numbered differently:
+    # finalize's come from the line, so no batch needs another's)
+    export_dataset(str(out / "output.manifest"), tmp_path / "coco", fmt="coco", data=data)
+    for split in ("train", "val"):
+        ours = json.loads((dataset / "annotations" / f"{split}.json").read_text())
+        theirs = json.loads((tmp_path / "coco" / "annotations" / f"{split}.json").read_text())
+        assert ours["categories"] == theirs["categories"]
+
+        def by_file(doc: dict) -> dict:
+            files = {im["id"]: im["file_name"] for im in doc["images"]}
+            return {(files[a["image_id"]], a["category_id"]): (a["segmentation"], a["area"], a["bbox"])
+                    for a in doc["annotations"]}  # fmt: skip
+
+        assert sorted(im["file_name"] for im in ours["images"]) == sorted(
+            im["file_name"] for im in theirs["images"]
+        )
+        assert by_file(ours) == by_file(theirs)
 
 
 def test_a_line_that_cannot_be_finalized_is_kept_as_it_was_and_reported(tmp_path, capsys):

@@ -183,7 +183,13 @@ def _labelled(context: ObjectContext, item: MapItem, line: dict[str, Any], out: 
     height, width = indices.shape
     out.add(
         parts.COCO_IMAGE[split],
-        {"id": image_id, "file_name": image_entry, "height": int(height), "width": int(width)},
+        # as gtseg export writes it: relative to images/ (the original URI when images are not copied)
+        {
+            "id": image_id,
+            "file_name": image_entry.removeprefix("images/"),
+            "height": int(height),
+            "width": int(width),
+        },
     )
     counts = np.bincount(indices.ravel(), minlength=len(context.class_map))
     for class_index in np.flatnonzero(counts):
