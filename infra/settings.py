@@ -48,12 +48,15 @@ CONSOLIDATION_TIMEOUT_SECONDS = 600
 
 # Finalizing a finished job (infra/finalize.py, docs/finalize.md). One function runs every step.
 # Sized for a 100,000-object job: 50 lines per map batch (2,000 batches; a line is ~1-2 KB, so a
-# batch's input stays far below Step Functions' 256 KiB) on 4 threads, measured at ~0.1 s per
-# object at 640x480 and ~1-2 s at 12 MP (sidecar, mask, image, three writes, the RLE): well under a
-# minute per batch against the 900 s timeout; 40 batches at once take a 100,000-object job through
-# in ~20-30 minutes without crowding an account's default 1,000 Lambda concurrency. The reduce
-# streams 2,000 parts (tens of seconds); the report draws at most FINALIZE_REPORT_OBJECTS objects
-# (~0.1-0.2 s each at 640x480, several seconds at 12 MP: lower it for large images).
+# batch's input stays far below Step Functions' 256 KiB). The work per object, measured with local
+# files on one core: 5.5 ms at 640x480, 0.3 s at 12 MP (docs/finalize.md); in Lambda add ~7 S3 round
+# trips per object (sidecar, mask, image, three writes), overlapped on 4 threads: a batch takes
+# seconds to well under a minute against the 900 s timeout. 40 batches at once take a
+# 100,000-object job through in tens of minutes without crowding an account's default 1,000 Lambda
+# concurrency (throttled calls are retried). The reduce streams the 2,000 parts (tens of seconds);
+# the report draws at most FINALIZE_REPORT_OBJECTS objects (~0.1 s each at 640x480 with 5 workers,
+# seconds at 12 MP: lower it for large images; a report that runs out
+# of time is reported in the summary, the rest still written).
 FINALIZE_MEMORY_MB = 3008
 FINALIZE_TIMEOUT_SECONDS = 900
 FINALIZE_BATCH_SIZE = 50
