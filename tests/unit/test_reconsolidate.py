@@ -456,3 +456,18 @@ def test_objects_the_lambda_failed_on_a_transient_fault_are_repaired(tmp_path):
     repaired = read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")[1]
     assert LAN in repaired and "failure-reason" not in repaired[f"{LAN}-metadata"]
     assert summary.reconsolidated == 3 and not summary.kept
+
+
+def test_an_adjustment_jobs_status_is_kept_from_the_workers_answers(tmp_path):
+    facts = write_built_in_job(tmp_path, CROWDS[:2])
+    for number, flags in (("0", (False, True, False)), ("1", (False, False, False))):
+        (path,) = (facts["job"] / "annotations" / "worker-response" / "iteration-1" / number).iterdir()
+        doc = json.loads(path.read_text())
+        for answer, flag in zip(doc["answers"], flags, strict=True):
+            next(iter(answer["answerContent"].values()))["initialValueModified"] = flag
+        path.write_text(json.dumps(doc))
+    reconsolidate_job(str(facts["job"]))
+    new_lines = read_lines(facts["job"] / "manifests" / "output" / "reconsolidated-gtseg.manifest")
+    assert [line[f"{LAN}-metadata"]["adjustment-status"] for line in new_lines] == ["adjusted", "unadjusted"]
+    local = facts["job"] / new_lines[0][LAN][len(REMOTE_JOB) + 1 :]
+    assert json.loads(local.with_suffix(".json").read_text())["adjustment-status"] == "adjusted"

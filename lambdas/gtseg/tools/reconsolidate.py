@@ -54,9 +54,11 @@ from gtseg.core.layout import (
     sidecar_ref,
 )
 from gtseg.core.manifest import (
+    ADJUSTMENT_STATUS_KEY,
     JOB_NAME_PREFIX,
     ManifestError,
     ManifestLine,
+    adjustment_status,
     dump_manifest_line,
     exact_job_name,
     iso_timestamp,
@@ -75,6 +77,7 @@ from gtseg.tools.jobdata import (
     JobData,
     JobDataError,
     ProgressCallback,
+    WorkerResponse,
     is_s3,
     join_ref,
     parent_ref,
@@ -329,6 +332,7 @@ class _Run:
     element_name: str | None
     per_object: dict[str, dict[str, WorkerMeasure]] = field(default_factory=dict)
     records: dict[str, WorkerRecord] | None = None  # --job-level: the whole job's workforce
+    adjustment: dict[str, str | None] = field(default_factory=dict)  # object id -> adjustment-status
 
     def _object_of(self, line: ManifestLine) -> tuple[str | None, str | None, str]:
         """(label attribute, old mask, datasetObjectId) of a line."""
@@ -345,6 +349,9 @@ class _Run:
         worker_responses, problems = read_worker_responses(self.data, files)
         answers, rejected = answers_from_responses(worker_responses, self.element_name)
         self.reconciler.add_labels(_label_colors(answers))
+        self.adjustment[object_id] = adjustment_status(
+            _modified(r, self.element_name) for r in worker_responses
+        )
         return answers, rejected, problems
 
     def _known_mask(self, line: ManifestLine, class_map: ClassMap) -> np.ndarray | None:
@@ -436,6 +443,7 @@ class _Run:
                 mask=mask_ref,
                 rejected=rejected,
                 gold_scores=gold_scores,
+                adjustment_status=self.adjustment.get(object_id),
             )
             self.data.write_bytes(sidecar_ref(mask_ref), sidecar.to_json_bytes(), "application/json")
         except (JobDataError, MaskError) as exc:
@@ -443,9 +451,11 @@ class _Run:
             return keep(f"not written: {exc}")
         new_line = dict(line.data)
         new_line[attribute] = mask_ref
+        adjustment = self.adjustment.get(object_id)
         new_line[metadata_key(attribute)] = segmentation_metadata(
-            class_map, job_name=job_name, creation_date=self.created, confidences=result.class_confidence
-        )
+            class_map, job_name=job_name, creation_date=self.created, confidences=result.class_confidence,
+            extra={ADJUSTMENT_STATUS_KEY: adjustment} if adjustment else None,
+        )  # fmt: skip
         row.update({"_line": new_line, "new-mask": mask_ref, "image-confidence": result.image_confidence,
                     "method": result.method, "workers": [w.worker_id for w in result.workers]})  # fmt: skip
         summary.reconsolidated += 1
@@ -454,6 +464,14 @@ class _Run:
                 self.data, self.base, line, attribute, old_mask, self.reconciler, result.labels, row
             )
         return row
+
+
+def _modified(response: WorkerResponse, element_name: str | None) -> bool | None:
+    """The answer's ``initialValueModified`` (adjustment tasks only); None when it has none."""
+    try:
+        return find_segmentation_answer(response.content, element_name).initial_value_modified
+    except (ProtocolError, ValueError, TypeError, OverflowError):
+        return None
 
 
 def _old_new_agreement(data: JobData, base: str, line: ManifestLine, attribute: str, old_mask: str,
