@@ -3,8 +3,9 @@
 Ground Truth emits "SageMaker Ground Truth Labeling Job State Change" (source ``aws.sagemaker``)
 with the job ARN in ``resources``. The event does not say which role or stack started the job, so
 the rule matches this account's and region's labeling jobs; a consumer that must tell stacks apart
-checks the job's RoleArn (DescribeLabelingJob) against this stack's Ground Truth role.
-For now the target is a log group (the event history); add a Lambda or SNS target beside it.
+checks the job's RoleArn (DescribeLabelingJob) against this stack's Ground Truth role, as the
+finalize state machine does (its own rule, on Completed and Stopped: infra/finalize.py). This
+rule's target is a log group: the event history of every state change.
 """
 
 from __future__ import annotations
