@@ -12,8 +12,9 @@ import logging
 import os
 import urllib.request
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
+
+from gtseg.local.loopback import LocalService
 
 FAKE_CREDENTIALS: Mapping[str, str] = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -59,7 +60,7 @@ class ScopedEnvironment:
         self._saved.clear()
 
 
-class LocalMotoServer:
+class LocalMotoServer(LocalService):
     """``with LocalMotoServer() as moto: ...``: moto on 127.0.0.1:<free port>, boto3 pointed at it."""
 
     def __init__(self, region: str = "us-east-1") -> None:
@@ -108,12 +109,3 @@ class LocalMotoServer:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> LocalMotoServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 import botocore.session
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 from botocore.validate import ParamValidator
+
+from gtseg.local.loopback import LocalService, ThreadedHttpServer
 
 ACCOUNT_ID = "123456789012"
 # The job name inside LabelingJobArn: "lower" = lower-cased, as real events show
@@ -133,7 +134,7 @@ def validate_request(operation: OperationModel, params: Mapping[str, Any]) -> No
         raise StandinError("ValidationException", "; ".join(problems))
 
 
-class SageMakerStandin:
+class SageMakerStandin(LocalService):
     """``with SageMakerStandin() as sm: sm.endpoint_url``: labeling-job APIs on 127.0.0.1."""
 
     def __init__(
@@ -149,8 +150,7 @@ class SageMakerStandin:
         self._model = botocore.session.get_session().get_service_model("sagemaker")
         self._jobs: dict[str, LabelingJobRecord] = {}  # key: lower-case name (names are case-insensitive)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedHttpServer | None = None
         self.requests: list[tuple[str, dict[str, Any]]] = []  # every call received: (operation, body)
         self.endpoint_url: str | None = None
 
@@ -162,29 +162,14 @@ class SageMakerStandin:
         class Handler(_JsonHandler):
             owner = standin
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, name="sagemaker-standin", daemon=True)
-        thread.start()
-        self._server, self._thread = server, thread
-        host, port = str(server.server_address[0]), int(server.server_address[1])
-        self.endpoint_url = f"http://{host}:{port}"
+        self._server = ThreadedHttpServer(Handler, name="sagemaker-standin")
+        self.endpoint_url = self._server.start()
         return self.endpoint_url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-
-    def __enter__(self) -> SageMakerStandin:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ job state (driver side)
 

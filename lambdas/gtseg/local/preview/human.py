@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
+from gtseg.local.loopback import LocalService
 from gtseg.local.preview.server import PageServer, Request, Response, info_page, with_standin
 
 HUMAN_PROFILE = "human"
@@ -44,7 +44,7 @@ class HumanStopped(Exception):
     """The human worker was stopped while the job waited for an answer."""
 
 
-class HumanWorker:
+class HumanWorker(LocalService):
     """``with HumanWorker() as human: human.url``; ``human.answer(...)`` blocks until they submit."""
 
     def __init__(
@@ -87,15 +87,6 @@ class HumanWorker:
             self._done = True
             self._task = None
             self._changed.notify_all()
-
-    def __enter__(self) -> HumanWorker:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -------------------------------------------------------------- the job's side
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
+
+from gtseg.local.loopback import LocalService, ThreadedHttpServer
 
 STANDIN_DIR = Path(__file__).resolve().with_name("standin")
 STANDIN_PREFIX = "/_gtseg/standin/"
@@ -159,15 +159,14 @@ def read_standin(name: str) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
-class PageServer:
+class PageServer(LocalService):
     """``with PageServer(site, port=0) as server: server.url``: the site on 127.0.0.1."""
 
     def __init__(self, site: Site, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.site = site
         self.host = host
         self.port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedHttpServer | None = None
         self.url: str = ""
 
     def start(self) -> str:
@@ -176,29 +175,14 @@ class PageServer:
         class Handler(_Handler):
             server_owner = owner
 
-        server = ThreadingHTTPServer((self.host, self.port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        host, port = str(server.server_address[0]), int(server.server_address[1])
-        self.url = f"http://{host}:{port}/"
-        self._thread = threading.Thread(target=server.serve_forever, name="gtseg-preview", daemon=True)
-        self._thread.start()
+        self._server = ThreadedHttpServer(Handler, name="gtseg-preview", host=self.host, port=self.port)
+        self.url = self._server.start() + "/"
         return self.url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-
-    def __enter__(self) -> PageServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def respond(self, request: Request) -> Response:
         if request.method == "GET" and request.path.startswith(STANDIN_PREFIX):
