@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from PIL import Image
 
 from gtseg import cli
 from gtseg.core.streaming import STREAMING_DATASET_DIR
+from gtseg.local.streaming import StreamingGroundTruthEmulator
 
 OBJECTS = 4  # 2 first objects, 1 sent to the topic (and resent), 1 uploaded
 
@@ -25,7 +27,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, object]:
     argv = ["simulate", "--streaming", "--objects", str(OBJECTS), "--profiles", "careful,average,sloppy"]
     argv += ["--size", "160x120", "--out", str(out), "--quiet"]
     buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    subscribe = StreamingGroundTruthEmulator._subscribe
+
+    def slow_subscribe(self, topic, job_name):
+        # as on a loaded machine: the engine's thread subscribes its queue late; what the run sends
+        # once the job says InProgress must still reach the job (it was lost, 1 run in 5 under load)
+        time.sleep(1.5)
+        return subscribe(self, topic, job_name)
+
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(buffer):
+        patch.setattr(StreamingGroundTruthEmulator, "_subscribe", slow_subscribe)
         code = cli.main(argv)
     return code, buffer.getvalue(), out / "gtseg-demo"
 

@@ -130,6 +130,30 @@ def add_map_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_manifest_argument(parser: argparse.ArgumentParser, verb: str) -> None:
+    """OUTPUT_MANIFEST and ``--label-attribute``, as every command reading a job's output takes them."""
+    parser.add_argument("manifest", metavar="OUTPUT_MANIFEST", help="output.manifest (path or s3:// URI)")
+    parser.add_argument(
+        "--label-attribute", help=f"the label attribute to {verb} (default: the only one present)"
+    )
+
+
+def add_dataset_options(parser: argparse.ArgumentParser, default_val_fraction: float) -> None:
+    """How a dataset is written: images copied or referenced, the validation split."""
+    parser.add_argument(
+        "--no-copy-images",
+        dest="copy_images",
+        action="store_false",
+        help="reference images instead of copying",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=default_val_fraction,
+        help=f"fraction of images in the validation split, by hash of source-ref (default {default_val_fraction})",
+    )
+
+
 def add_force_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--force",

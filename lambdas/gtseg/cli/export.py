@@ -7,7 +7,9 @@ import json
 import sys
 
 from gtseg.cli.common import (
+    add_dataset_options,
     add_force_option,
+    add_manifest_argument,
     add_map_option,
     job_data_from_args,
     print_problems,
@@ -27,26 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "local path or s3:// URI) into index masks with one stable class map, colour previews, images and "
         "a train/val split.",
     )
-    parser.add_argument("manifest", metavar="OUTPUT_MANIFEST", help="output.manifest (path or s3:// URI)")
+    add_manifest_argument(parser, "export")
     parser.add_argument(
         "--out", required=True, help="output folder: created, or an empty one (written in full at the end)"
     )
     parser.add_argument("--format", choices=FORMATS, default="index", help="dataset layout (default: index)")
-    parser.add_argument(
-        "--label-attribute", help="the label attribute to export (default: the only one present)"
-    )
-    parser.add_argument(
-        "--no-copy-images",
-        dest="copy_images",
-        action="store_false",
-        help="reference images instead of copying",
-    )
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=DEFAULT_VAL_FRACTION,
-        help=f"fraction of images in the validation split, by hash of source-ref (default {DEFAULT_VAL_FRACTION})",
-    )
+    add_dataset_options(parser, DEFAULT_VAL_FRACTION)
     parser.add_argument(
         "--class-map",
         metavar="FILE",

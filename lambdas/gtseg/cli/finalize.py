@@ -7,7 +7,9 @@ import argparse
 import sys
 
 from gtseg.cli.common import (
+    add_dataset_options,
     add_force_option,
+    add_manifest_argument,
     add_map_option,
     job_data_from_args,
     print_problems,
@@ -30,12 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "DIR/dataset/ (gtseg export's index layout plus COCO), DIR/report.html and DIR/summary.json. The deployed "
         "stack does the same when a job ends (docs/finalize.md).",
     )
-    parser.add_argument("manifest", metavar="OUTPUT_MANIFEST", help="output.manifest (path or s3:// URI)")
+    add_manifest_argument(parser, "finalize")
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="output folder or s3:// prefix (must be empty)"
-    )
-    parser.add_argument(
-        "--label-attribute", help="the label attribute to finalize (default: the only one present)"
     )
     parser.add_argument("--job-name", help="the job's name in its own case (default: from the sidecars)")
     parser.add_argument(
@@ -44,18 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the job's label-category file (or an export's labels.json): the dataset's class order "
         "(default: from the lines' colour maps or the first sidecar)",
     )
-    parser.add_argument(
-        "--no-copy-images",
-        dest="copy_images",
-        action="store_false",
-        help="reference images instead of copying",
-    )
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=DEFAULT_VAL_FRACTION,
-        help=f"fraction of images in the validation split, by hash of source-ref (default {DEFAULT_VAL_FRACTION})",
-    )
+    add_dataset_options(parser, DEFAULT_VAL_FRACTION)
     parser.add_argument(
         "--report-objects",
         type=int,

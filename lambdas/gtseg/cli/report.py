@@ -7,6 +7,7 @@ import sys
 
 from gtseg.cli.common import (
     add_force_option,
+    add_manifest_argument,
     add_map_option,
     job_data_from_args,
     print_problems,
@@ -34,9 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "confidence is below --review-below (or that fewer than two trusted workers labelled) are also "
         "written as <name>-review.manifest with <name>-review-job.json.",
     )
-    parser.add_argument("manifest", metavar="OUTPUT_MANIFEST", help="output.manifest (path or s3:// URI)")
+    add_manifest_argument(parser, "report on")
     parser.add_argument("--out", required=True, help="the HTML file to write (images go in <name>_files/)")
-    parser.add_argument("--label-attribute", help="the label attribute to report on (default: the only one)")
     parser.add_argument(
         "--job",
         metavar="JOB_OUTPUT_PREFIX",

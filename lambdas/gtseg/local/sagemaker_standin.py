@@ -143,8 +143,13 @@ class SageMakerStandin(LocalService):
         *,
         arn_names: ArnNames = "lower",
         describe_names: DescribeNames = "any-case",
+        initial_status: str = "InProgress",
     ) -> None:
         self.region = region
+        # A created job's status until its engine says otherwise. Ground Truth's jobs start
+        # Initializing; the streaming engine marks InProgress once its queue is subscribed, so
+        # nothing sent before is lost. The one-time engine needs no such step.
+        self.initial_status = initial_status
         self.arn_names = arn_names
         self.describe_names = describe_names
         self._model = botocore.session.get_session().get_service_model("sagemaker")
@@ -243,7 +248,9 @@ class SageMakerStandin(LocalService):
         with self._lock:
             if name.lower() in self._jobs:
                 raise StandinError("ResourceInUse", f"Labeling job {name} already exists")
-            self._jobs[name.lower()] = LabelingJobRecord(name=name, arn=arn, request=copy.deepcopy(body))
+            self._jobs[name.lower()] = LabelingJobRecord(
+                name=name, arn=arn, request=copy.deepcopy(body), status=self.initial_status
+            )
         return {"LabelingJobArn": arn}
 
     def _op_DescribeLabelingJob(self, body: dict[str, Any]) -> dict[str, Any]:

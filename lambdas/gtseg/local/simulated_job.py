@@ -18,7 +18,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -545,36 +546,17 @@ def _run_job(
     logs = job_dir / "local-emulator" / "logs"
 
     behaviour = options.ground_truth
-    standin = SageMakerStandin(arn_names=behaviour.arn_names, describe_names=behaviour.describe_names)
-    with LocalMotoServer() as moto, standin as sagemaker:
-        moto.set_service_endpoint("SAGEMAKER", sagemaker.endpoint_url or "")
+    with emulated_aws(behaviour) as (store, sagemaker):
         t0 = time.monotonic()
-        store = S3Store()
         template_uri = prepare_buckets(store, options)
         samples_by_uri = upload_samples(store, samples, progress)
         seconds["upload"] = time.monotonic() - t0
 
         names, arns, environments = function_settings(options.job_name, template_uri)
-        launcher_env, pre_env, acs_env = (
-            environments[r] for r in ("launcher", "pre-annotation", "consolidation")
-        )
-        with (
-            LocalLambda("gtseg.handlers.launcher.handler", function_name=names["launcher"], environment=launcher_env,
-                        log_path=logs / "launcher.log") as launcher,
-            LocalLambda("gtseg.handlers.pre_annotation.handler", function_name=names["pre-annotation"],
-                        environment=pre_env, log_path=logs / "pre-annotation.log") as pre,
-            LocalLambda("gtseg.handlers.consolidation.handler", function_name=names["consolidation"],
-                        environment=acs_env, log_path=logs / "consolidation.log") as acs,
-        ):  # fmt: skip
+        with ExitStack() as functions:
+            launcher, pre, acs = labeling_lambdas(functions, names, environments, logs)
             t0 = time.monotonic()
-            spec = {
-                "jobName": options.job_name,
-                "labels": list(labels),
-                "images": {"prefix": f"s3://{DATA_BUCKET}/images/"},
-                "workersPerObject": len(profiles),
-                "title": "Paint the street scene",
-                "description": "Paint every pixel of the picture with the class it belongs to.",
-            }
+            spec = job_spec(options, labels, profiles, images_prefix="images/")
             launched = launcher.invoke(spec)
             seconds["launch"] = time.monotonic() - t0
             if not launched.ok:
@@ -603,21 +585,92 @@ def _run_job(
                     human.finish()
             seconds.update(report.phase_seconds)
 
-        t0 = time.monotonic()
-        emulator.download(report, out_dir)
-        _download_prefix(store, f"s3://{DATA_BUCKET}/", input_dir)
-        seconds["download"] = time.monotonic() - t0
-
-        t0 = time.monotonic()
-        scores = score_job(report, workforce, samples_by_uri, store, progress)
-        seconds["scoring"] = time.monotonic() - t0
-        calls = [operation for operation, _ in sagemaker.requests]
+        scores, calls = collect_results(report, emulator, workforce, samples_by_uri, store, sagemaker,
+                                        out_dir=out_dir, input_dir=input_dir, seconds=seconds,
+                                        progress=progress)  # fmt: skip
     seconds["total"] = time.monotonic() - started
     result = SimulationResult(
         report, job_dir, input_dir, scores, profiles, truth_kind, seconds, launched.payload, calls
     )
     (job_dir / "local-emulator" / "summary.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     return result
+
+
+@contextmanager
+def emulated_aws(
+    behaviour: GroundTruthBehaviour, *, initial_status: str = "InProgress"
+) -> Iterator[tuple[S3Store, SageMakerStandin]]:
+    """moto's server and the SageMaker stand-in on 127.0.0.1, this process's AWS clients pointed at
+    them until the block ends."""
+    standin = SageMakerStandin(
+        arn_names=behaviour.arn_names, describe_names=behaviour.describe_names, initial_status=initial_status
+    )
+    with LocalMotoServer() as moto, standin as sagemaker:
+        moto.set_service_endpoint("SAGEMAKER", sagemaker.endpoint_url or "")
+        yield S3Store(), sagemaker
+
+
+def labeling_lambdas(
+    functions: ExitStack, names: dict[str, str], environments: dict[str, dict[str, str]], logs: Path
+) -> tuple[LocalLambda, LocalLambda, LocalLambda]:
+    """The launcher, pre-annotation and consolidation functions in their sandboxes, closed with ``functions``."""
+    launcher, pre_annotation, consolidation = (
+        functions.enter_context(
+            LocalLambda(
+                f"gtseg.handlers.{role.replace('-', '_')}.handler",
+                function_name=names[role],
+                environment=environments[role],
+                log_path=logs / f"{role}.log",
+            )
+        )
+        for role in ("launcher", "pre-annotation", "consolidation")
+    )
+    return launcher, pre_annotation, consolidation
+
+
+def job_spec(
+    options: SimulationOptions,
+    labels: Sequence[str],
+    profiles: Sequence[str],
+    *,
+    images_prefix: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The launcher spec of a simulated job: its images under ``images_prefix`` of the data bucket."""
+    return {
+        "jobName": options.job_name,
+        "labels": list(labels),
+        **extra,
+        "images": {"prefix": f"s3://{DATA_BUCKET}/{images_prefix}"},
+        "workersPerObject": len(profiles),
+        "title": "Paint the street scene",
+        "description": "Paint every pixel of the picture with the class it belongs to.",
+    }
+
+
+def collect_results(
+    report: JobReport,
+    emulator: GroundTruthEmulator,
+    workforce: SimulatedWorkforce,
+    samples_by_uri: dict[str, Sample],
+    store: S3Store,
+    sagemaker: SageMakerStandin,
+    *,
+    out_dir: Path,
+    input_dir: Path,
+    seconds: dict[str, float],
+    progress: Progress = _noop,
+) -> tuple[list[ObjectScore], list[str]]:
+    """The job's output downloaded under ``out_dir`` and the data bucket into ``input_dir``, every
+    object scored, and the SageMaker operations the job called."""
+    t0 = time.monotonic()
+    emulator.download(report, out_dir)
+    _download_prefix(store, f"s3://{DATA_BUCKET}/", input_dir)
+    seconds["download"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    scores = score_job(report, workforce, samples_by_uri, store, progress)
+    seconds["scoring"] = time.monotonic() - t0
+    return scores, [operation for operation, _ in sagemaker.requests]
 
 
 def prepare_buckets(store: S3Store, options: SimulationOptions) -> str:

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,7 @@ from gtseg.local.ground_truth import (
     WorkerSubmission,
 )
 from gtseg.local.lambda_runtime import LocalLambda
-from gtseg.local.moto_server import LocalMotoServer
 from gtseg.local.preview.human import HumanWorker
-from gtseg.local.sagemaker_standin import SageMakerStandin
 from gtseg.local.simulated_job import (
     DATA_BUCKET,
     Progress,
@@ -69,11 +68,13 @@ from gtseg.local.simulated_job import (
     SimulationError,
     SimulationOptions,
     SimulationResult,
-    _download_prefix,
     _noop,
+    collect_results,
+    emulated_aws,
     function_settings,
+    job_spec,
+    labeling_lambdas,
     prepare_buckets,
-    score_job,
     upload_samples,
 )
 from gtseg.streaming.output import gather_lines
@@ -347,11 +348,10 @@ def run_streaming_job(
     job_dir = out_dir / options.job_name
     logs = job_dir / "local-emulator" / "logs"
     behaviour = options.ground_truth
-    standin = SageMakerStandin(arn_names=behaviour.arn_names, describe_names=behaviour.describe_names)
-    with LocalMotoServer() as moto, standin as sagemaker:
-        moto.set_service_endpoint("SAGEMAKER", sagemaker.endpoint_url or "")
+    # the job is Initializing until the engine has subscribed its queue to the input topic: what is
+    # sent once it is InProgress reaches the job however slowly the engine's thread starts
+    with emulated_aws(behaviour, initial_status="Initializing") as (store, sagemaker):
         t0 = time.monotonic()
-        store = S3Store()
         sns, sqs = boto3.client("sns"), boto3.client("sqs")
         template_uri = prepare_buckets(store, options)
         first, sent, uploaded = split_waves(samples)
@@ -365,26 +365,14 @@ def run_streaming_job(
             STREAMING_INPUT_TOPIC_ARN=topics["input"], STREAMING_OUTPUT_TOPIC_ARN=topics["output"]
         )
         output_env = {**environments["consolidation"], "POWERTOOLS_SERVICE_NAME": "gtseg-streaming-output"}
-        with (
-            LocalLambda("gtseg.handlers.launcher.handler", function_name=names["launcher"],
-                        environment=environments["launcher"], log_path=logs / "launcher.log") as launcher,
-            LocalLambda("gtseg.handlers.pre_annotation.handler", function_name=names["pre-annotation"],
-                        environment=environments["pre-annotation"], log_path=logs / "pre-annotation.log") as pre,
-            LocalLambda("gtseg.handlers.consolidation.handler", function_name=names["consolidation"],
-                        environment=environments["consolidation"], log_path=logs / "consolidation.log") as acs,
-            LocalLambda("gtseg.handlers.streaming_output.handler", function_name=f"{options.job_name}-streaming-output",
-                        environment=output_env, log_path=logs / "streaming-output.log") as finalizer,
-        ):  # fmt: skip
+        with ExitStack() as functions:
+            launcher, pre, acs = labeling_lambdas(functions, names, environments, logs)
+            finalizer = functions.enter_context(
+                LocalLambda("gtseg.handlers.streaming_output.handler", function_name=f"{options.job_name}-streaming-output",
+                            environment=output_env, log_path=logs / "streaming-output.log")
+            )  # fmt: skip
             t0 = time.monotonic()
-            spec = {
-                "jobName": options.job_name,
-                "labels": list(labels),
-                "streaming": True,
-                "images": {"prefix": f"s3://{DATA_BUCKET}/{INITIAL_PREFIX}"},
-                "workersPerObject": len(profiles),
-                "title": "Paint the street scene",
-                "description": "Paint every pixel of the picture with the class it belongs to.",
-            }
+            spec = job_spec(options, labels, profiles, images_prefix=INITIAL_PREFIX, streaming=True)
             launched = launcher.invoke(spec)
             seconds["launch"] = time.monotonic() - t0
             if not launched.ok:
@@ -424,14 +412,9 @@ def run_streaming_job(
             seconds.update(report.phase_seconds)
             seconds["streaming"] = time.monotonic() - t0
 
-        t0 = time.monotonic()
-        emulator.download(report, out_dir)
-        _download_prefix(store, f"s3://{DATA_BUCKET}/", job_dir / "local-emulator" / "data-bucket")
-        seconds["download"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        scores = score_job(report, workforce, samples_by_uri, store, progress)
-        seconds["scoring"] = time.monotonic() - t0
-        calls = [operation for operation, _ in sagemaker.requests]
+        scores, calls = collect_results(report, emulator, workforce, samples_by_uri, store, sagemaker,
+                                        out_dir=out_dir, input_dir=job_dir / "local-emulator" / "data-bucket",
+                                        seconds=seconds, progress=progress)  # fmt: skip
     seconds["total"] = time.monotonic() - started
     result = StreamingSimulationResult(
         report, job_dir, job_dir / "local-emulator" / "data-bucket", scores, profiles, truth_kind, seconds,

@@ -8,7 +8,6 @@ browser submits. Between tasks the page waits; when the job is over it says so.
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -17,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gtseg.local.loopback import LocalService
-from gtseg.local.preview.server import PageServer, Request, Response, info_page, with_standin
+from gtseg.local.preview.server import (
+    PageServer,
+    Request,
+    Response,
+    info_page,
+    submitted_answer,
+    with_standin,
+)
 
 HUMAN_PROFILE = "human"
 
@@ -163,13 +169,9 @@ class HumanWorker(LocalService):
         return {"state": "waiting"}
 
     def _submit(self, token: str, body: bytes) -> Response:
-        try:
-            payload = json.loads(body or b"{}")
-        except ValueError as exc:
-            return Response.json({"error": f"the submission is not JSON: {exc}"}, 400)
-        content = payload.get("answerContent") if isinstance(payload, dict) else None
-        if not isinstance(content, dict):
-            return Response.json({"error": "the submission has no answerContent object"}, 400)
+        content = submitted_answer(body)
+        if isinstance(content, Response):
+            return content
         with self._lock:
             task = self._task
         if task is None or task.token != token:

@@ -151,6 +151,19 @@ def with_standin(page: str, **data: str | None) -> PreparedPage:
     return PreparedPage(BLOCKED_RECORDER + tag + "\n" + page, (note,))
 
 
+def submitted_answer(body: bytes) -> dict[str, Any] | Response:
+    """The ``answerContent`` of a crowd-form submission the stand-in posted, or the 400 reply saying
+    what is wrong with it."""
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError as exc:
+        return Response.json({"error": f"the submission is not JSON: {exc}"}, 400)
+    content = payload.get("answerContent") if isinstance(payload, dict) else None
+    if not isinstance(content, dict):
+        return Response.json({"error": "the submission has no answerContent object"}, 400)
+    return content
+
+
 def read_standin(name: str) -> bytes | None:
     """A file of the stand-in (``standin/<name>``), or None for any other name."""
     if not _STATIC_NAME.fullmatch(name):

@@ -28,7 +28,7 @@ from gtseg.core.labels import ClassMap, LabelCategoryConfig, LabelError
 from gtseg.core.masks import MaskError, encode_index_png, open_png, read_class_mask
 from gtseg.local.ground_truth import TemplateRenderer, inspect_rendered_task
 from gtseg.local.preview.answers import AnswerError, DecodedAnswer, decode_answer
-from gtseg.local.preview.server import Request, Response, error_page, with_standin
+from gtseg.local.preview.server import Request, Response, error_page, submitted_answer, with_standin
 from gtseg.pre_annotation.task import build_task_input, prelabel_initial_value
 from gtseg.protocol import DEFAULT_ELEMENT_NAME
 
@@ -297,13 +297,9 @@ class PreviewSession:
         return Response.not_found()
 
     def _answer(self, task: PreviewTask, body: bytes) -> Response:
-        try:
-            payload = json.loads(body or b"{}")
-        except ValueError as exc:
-            return Response.json({"error": f"the submission is not JSON: {exc}"}, 400)
-        content = payload.get("answerContent") if isinstance(payload, dict) else None
-        if not isinstance(content, dict):
-            return Response.json({"error": "the submission has no answerContent object"}, 400)
+        content = submitted_answer(body)
+        if isinstance(content, Response):
+            return content
         try:
             saved = self.save(task, content)
         except OSError as exc:
