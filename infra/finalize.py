@@ -46,6 +46,7 @@ from gtseg.core.layout import FINALIZED_DIR, JOBS_PREFIX, OUTPUT_MANIFEST
 from infra.access import KMS_READ_WRITE, LABELING_JOB_ARNS, OBJECT_ARNS, allow, nag_resource, objects
 from infra.events import LABELING_JOB_STATE_CHANGE
 from infra.functions import Functions
+from infra.monitoring import Monitoring
 from infra.settings import (
     FINALIZE_EPHEMERAL_STORAGE_MB,
     FINALIZE_MAX_BATCH_BYTES,
@@ -171,6 +172,37 @@ class JobFinalize(Construct):
             ),
         )
         self.rule.add_target(targets.SfnStateMachine(self.state_machine))
+
+    def add_alarms(self, monitoring: Monitoring) -> None:
+        """A job whose finalize run failed, and the function's own trouble, on the alarm topic."""
+        rerun = (
+            "Nothing of the job is lost (its output is untouched); run it again with `gtseg finalize "
+            "s3://<output bucket>/jobs/<job>/manifests/output/output.manifest --out "
+            f"s3://<output bucket>/jobs/<job>/{FINALIZED_DIR} --force` (docs/finalize.md), or start an "
+            "execution of the state machine with the event it got."
+        )
+        monitoring.watch_state_machine(
+            "finalize",
+            self.state_machine,
+            on_failure=(
+                "A finished job was not finalized. The execution's history (Step Functions console) "
+                f"names the failed state, the state machine's log group the cause. {rerun}"
+            ),
+        )
+        monitoring.watch_function(
+            "finalize",
+            self.function,
+            on_error=(
+                "A step of a finalize run failed and is retried; a batch that fails every retry is "
+                "reported in summary.json and its lines copied as they were. Find it in the function's "
+                f"log group. {rerun}"
+            ),
+            on_throttle="A finalize step was refused; Step Functions retries it.",
+            on_slow=(
+                f"A batch near the {FINALIZE_TIMEOUT_SECONDS} s timeout: large images make batches slow; "
+                "finalizeBatchSize in the settings makes them smaller."
+            ),
+        )
 
     # ----------------------------------------------------------------------------- the Lambda
 

@@ -33,6 +33,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from gtseg.pre_annotation.task import Outcome
@@ -131,12 +132,18 @@ class Monitoring(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
 
         self.alarms: dict[str, cw.Alarm] = {}
-        self._functions = self._describe(functions)
+        self.dashboard: cw.Dashboard | None = None  # add_dashboard(), once every alarm is in
+        self._functions = list(self._describe(functions))
         self._consolidation_alarms()
         self._pre_annotation_alarms()
         for fn in self._functions:
             self._lambda_alarms(fn)
+
+    def add_dashboard(self, settings: GtsegSettings) -> cw.Dashboard:
+        """The dashboard, added by the stack once every construct has added its alarms (its status
+        row shows them all, its graphs every watched function)."""
         self.dashboard = self._dashboard(settings)
+        return self.dashboard
 
     # ----------------------------------------------------------------------------- topic
 
@@ -177,6 +184,10 @@ class Monitoring(Construct):
     # ----------------------------------------------------------------------------- alarms
 
     def _alarm(self, name: str, *, metric: cw.IMetric, threshold: float, description: str) -> cw.Alarm:
+        if self.dashboard is not None:
+            raise RuntimeError(
+                f"alarm {name} added after the dashboard was built: its status row would miss it"
+            )
         alarm = cw.Alarm(
             self,
             name.replace(".", "").replace("-", ""),
@@ -256,6 +267,39 @@ class Monitoring(Construct):
                 "those objects (their manifest lines) in a new job."
             ),
         )
+
+    def watch_function(
+        self, short_name: str, function: lambda_.Function, *, on_error: str, on_throttle: str, on_slow: str
+    ) -> None:
+        """The Errors, Throttles and DurationNearTimeout alarms for a function another construct
+        owns (the streaming-output and finalize functions), saying what each means for it; the
+        dashboard graphs it with the others."""
+        fn = _Function(short_name, function, on_error, on_throttle, on_slow)
+        self._functions.append(fn)
+        self._lambda_alarms(fn)
+
+    def watch_metric(self, name: str, *, metric: cw.IMetric, description: str) -> None:
+        """An alarm when ``metric`` is above 0 (``name``: "<component>.<what>")."""
+        self._alarm(name, metric=metric, threshold=0, description=description)
+
+    def watch_state_machine(
+        self, short_name: str, state_machine: sfn.StateMachine, *, on_failure: str
+    ) -> None:
+        """An execution that failed or ran out of time: the work it was to do is not done."""
+        for kind, metric in (
+            ("ExecutionsFailed", state_machine.metric_failed(period=ALARM_PERIOD, statistic=cw.Stats.SUM)),
+            (
+                "ExecutionsTimedOut",
+                state_machine.metric_timed_out(period=ALARM_PERIOD, statistic=cw.Stats.SUM),
+            ),
+        ):
+            self._alarm(
+                f"{short_name}.{kind}",
+                metric=metric,
+                threshold=0,
+                description=f"gtseg {short_name} state machine: an execution ended without finishing "
+                f"({kind} > 0 in 5 minutes). {on_failure}",
+            )
 
     def _lambda_alarms(self, fn: _Function) -> None:
         function = fn.function

@@ -76,6 +76,9 @@ class GtsegStack(cdk.Stack):
             self, "Finalize", settings=settings, storage=self.storage, functions=self.functions,
             ground_truth_role=self.access.ground_truth_role, topic_key=self.monitoring.topic_key,
         )  # fmt: skip
+        self.streaming.add_alarms(self.monitoring)
+        self.finalize.add_alarms(self.monitoring)
+        self.dashboard = self.monitoring.add_dashboard(settings)
         self._outputs()
 
     def _outputs(self) -> None:
@@ -96,7 +99,7 @@ class GtsegStack(cdk.Stack):
             "LabelCategoryConfigUri": (self.worker_ui.label_category_config_uri, "default label file"),
             "LabelingJobEventsLogGroup": (self.events.log_group.log_group_name, "job state changes"),
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "every gtseg alarm notifies this topic"),
-            "DashboardName": (self.monitoring.dashboard.dashboard_name, "the gtseg CloudWatch dashboard"),
+            "DashboardName": (self.dashboard.dashboard_name, "the gtseg CloudWatch dashboard"),
             "JobFinishedTopicArn": (self.finalize.topic.topic_arn, "a short note when a job is finalized"),
             "FinalizeStateMachineArn": (
                 self.finalize.state_machine.state_machine_arn,

@@ -44,11 +44,13 @@ from gtseg.core.layout import JOBS_PREFIX
 from gtseg.core.streaming import QUEUE_PREFIX, STREAMING_DATASET_DIR
 from infra.access import KMS_READ_WRITE, OBJECT_ARNS, allow, objects
 from infra.functions import Functions
+from infra.monitoring import Monitoring, gtseg_metric
 from infra.settings import GtsegSettings
 from infra.storage import Storage
 
 STREAMING_OUTPUT_HANDLER = "gtseg.handlers.streaming_output.handler"
 STREAMING_OUTPUT_SERVICE = "gtseg-streaming-output"
+ANNOUNCEMENTS_REJECTED = "StreamingAnnouncementsRejected"  # gtseg.handlers.streaming_output's metric
 # Reads one mask and sidecar, writes three small objects: seconds; 60 s leaves room for a large mask.
 STREAMING_OUTPUT_TIMEOUT = Duration.seconds(60)
 STREAMING_OUTPUT_MEMORY_MB = 1024
@@ -112,6 +114,35 @@ class StreamingTopics(Construct):
         if self.upload_prefix:
             self._wire_uploads(storage.data_bucket, self.upload_prefix)
         self.output_function = self._output_function(settings, storage, functions)
+
+    def add_alarms(self, monitoring: Monitoring) -> None:
+        """What a lost or refused announcement looks like, on the stack's alarm topic."""
+        repair = (
+            "The streaming dataset misses those objects until it is rebuilt: once the job is stopped, "
+            "`gtseg finalize` over its output manifest (docs/finalize.md) writes every labeled object."
+        )
+        monitoring.watch_function(
+            "streaming-output",
+            self.output_function,
+            on_error=(
+                "An announcement was not finalized (an S3 fault, a timeout, out of memory): Lambda "
+                f"retries the event twice, then drops it. Find it in the function's log group. {repair}"
+            ),
+            on_throttle=f"An announcement's delivery was refused; SNS retries it. {repair}",
+            on_slow=(
+                "A large mask or slow S3: raise STREAMING_OUTPUT_TIMEOUT in infra/streaming.py "
+                f"({STREAMING_OUTPUT_TIMEOUT.to_seconds():.0f} s)."
+            ),
+        )
+        monitoring.watch_metric(
+            f"streaming-output.{ANNOUNCEMENTS_REJECTED}",
+            metric=gtseg_metric(STREAMING_OUTPUT_SERVICE, ANNOUNCEMENTS_REJECTED),
+            description=(
+                f"gtseg streaming-output: announced objects it could not finalize ({ANNOUNCEMENTS_REJECTED} "
+                "> 0 in 5 minutes: not a line of the job, no mask, no colour map). The log group's "
+                f"'announced object not finalized' entries say why. {repair}"
+            ),
+        )
 
     @property
     def topics(self) -> tuple[sns.Topic, sns.Topic]:

@@ -20,9 +20,24 @@ SERVICES = {
     "pre-annotation": "gtseg-pre-annotation",
     "consolidation": "gtseg-consolidation",
     "launcher": "gtseg-launcher",
+    "streaming-output": "gtseg-streaming-output",
+    "finalize": "gtseg-finalize",
 }
-FUNCTIONS = {"pre-annotation": "PreAnnotation", "consolidation": "Consolidation", "launcher": "Launcher"}
-ATTRIBUTES = {"pre-annotation": "pre_annotation", "consolidation": "consolidation", "launcher": "launcher"}
+# alarm prefix -> the function's readable name in infra_testkit (its resolved logical ID)
+FUNCTIONS = {
+    "pre-annotation": "PreAnnotation",
+    "consolidation": "Consolidation",
+    "launcher": "Launcher",
+    "streaming-output": "StreamingOutput",
+    "finalize": "Finalize",
+}
+ATTRIBUTES = {
+    "pre-annotation": lambda stack: stack.functions.pre_annotation,
+    "consolidation": lambda stack: stack.functions.consolidation,
+    "launcher": lambda stack: stack.functions.launcher,
+    "streaming-output": lambda stack: stack.streaming.output_function,
+    "finalize": lambda stack: stack.finalize.function,
+}
 # What a consolidation invocation emits (lambdas/gtseg/handlers/consolidation.py) and what the
 # dashboard must show of it.
 CONSOLIDATION_METRICS = (
@@ -50,8 +65,16 @@ def lambda_metric(function: str, name: str) -> dict[str, Any]:
     }
 
 
+def state_machine_metric(name: str) -> dict[str, Any]:
+    return {
+        "Namespace": "AWS/States",
+        "MetricName": name,
+        "Dimensions": [{"Name": "StateMachineArn", "Value": "FinalizeStateMachine"}],
+    }
+
+
 def timeout_seconds(synth: Synthesized, function: str) -> int:
-    construct = getattr(synth.stack.functions, ATTRIBUTES[function])
+    construct = ATTRIBUTES[function](synth.stack)
     return int(synth.json["Resources"][synth.logical_id(construct)]["Properties"]["Timeout"])
 
 
@@ -76,7 +99,15 @@ def expected_single_metric_alarms(synth: Synthesized) -> dict[str, tuple[dict[st
             FIVE_MINUTES,
             0,
         ),
+        "streaming-output.StreamingAnnouncementsRejected": (
+            gtseg_metric("streaming-output", "StreamingAnnouncementsRejected"),
+            "Sum",
+            FIVE_MINUTES,
+            0,
+        ),
     }
+    for kind in ("ExecutionsFailed", "ExecutionsTimedOut"):
+        expected[f"finalize.{kind}"] = (state_machine_metric(kind), "Sum", FIVE_MINUTES, 0)
     for function in FUNCTIONS:
         expected[f"{function}.Errors"] = (lambda_metric(function, "Errors"), "Sum", FIVE_MINUTES, 0)
         expected[f"{function}.Throttles"] = (lambda_metric(function, "Throttles"), "Sum", FIVE_MINUTES, 0)
@@ -228,6 +259,9 @@ WHAT_TO_DO = {
     "Errors": ["log group"],
     "Throttles": ["quota"],
     "DurationNearTimeout": ["timeout"],
+    "StreamingAnnouncementsRejected": ["'announced object not finalized'", "gtseg finalize"],
+    "ExecutionsFailed": ["execution's history", "gtseg finalize"],
+    "ExecutionsTimedOut": ["execution's history", "gtseg finalize"],
 }
 
 
@@ -255,6 +289,8 @@ def test_the_duration_alarms_follow_each_functions_timeout(synthesized: Synthesi
         * synthesized.stack.settings.consolidation_timeout_seconds
         * 1000,
         "launcher.DurationNearTimeout": 240_000,
+        "streaming-output.DurationNearTimeout": 48_000,
+        "finalize.DurationNearTimeout": 720_000,
     }
 
 
@@ -299,8 +335,8 @@ def test_the_rejection_rate_alarm(synthesized: Synthesized) -> None:
 def test_alarms_select_the_service_the_functions_really_emit(synthesized: Synthesized) -> None:
     """The "service" dimension is each function's POWERTOOLS_SERVICE_NAME, as Powertools sets it."""
     resources = synthesized.json["Resources"]
-    for function, attribute in ATTRIBUTES.items():
-        construct = getattr(synthesized.stack.functions, attribute)
+    for function, construct_of in ATTRIBUTES.items():
+        construct = construct_of(synthesized.stack)
         env = resources[synthesized.logical_id(construct)]["Properties"]["Environment"]["Variables"]
         assert env["POWERTOOLS_SERVICE_NAME"] == SERVICES[function]
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "gtseg"
@@ -312,6 +348,8 @@ def test_the_metrics_alarmed_on_are_emitted_by_the_handlers() -> None:
     handler = (REPO_ROOT / "lambdas" / "gtseg" / "handlers" / "consolidation.py").read_text()
     emitted = set(re.findall(r'name="([A-Za-z]+)"', handler))
     assert set(CONSOLIDATION_METRICS) <= emitted
+    streaming = (REPO_ROOT / "lambdas" / "gtseg" / "handlers" / "streaming_output.py").read_text()
+    assert "StreamingAnnouncementsRejected" in set(re.findall(r'name="([A-Za-z]+)"', streaming))
     assert "SkippedInternalError" in {o.value for o in Outcome}
 
 

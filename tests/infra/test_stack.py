@@ -57,7 +57,8 @@ def test_resource_counts(synthesized: Synthesized) -> None:
     # the streaming output Lambda's, and the alarm e-mail
     assert counts["AWS::SNS::Subscription"] == 1 + int("alarmEmail" in SETTINGS_CASES[synthesized.name])
     assert counts["Custom::S3BucketNotifications"] == int(uploads)
-    assert counts["AWS::CloudWatch::Alarm"] == 13  # 3 consolidation + 1 pre-annotation + 3 x 3 Lambda
+    # 3 consolidation + 1 pre-annotation + 1 streaming-output + 2 finalize runs + 5 functions x 3
+    assert counts["AWS::CloudWatch::Alarm"] == 22
     assert counts["AWS::CloudWatch::Dashboard"] == 1
     assert counts["Custom::S3AutoDeleteObjects"] == (4 if destroy else 0)
     # No custom-resource Lambda for the events log group (we write its resource policy directly).
