@@ -805,7 +805,8 @@ def indices_to_rgb(indices: np.ndarray, class_map: ClassMap) -> np.ndarray:
 
 
 def mask_to_png(mask_rgb_or_indices: np.ndarray) -> bytes:
-    """Encode an (H, W) or (H, W, 3|4) uint8 array as PNG (previews, simulated workers)."""
+    """Encode an (H, W) or (H, W, 3|4) uint8 array as PNG: (H, W) class indices give the 8-bit
+    index masks of datasets (export, finalize, the streaming dataset); RGB(A) gives previews."""
     buf = io.BytesIO()
     Image.fromarray(mask_rgb_or_indices).save(buf, format="PNG")
     return buf.getvalue()

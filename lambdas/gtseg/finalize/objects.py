@@ -16,19 +16,17 @@ mask that does not read, a class outside the plan's) is kept as it was and repor
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from gtseg.core.builtin_output import COLOR_MAP_KEY, builtin_line
 from gtseg.core.labels import ClassMap, LabelError
 from gtseg.core.layout import dataset_object_id_from_mask, object_key
 from gtseg.core.manifest import dump_manifest_line, metadata_key
-from gtseg.core.masks import MaskError, encode_index_png, read_class_mask
+from gtseg.core.masks import MaskError, encode_index_png, mask_to_png, read_class_mask
 from gtseg.core.sidecar import ConsolidationSidecar
 from gtseg.finalize import parts
 from gtseg.finalize.models import FinalizePlan, MapItem, ObjectFigures, WorkerFigures
@@ -168,7 +166,7 @@ def _labelled(context: ObjectContext, item: MapItem, line: dict[str, Any], out: 
         data.write_bytes(dataset_ref(plan, image_rel), image_bytes, _image_type(ext))
     image_entry = image_rel if plan.copy_images else (source or "")
     mask_rel, preview_rel = f"masks/{stem}.png", f"previews/{stem}.png"
-    data.write_bytes(dataset_ref(plan, mask_rel), _index_png(indices), "image/png")
+    data.write_bytes(dataset_ref(plan, mask_rel), mask_to_png(indices), "image/png")
     data.write_bytes(
         dataset_ref(plan, preview_rel),
         encode_index_png(indices, context.class_map, compress_level=1),
@@ -252,10 +250,3 @@ def _image_type(ext: str) -> str:
     return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}.get(
         ext, "application/octet-stream"
     )
-
-
-def _index_png(indices: np.ndarray) -> bytes:
-    """An 8-bit single-channel PNG, pixel = class index (export's ``masks/``)."""
-    buf = io.BytesIO()
-    Image.fromarray(indices).save(buf, format="PNG")
-    return buf.getvalue()

@@ -54,7 +54,7 @@ from gtseg.core.manifest import (
     parse_manifest,
     safe_filename,
 )
-from gtseg.core.masks import MaskError, encode_index_png, indices_to_rgb, read_class_mask
+from gtseg.core.masks import MaskError, encode_index_png, indices_to_rgb, mask_to_png, read_class_mask
 from gtseg.tools.class_maps import MAX_CLASSES, ClassReconciler, parse_color_map
 from gtseg.tools.errors import ToolError
 from gtseg.tools.images import ImagePairError, orientation_for, upright_image_bytes
@@ -248,7 +248,7 @@ class IndexWriter(DatasetWriter):
     def write(self, obj: ExportedObject, class_map: ClassMap) -> dict[str, Any]:
         files = super().write(obj, class_map)
         files["image"] = self.image_entry(obj, f"images/{obj.stem}{obj.image_ext}")
-        files["mask"] = self._write(f"masks/{obj.stem}.png", _png(obj.indices))
+        files["mask"] = self._write(f"masks/{obj.stem}.png", mask_to_png(obj.indices))
         row = {"stem": obj.stem, "split": obj.split, "line": obj.line, "source-ref": obj.source_ref, **files}
         self._index.write(json.dumps(row, ensure_ascii=False) + "\n")
         return files
@@ -299,9 +299,9 @@ class CityscapesWriter(DatasetWriter):
             # Cityscapes tooling expects *_leftImg8bit.png: re-encode (lossless from here on)
             image = dataclasses.replace(obj, image_bytes=_to_png(obj.image_bytes), image_ext=".png")
         files["image"] = self.image_entry(image, f"leftImg8bit/{base}_leftImg8bit.png")
-        files["mask"] = self._write(f"gtFine/{base}_gtFine_labelIds.png", _png(obj.indices))
+        files["mask"] = self._write(f"gtFine/{base}_gtFine_labelIds.png", mask_to_png(obj.indices))
         files["color"] = self._write(
-            f"gtFine/{base}_gtFine_color.png", _png(indices_to_rgb(obj.indices, class_map))
+            f"gtFine/{base}_gtFine_color.png", mask_to_png(indices_to_rgb(obj.indices, class_map))
         )
         return files
 
@@ -395,12 +395,6 @@ def _voc_png(indices: np.ndarray) -> bytes:
     image.putpalette(voc_palette())
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
 
 
