@@ -70,6 +70,7 @@ class Synthesized:
     stack: GtsegStack
     template: Template
     json: dict[str, Any] = field(repr=False)
+    _names: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def logical_id(self, construct: Any) -> str:
         cfn = construct if isinstance(construct, cdk.CfnElement) else construct.node.default_child
@@ -79,7 +80,13 @@ class Synthesized:
         return {k: v for k, v in self.json["Resources"].items() if v["Type"] == resource_type}
 
     def names(self) -> dict[str, str]:
-        """Logical ID -> readable name, for turning intrinsic functions into strings."""
+        """Logical ID -> readable name, for turning intrinsic functions into strings (worked out
+        once per synthesized case: each logical ID is a call into the CDK's JavaScript)."""
+        if self._names is None:
+            self._names = self._readable_names()
+        return self._names
+
+    def _readable_names(self) -> dict[str, str]:
         s = self.stack
         named = {
             "DataBucket": s.storage.data_bucket,
