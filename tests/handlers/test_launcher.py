@@ -95,7 +95,13 @@ class FakeSageMaker:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in ENV.items():
+    yield from launcher_in_moto(monkeypatch, ENV)
+
+
+def launcher_in_moto(monkeypatch, env: dict[str, str]):
+    """The launcher handler's environment set to ``env``, its S3 client on moto's buckets and its
+    SageMaker client a FakeSageMaker: yields (s3, sagemaker), then resets the handler's clients."""
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     for name in ("DEFAULT_WORKTEAM_ARN", "OUTPUT_KMS_KEY_ID"):
         monkeypatch.delenv(name, raising=False)

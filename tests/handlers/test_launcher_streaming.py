@@ -9,7 +9,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from test_launcher import (
     ACCOUNT,
     DATA_BUCKET,
@@ -17,8 +16,8 @@ from test_launcher import (
     IMAGES_BUCKET,
     OUTPUT_BUCKET,
     REGION,
-    FakeSageMaker,
     keys,
+    launcher_in_moto,
     put,
     read,
 )
@@ -68,19 +67,7 @@ def assert_valid_for_the_service(request: dict[str, Any]) -> None:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in STREAMING_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in ("DEFAULT_WORKTEAM_ARN", "OUTPUT_KMS_KEY_ID"):
-        monkeypatch.delenv(name, raising=False)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        for bucket in (DATA_BUCKET, OUTPUT_BUCKET, IMAGES_BUCKET):
-            s3.create_bucket(Bucket=bucket)
-        sagemaker = FakeSageMaker()
-        handler_module.CLIENTS.store = S3Store(client=s3)
-        handler_module.CLIENTS.sagemaker = sagemaker
-        yield s3, sagemaker
-        handler_module.CLIENTS.__init__()
+    yield from launcher_in_moto(monkeypatch, STREAMING_ENV)
 
 
 def test_streaming_job_without_images_has_the_topics_and_no_manifest(aws):
