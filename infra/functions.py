@@ -223,7 +223,7 @@ class Functions(Construct):
             pre_annotation_env["PRIOR_LABEL_ATTRIBUTE"] = settings.prior_label_attribute
         if settings.prelabel_endpoint_name:
             pre_annotation_env["PRELABEL_ENDPOINT_NAME"] = settings.prelabel_endpoint_name
-        self.pre_annotation = self._function(
+        self.pre_annotation = self.add_function(
             "PreAnnotation",
             service_name=PRE_ANNOTATION_SERVICE,
             handler=PRE_ANNOTATION_HANDLER,
@@ -232,7 +232,7 @@ class Functions(Construct):
             timeout=PRE_ANNOTATION_TIMEOUT,
             environment=pre_annotation_env,
         )
-        self.consolidation = self._function(
+        self.consolidation = self.add_function(
             "Consolidation",
             service_name=CONSOLIDATION_SERVICE,
             handler=CONSOLIDATION_HANDLER,
@@ -257,7 +257,7 @@ class Functions(Construct):
             removal_policy=cdk.RemovalPolicy.DESTROY if settings.destroy_on_delete else None,
         )
         # The launcher's stack wiring (role ARN, function ARNs, ...) arrives via configure_launcher.
-        self.launcher = self._function(
+        self.launcher = self.add_function(
             "Launcher",
             service_name=LAUNCHER_SERVICE,
             handler=LAUNCHER_HANDLER,
@@ -266,6 +266,14 @@ class Functions(Construct):
             timeout=LAUNCHER_TIMEOUT,
             environment={},
         )
+
+    @property
+    def all(self) -> tuple[lambda_.Function, ...]:
+        return (self.pre_annotation, self.consolidation, self.launcher)
+
+    def configure_launcher(self, environment: LauncherSettings) -> None:
+        for name, value in environment.as_env().items():
+            self.launcher.add_environment(name, value)
 
     def add_function(
         self,
@@ -280,42 +288,9 @@ class Functions(Construct):
         layers: list[lambda_.ILayerVersion] | None = None,
         ephemeral_storage_mb: int | None = None,
     ) -> lambda_.Function:
-        """One more function like the three: this code asset and layer (plus ``layers``), its own
-        role and log group (a construct of another concern adds its function here, e.g.
-        ``infra/streaming.py``, ``infra/finalize.py``)."""
-        return self._function(
-            construct_id,
-            handler=handler,
-            service_name=service_name,
-            description=description,
-            memory_mb=memory_mb,
-            timeout=timeout,
-            environment=environment,
-            layers=layers,
-            ephemeral_storage_mb=ephemeral_storage_mb,
-        )
-
-    @property
-    def all(self) -> tuple[lambda_.Function, ...]:
-        return (self.pre_annotation, self.consolidation, self.launcher)
-
-    def configure_launcher(self, environment: LauncherSettings) -> None:
-        for name, value in environment.as_env().items():
-            self.launcher.add_environment(name, value)
-
-    def _function(
-        self,
-        construct_id: str,
-        *,
-        handler: str,
-        service_name: str,
-        description: str,
-        memory_mb: int,
-        timeout: Duration,
-        environment: dict[str, str],
-        layers: list[lambda_.ILayerVersion] | None = None,
-        ephemeral_storage_mb: int | None = None,
-    ) -> lambda_.Function:
+        """A function of this code asset and layer (plus ``layers``), with its own role and log
+        group: the three here, and those a construct of another concern adds (``infra/streaming.py``,
+        ``infra/finalize.py``)."""
         settings = self._settings
         log_group = logs.LogGroup(
             self,
