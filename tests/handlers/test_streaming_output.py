@@ -21,6 +21,7 @@ from gtseg.core.sidecar import ConsolidationSidecar, SidecarClass
 from gtseg.core.streaming import STREAMING_DATASET_DIR, dataset_stem
 from gtseg.handlers import streaming_output
 from gtseg.streaming.output import gather_lines
+from gtseg.tools.class_maps import load_class_map_file
 
 BUCKET = "gtseg-output"
 JOB_ROOT = f"s3://{BUCKET}/jobs/Live-Cams"
@@ -97,8 +98,13 @@ def test_an_announced_object_lands_in_the_streaming_dataset_in_built_in_form(sto
     with Image.open(io.BytesIO(store.get_bytes(f"{root}/masks/{stem}.png"))) as mask:
         assert mask.mode == "L"  # single channel, pixel = class index
         assert np.asarray(mask)[1, 2] == 2 and np.asarray(mask)[0, 0] == 0
-    labels = json.loads(store.get_bytes(f"{root}/labels.json"))
+    labels_bytes = store.get_bytes(f"{root}/labels.json")
+    labels = json.loads(labels_bytes)
     assert [c["name"] for c in labels["classes"]] == ["BACKGROUND", "road", "car"]
+    # gtseg export's labels.json, without the pixel counts a never-finished dataset cannot have:
+    # an export or finalize can start from it (--class-map, --labels)
+    assert labels["schema"] == "gtseg/labels@1" and all("pixels" not in c for c in labels["classes"])
+    assert load_class_map_file(labels_bytes).names == ("BACKGROUND", "road", "car")
 
 
 def test_a_second_announcement_of_the_same_image_overwrites_the_same_files(store):

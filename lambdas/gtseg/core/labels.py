@@ -280,3 +280,33 @@ def labels_from_manifest_line(data_object: Mapping[str, Any]) -> tuple[str, ...]
     # validate_labels (inside) names any entry that is not a label string
     labels: list[Any] = [item.get("label") if isinstance(item, Mapping) else item for item in raw]
     return LabelCategoryConfig.from_labels(labels).labels
+
+
+LABELS_SCHEMA = "gtseg/labels@1"  # a dataset's labels.json: export, finalize, the streaming dataset
+
+
+def labels_json(
+    class_map: ClassMap,
+    label_attribute: str | None,
+    *,
+    pixels: Sequence[int] | None = None,
+    source_manifest: str | None = None,
+    color_conflicts: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """A dataset's ``labels.json`` (what :func:`load_class_map_file` reads back): each class's index,
+    name and colour, with its pixel count when the dataset is complete (``pixels``). A streaming
+    dataset, which never is, has no pixel counts and no source manifest."""
+    classes: list[dict[str, Any]] = [
+        {"index": i, "name": name, "color": color}
+        for i, (name, color) in enumerate(zip(class_map.names, class_map.colors, strict=True))
+    ]
+    if pixels is not None:
+        for entry, count in zip(classes, pixels, strict=False):
+            entry["pixels"] = int(count)
+    doc: dict[str, Any] = {"schema": LABELS_SCHEMA, "label-attribute": label_attribute}
+    if source_manifest is not None:
+        doc["source-manifest"] = source_manifest
+    doc["classes"] = classes
+    if pixels is not None:
+        doc["color-conflicts"] = {k: list(v) for k, v in (color_conflicts or {}).items()}
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"

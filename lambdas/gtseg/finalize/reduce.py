@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from gtseg.core.labels import ClassMap, labels_json
 from gtseg.core.layout import ref_basename
 from gtseg.finalize import parts
 from gtseg.finalize.models import (
@@ -39,7 +40,6 @@ from gtseg.finalize.models import (
 from gtseg.finalize.objects import DATASET_DIR
 from gtseg.finalize.parts import PARTS_DIR, PartName
 from gtseg.tools.errors import ToolError
-from gtseg.tools.export import LABELS_SCHEMA
 from gtseg.tools.jobdata import JobData, JobDataError, join_ref
 
 OUTPUT_MANIFEST = "output.manifest"
@@ -354,17 +354,11 @@ def _assemble_coco(target: Path, plan: FinalizePlan, images: Path, annotations: 
 
 
 def _labels_json(plan: FinalizePlan, classes: Sequence[ClassTotals]) -> str:
-    """``labels.json`` in ``gtseg export``'s schema: the dataset's class map and pixel counts."""
-    doc = {
-        "schema": LABELS_SCHEMA,
-        "label-attribute": plan.label_attribute,
-        "source-manifest": plan.manifest,
-        "classes": [
-            {"index": i, "name": c.name, "color": c.color, "pixels": c.pixels} for i, c in enumerate(classes)
-        ],
-        "color-conflicts": {},
-    }
-    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    """``labels.json`` as ``gtseg export`` writes it: the dataset's class map and pixel counts."""
+    class_map = ClassMap(names=tuple(c.name for c in classes), colors=tuple(c.color for c in classes))
+    return labels_json(
+        class_map, plan.label_attribute, pixels=[c.pixels for c in classes], source_manifest=plan.manifest
+    )
 
 
 def read_figures(data: JobData, plan: FinalizePlan) -> JobFigures:

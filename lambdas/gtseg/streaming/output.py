@@ -9,7 +9,8 @@ streaming dataset under ``<job output folder>/gtseg/streaming/`` (``core.streami
                         job-name; ``core.builtin_output``), one JSON object
     masks/<stem>.png    its mask as an 8-bit single-channel PNG, pixel = class index (0 =
                         BACKGROUND, 1..N = the job's labels), as ``gtseg export --format index``
-    labels.json         the classes (index, name, colour), written with every object (the same bytes)
+    labels.json         the classes (index, name, colour), as a dataset's labels.json without
+                        pixel counts (the dataset is never complete), written with every object
 
 ``<stem>`` is the image's name plus a hash of its URI, so every invocation names an object alike
 and a second announcement of the same image overwrites the same three files with the same bytes.
@@ -20,7 +21,6 @@ different content, so nothing needs a lock. ``gtseg stop`` gathers ``lines/`` in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,14 +28,12 @@ from typing import Any
 from gtseg.aws.s3 import S3Store, StorageError
 from gtseg.aws.sidecars import with_builtin_metadata
 from gtseg.core.builtin_output import COLOR_MAP_KEY, mask_attributes
-from gtseg.core.labels import ClassMap, LabelError
+from gtseg.core.labels import ClassMap, LabelError, labels_json
 from gtseg.core.layout import CONSOLIDATED_OUTPUT_DIR, job_prefix_from_mask_uri
 from gtseg.core.manifest import dump_manifest_line, metadata_key
 from gtseg.core.masks import MaskError, mask_to_png, read_class_mask
 from gtseg.core.streaming import SOURCE_REF, STREAMING_DATASET_DIR, dataset_stem
 from gtseg.core.uris import join_uri
-
-LABELS_SCHEMA = "gtseg/streaming-labels@1"
 
 
 class AnnouncementError(ValueError):
@@ -100,22 +98,10 @@ def finalize_announced_object(store: S3Store, line: Mapping[str, Any]) -> Finali
     line_uri = join_uri(root, "lines", f"{stem}.json")
     mask_uri = join_uri(root, "masks", f"{stem}.png")
     store.put_bytes(mask_uri, mask_to_png(indices), "image/png")
-    store.put_bytes(join_uri(root, "labels.json"), labels_document(classes, attribute), "application/json")
+    labels = labels_json(classes, attribute).encode("utf-8")
+    store.put_bytes(join_uri(root, "labels.json"), labels, "application/json")
     store.put_bytes(line_uri, dump_manifest_line(built_in).encode("utf-8"), "application/json")
     return FinalizedObject(job_root, source, attribute, line_uri, mask_uri, len(classes))
-
-
-def labels_document(classes: ClassMap, attribute: str) -> bytes:
-    """``labels.json``: index -> name and colour (deterministic bytes for one job's class map)."""
-    doc = {
-        "schema": LABELS_SCHEMA,
-        "label-attribute": attribute,
-        "classes": [
-            {"index": i, "name": name, "color": color}
-            for i, (name, color) in enumerate(zip(classes.names, classes.colors, strict=True))
-        ],
-    }
-    return (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def gather_lines(store: S3Store, job_root: str) -> tuple[str, int]:

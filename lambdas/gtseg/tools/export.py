@@ -46,6 +46,7 @@ from PIL import Image
 from gtseg.core.labels import (
     ClassMap,
     LabelError,
+    labels_json,
 )
 from gtseg.core.layout import ref_basename
 from gtseg.core.manifest import (
@@ -76,7 +77,6 @@ from gtseg.tools.manifest_lines import (
 from gtseg.tools.output import staged_output
 
 FORMATS = ("index", "voc", "cityscapes", "coco")
-LABELS_SCHEMA = "gtseg/labels@1"
 DEFAULT_VAL_FRACTION = 0.2
 VOC_ROOT = "VOCdevkit/VOC2012"  # where VOC loaders (torchvision's VOCSegmentation) look under their root
 VOC_VOID = 255  # VOC's "void" index (object borders, unlabelled): never written, its colour kept
@@ -596,14 +596,11 @@ def _export_line(
 
 
 def _write_labels_json(path: Path, class_map: ClassMap, summary: ExportSummary) -> None:
-    doc = {
-        "schema": LABELS_SCHEMA,
-        "label-attribute": summary.label_attribute,
-        "source-manifest": summary.manifest,
-        "classes": [
-            {"index": i, "name": name, "color": color, "pixels": summary.class_pixels[i]}
-            for i, (name, color) in enumerate(zip(class_map.names, class_map.colors, strict=True))
-        ],
-        "color-conflicts": summary.color_conflicts,
-    }
-    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = labels_json(
+        class_map,
+        summary.label_attribute,
+        pixels=[summary.class_pixels[i] for i in range(len(class_map))],
+        source_manifest=summary.manifest,
+        color_conflicts=summary.color_conflicts,
+    )
+    path.write_text(text, encoding="utf-8")
