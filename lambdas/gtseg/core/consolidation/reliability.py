@@ -62,15 +62,14 @@ def soft_votes(tuples: np.ndarray, weights: np.ndarray, num_classes: int) -> np.
 
 
 def _agreement_with_others(
-    tuples: np.ndarray, counts: np.ndarray, weights: np.ndarray, num_classes: int
+    tuples: np.ndarray, counts: np.ndarray, weights: np.ndarray, num_classes: int, votes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per worker: expected agreement and chance agreement with the others' soft consensus, and
     the pixel mass over which the others expressed an opinion.
 
     Every worker votes once per tuple, so the others' total weight is the same on every tuple
     (all weights minus the worker's own) and the leave-self-out shares follow from the full
-    vote totals without building them per worker."""
-    votes = soft_votes(tuples, weights, num_classes)
+    vote totals (``votes``, the soft votes under ``weights``) without building them per worker."""
     k_workers = tuples.shape[1]
     pixels = float(counts.sum())
     others_total = float(np.sum(weights)) - np.asarray(weights, dtype=np.float64)  # (K,)
@@ -93,7 +92,7 @@ def _agreement_with_others(
 
 
 def class_balanced_kappa(
-    tuples: np.ndarray, counts: np.ndarray, weights: np.ndarray, num_classes: int
+    tuples: np.ndarray, counts: np.ndarray, weights: np.ndarray, num_classes: int, votes: np.ndarray
 ) -> np.ndarray:
     """Per worker: the mean over classes of its chance-corrected agreement (Cohen's kappa of "is it
     this class?") with the others' soft consensus.
@@ -101,27 +100,30 @@ def class_balanced_kappa(
     Class-balanced like the mean IoU the result is judged by: a thin structure (a pole, a ring)
     counts as much as the road, so a worker who keeps the thin structures the others lose is told
     apart from one who loses them too. Chance-corrected per class, so one class everywhere, or
-    random blobs, score about 0."""
-    votes = soft_votes(tuples, weights, num_classes)
+    random blobs, score about 0. ``votes``: the soft votes under ``weights``."""
     k_workers = tuples.shape[1]
     out = np.zeros(k_workers)
     w = np.asarray(weights, dtype=np.float64)
     total = float(counts.sum())
     if total <= 0:
         return out
-    rows = np.arange(len(tuples))
+    # The others' share of class c on a tuple is (votes - own vote) / others' weight, so every
+    # per-class sum below follows from the full vote totals and the worker's own labels: O(T) per
+    # worker instead of building a (T, C) share table for each.
+    class_votes = counts @ votes  # (C,) pixel-weighted vote mass of each class
+    at_own = np.take_along_axis(votes, tuples.astype(np.intp), axis=1)  # (T, K)
     for k in range(k_workers):
         others_total = float(w.sum() - w[k])
         if others_total <= 1e-12:
             continue
-        share = votes.copy()
-        share[rows, tuples[:, k]] -= w[k]
-        share /= others_total  # (T, C) the others' share of each class
-        own = np.zeros_like(share)
-        own[rows, tuples[:, k]] = 1.0
-        a = counts @ own / total  # P(worker says c)
-        b = counts @ share / total  # P(the others say c)
-        both = counts @ (own * share) / total
+        own_pixels = np.bincount(tuples[:, k], weights=counts, minlength=num_classes)
+        a = own_pixels / total  # P(worker says c)
+        b = (class_votes - w[k] * own_pixels) / others_total / total  # P(the others say c)
+        both = (
+            np.bincount(tuples[:, k], weights=counts * (at_own[:, k] - w[k]), minlength=num_classes)
+            / others_total
+            / total
+        )
         observed = 1.0 - a - b + 2.0 * both  # agreement on "c" and on "not c"
         chance = a * b + (1.0 - a) * (1.0 - b)
         present = (a > 0) | (b > 1e-12)
@@ -178,13 +180,14 @@ def estimate_reliability(
     object_pixels = float(counts.sum())
     new_weights = np.zeros(k_workers)
     for _ in range(max(rounds, 1)):
-        observed, chance, mass = _agreement_with_others(tuples, counts, weights, num_classes)
+        votes = soft_votes(tuples, weights, num_classes)
+        observed, chance, mass = _agreement_with_others(tuples, counts, weights, num_classes, votes)
         if priors is not None:
             observed, chance, mass = _with_priors(observed, chance, mass, priors, object_pixels)
         kappa = _kappa(observed, chance)
         accuracy = observed
         trusted = candidates & (kappa > CHANCE_KAPPA)
-        balanced = class_balanced_kappa(tuples, counts, weights, num_classes)
+        balanced = class_balanced_kappa(tuples, counts, weights, num_classes, votes)
         new_weights = np.where(trusted, np.maximum(vote_weight(balanced, effective_classes), 1e-3), 0.0)
         converged = np.allclose(new_weights, weights, rtol=1e-3, atol=1e-6)
         # nobody agreeing beyond chance with anybody leaves nothing to weight the consensus by
