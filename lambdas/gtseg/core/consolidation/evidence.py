@@ -34,7 +34,10 @@ CANDIDATES = (VOTE, WEIGHTED, SELECTED, TIES_EM, EM)
 # judges are noisy copies of the truth, and a difference this small is within their own noise.
 MATERIAL_DIFFERENCE = 0.01
 MIN_WORKERS_FOR_EM = 3
-MAX_JUDGES = 5
+# Three judges are the fewest whose weighted majority is not one worker's view, and each judge
+# costs one rebuild of every candidate. Against five, `make bench` measured no loss in any
+# error model (per-cell changes within -0.006..+0.012 mean IoU at K=5 and 9) for 40 % less work.
+MAX_JUDGES = 3
 EM_ITERATIONS_FOR_JUDGING = 10
 
 
@@ -186,8 +189,7 @@ def judge_candidates(
     k_workers = tuples.shape[1]
     built: dict[int, dict[str, TupleEstimate]] = {}
     everyone = np.ones(k_workers, dtype=bool)
-    # the most reliable workers judge: a handful is enough to veto a failing candidate, and each
-    # judge costs one rebuild of every candidate
+    # the most reliable workers judge (``MAX_JUDGES`` of them)
     ranked = [int(j) for j in np.argsort(-judge_weight, kind="stable") if judge_weight[j] > 0]
     for j in ranked[:MAX_JUDGES]:
         others = everyone.copy()
