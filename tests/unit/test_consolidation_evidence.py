@@ -183,3 +183,53 @@ def test_dawid_skene_fitted_on_the_common_tuples_matches_the_full_fit(monkeypatc
     fitted, _, _ = ds.dawid_skene(table.tuples, counts, init, included, 8, shrinkage=0.01 * counts.sum())
     agree = counts[full.argmax(axis=1) == fitted.argmax(axis=1)].sum() / counts.sum()
     assert agree > 0.995
+
+
+def _class_balanced_kappa_by_definition(tuples, counts, weights, num_classes):
+    """The per-class kappa of each worker with the others' soft share, built table by table."""
+    total = counts.sum()
+    rows = np.arange(len(tuples))
+    out = np.zeros(tuples.shape[1])
+    for k in range(tuples.shape[1]):
+        others = [j for j in range(tuples.shape[1]) if j != k]
+        others_total = sum(weights[j] for j in others)
+        if others_total <= 1e-12:
+            continue
+        share = np.zeros((len(tuples), num_classes))
+        for j in others:
+            share[rows, tuples[:, j]] += weights[j] / others_total
+        own = np.zeros_like(share)
+        own[rows, tuples[:, k]] = 1.0
+        a, b = counts @ own / total, counts @ share / total
+        both = counts @ (own * share) / total
+        observed, chance = 1 - a - b + 2 * both, a * b + (1 - a) * (1 - b)
+        present = (a > 0) | (b > 1e-12)
+        kappa = np.where(chance < 1 - 1e-12, (observed - chance) / np.maximum(1 - chance, 1e-12), 0.0)
+        out[k] = kappa[present].mean() if present.any() else 0.0
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_class_balanced_kappa_matches_its_definition(seed):
+    # the O(T)-per-worker form derives every per-class sum from the full vote totals; it must equal
+    # the (T, C) tables of the definition, for unequal weights and a zero-weight worker too
+    from gtseg.core.consolidation.reliability import class_balanced_kappa, soft_votes
+
+    rng = np.random.default_rng(seed)
+    k_workers, num_classes = int(rng.integers(2, 7)), int(rng.integers(2, 9))
+    truth = rng.integers(0, num_classes, 400)
+    masks = [
+        np.where(rng.random(400) < rng.uniform(0.3, 0.95), truth, rng.integers(0, num_classes, 400))
+        for _ in range(k_workers)
+    ]
+    table = encode_tuples([m.astype(np.uint8).reshape(20, 20) for m in masks], num_classes)
+    counts = table.counts.astype(np.float64)
+    weights = rng.uniform(0.0, 3.0, k_workers)
+    weights[0] = 0.0
+    votes = soft_votes(table.tuples, weights, num_classes)
+    np.testing.assert_allclose(
+        class_balanced_kappa(table.tuples, counts, weights, num_classes, votes),
+        _class_balanced_kappa_by_definition(table.tuples, counts, weights, num_classes),
+        rtol=1e-9,
+        atol=1e-12,
+    )
