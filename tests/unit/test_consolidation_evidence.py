@@ -18,7 +18,12 @@ from gtseg.core.consolidation.evidence import (
     undecided_tuples,
 )
 from gtseg.core.consolidation.neighbourhood import PixelTuples
-from gtseg.core.consolidation.reliability import WorkerPrior, estimate_reliability
+from gtseg.core.consolidation.reliability import (
+    RoundVotes,
+    WorkerPrior,
+    class_balanced_kappa,
+    estimate_reliability,
+)
 from gtseg.core.consolidation.tuples import encode_tuples
 from gtseg.core.metrics import mean_iou
 from gtseg.local.simulation import SimulatedCrowd, make_scene
@@ -213,8 +218,6 @@ def _class_balanced_kappa_by_definition(tuples, counts, weights, num_classes):
 def test_class_balanced_kappa_matches_its_definition(seed):
     # the O(T)-per-worker form derives every per-class sum from the full vote totals; it must equal
     # the (T, C) tables of the definition, for unequal weights and a zero-weight worker too
-    from gtseg.core.consolidation.reliability import class_balanced_kappa, soft_votes
-
     rng = np.random.default_rng(seed)
     k_workers, num_classes = int(rng.integers(2, 7)), int(rng.integers(2, 9))
     truth = rng.integers(0, num_classes, 400)
@@ -226,9 +229,8 @@ def test_class_balanced_kappa_matches_its_definition(seed):
     counts = table.counts.astype(np.float64)
     weights = rng.uniform(0.0, 3.0, k_workers)
     weights[0] = 0.0
-    votes = soft_votes(table.tuples, weights, num_classes)
     np.testing.assert_allclose(
-        class_balanced_kappa(table.tuples, counts, weights, num_classes, votes),
+        class_balanced_kappa(table.tuples, counts, RoundVotes.of(table.tuples, counts, weights, num_classes)),
         _class_balanced_kappa_by_definition(table.tuples, counts, weights, num_classes),
         rtol=1e-9,
         atol=1e-12,

@@ -61,15 +61,40 @@ def soft_votes(tuples: np.ndarray, weights: np.ndarray, num_classes: int) -> np.
     ).reshape(t, num_classes)
 
 
+@dataclass(frozen=True)
+class RoundVotes:
+    """One round's vote totals under the round's weights, and what both agreement measures read
+    from them. Every worker votes once per tuple, so the others' total weight is the same on every
+    tuple (all weights minus the worker's own) and each leave-self-out share follows from these
+    totals without building it per worker."""
+
+    weights: np.ndarray  # (K,) float64
+    votes: np.ndarray  # (T, C) soft votes under ``weights``
+    at_own: np.ndarray  # (T, K) the vote total of each worker's own label
+    class_mass: np.ndarray  # (C,) pixel-weighted vote total of each class
+    own_pixels: np.ndarray  # (K, C) pixels each worker gave each class
+
+    @classmethod
+    def of(cls, tuples: np.ndarray, counts: np.ndarray, weights: np.ndarray, num_classes: int) -> RoundVotes:
+        votes = soft_votes(tuples, weights, num_classes)
+        own_pixels = np.stack(
+            [np.bincount(tuples[:, k], weights=counts, minlength=num_classes) for k in range(tuples.shape[1])]
+        )
+        return cls(
+            weights=np.asarray(weights, dtype=np.float64),
+            votes=votes,
+            at_own=np.take_along_axis(votes, tuples.astype(np.intp), axis=1),
+            class_mass=counts @ votes,
+            own_pixels=own_pixels,
+        )
+
+
 def _agreement_with_others(
-    tuples: np.ndarray, counts: np.ndarray, weights: np.ndarray, num_classes: int, votes: np.ndarray
+    tuples: np.ndarray, counts: np.ndarray, round_votes: RoundVotes
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per worker: expected agreement and chance agreement with the others' soft consensus, and
-    the pixel mass over which the others expressed an opinion.
-
-    Every worker votes once per tuple, so the others' total weight is the same on every tuple
-    (all weights minus the worker's own) and the leave-self-out shares follow from the full
-    vote totals (``votes``, the soft votes under ``weights``) without building them per worker."""
+    the pixel mass over which the others expressed an opinion."""
+    weights = round_votes.weights
     k_workers = tuples.shape[1]
     pixels = float(counts.sum())
     others_total = float(np.sum(weights)) - np.asarray(weights, dtype=np.float64)  # (K,)
@@ -79,48 +104,46 @@ def _agreement_with_others(
     mass = np.where(has, pixels, 0.0)
     if pixels <= 0 or not has.any():
         return observed, chance, mass
-    at_own_label = np.take_along_axis(votes, tuples.astype(np.intp), axis=1)  # (T, K)
-    others_at_own = at_own_label - np.asarray(weights, dtype=np.float64)[None, :]
+    others_at_own = round_votes.at_own - weights[None, :]
     divisor = np.where(has, others_total, 1.0)
     observed = np.where(has, (counts @ others_at_own) / divisor / pixels, 0.0)
-    class_mass = counts @ votes  # (C,) weighted votes for each class, pixel-weighted
     for k in np.flatnonzero(has):
-        worker_hist = np.bincount(tuples[:, k], weights=counts, minlength=num_classes) / pixels
-        consensus_hist = (class_mass - weights[k] * worker_hist * pixels) / others_total[k] / pixels
+        worker_hist = round_votes.own_pixels[k] / pixels
+        consensus_hist = (
+            (round_votes.class_mass - weights[k] * worker_hist * pixels) / others_total[k] / pixels
+        )
         chance[k] = float(worker_hist @ consensus_hist)
     return observed, chance, mass
 
 
-def class_balanced_kappa(
-    tuples: np.ndarray, counts: np.ndarray, weights: np.ndarray, num_classes: int, votes: np.ndarray
-) -> np.ndarray:
+def class_balanced_kappa(tuples: np.ndarray, counts: np.ndarray, round_votes: RoundVotes) -> np.ndarray:
     """Per worker: the mean over classes of its chance-corrected agreement (Cohen's kappa of "is it
     this class?") with the others' soft consensus.
 
     Class-balanced like the mean IoU the result is judged by: a thin structure (a pole, a ring)
     counts as much as the road, so a worker who keeps the thin structures the others lose is told
     apart from one who loses them too. Chance-corrected per class, so one class everywhere, or
-    random blobs, score about 0. ``votes``: the soft votes under ``weights``."""
+    random blobs, score about 0."""
     k_workers = tuples.shape[1]
     out = np.zeros(k_workers)
-    w = np.asarray(weights, dtype=np.float64)
+    w = round_votes.weights
+    num_classes = round_votes.votes.shape[1]
     total = float(counts.sum())
     if total <= 0:
         return out
     # The others' share of class c on a tuple is (votes - own vote) / others' weight, so every
-    # per-class sum below follows from the full vote totals and the worker's own labels: O(T) per
+    # per-class sum below follows from the round's totals and the worker's own labels: O(T) per
     # worker instead of building a (T, C) share table for each.
-    class_votes = counts @ votes  # (C,) pixel-weighted vote mass of each class
-    at_own = np.take_along_axis(votes, tuples.astype(np.intp), axis=1)  # (T, K)
     for k in range(k_workers):
         others_total = float(w.sum() - w[k])
         if others_total <= 1e-12:
             continue
-        own_pixels = np.bincount(tuples[:, k], weights=counts, minlength=num_classes)
+        own_pixels = round_votes.own_pixels[k]
         a = own_pixels / total  # P(worker says c)
-        b = (class_votes - w[k] * own_pixels) / others_total / total  # P(the others say c)
+        b = (round_votes.class_mass - w[k] * own_pixels) / others_total / total  # P(the others say c)
+        at_own = round_votes.at_own[:, k]
         both = (
-            np.bincount(tuples[:, k], weights=counts * (at_own[:, k] - w[k]), minlength=num_classes)
+            np.bincount(tuples[:, k], weights=counts * (at_own - w[k]), minlength=num_classes)
             / others_total
             / total
         )
@@ -180,14 +203,14 @@ def estimate_reliability(
     object_pixels = float(counts.sum())
     new_weights = np.zeros(k_workers)
     for _ in range(max(rounds, 1)):
-        votes = soft_votes(tuples, weights, num_classes)
-        observed, chance, mass = _agreement_with_others(tuples, counts, weights, num_classes, votes)
+        round_votes = RoundVotes.of(tuples, counts, weights, num_classes)
+        observed, chance, mass = _agreement_with_others(tuples, counts, round_votes)
         if priors is not None:
             observed, chance, mass = _with_priors(observed, chance, mass, priors, object_pixels)
         kappa = _kappa(observed, chance)
         accuracy = observed
         trusted = candidates & (kappa > CHANCE_KAPPA)
-        balanced = class_balanced_kappa(tuples, counts, weights, num_classes, votes)
+        balanced = class_balanced_kappa(tuples, counts, round_votes)
         new_weights = np.where(trusted, np.maximum(vote_weight(balanced, effective_classes), 1e-3), 0.0)
         converged = np.allclose(new_weights, weights, rtol=1e-3, atol=1e-6)
         # nobody agreeing beyond chance with anybody leaves nothing to weight the consensus by
