@@ -190,6 +190,39 @@ def test_dawid_skene_fitted_on_the_common_tuples_matches_the_full_fit(monkeypatc
     assert agree > 0.995
 
 
+def test_dawid_skene_over_some_workers_equals_em_on_their_own_tuple_table(monkeypatch):
+    """Leaving a worker out (a judge, an untrusted worker) merges the tuples that differ only in its
+    label; the posterior of every pixel is the one EM gives on the others' own tuple table."""
+    scene = make_scene(5, 160, 120)
+    masks = SimulatedCrowd(["careful", "average", "average", "sloppy", "sloppy"], seed=3).paint(scene)
+    monkeypatch.setattr(ds, "FIT_TUPLES", 10**9)  # both fit on every tuple
+    everyone = encode_tuples(masks, 8)
+    included = np.array([True, True, False, True, True])
+    assert len(np.unique(everyone.tuples[:, included], axis=0)) < len(everyone.tuples)  # merges some
+    post, _, _ = ds.dawid_skene(
+        everyone.tuples,
+        everyone.counts.astype(float),
+        everyone.tuples[:, 0].astype(np.intp),
+        included,
+        8,
+        shrinkage=100.0,
+        max_iterations=10,
+    )
+    own = encode_tuples([m for m, keep in zip(masks, included, strict=True) if keep], 8)
+    expected, _, _ = ds.dawid_skene(
+        own.tuples,
+        own.counts.astype(float),
+        own.tuples[:, 0].astype(np.intp),
+        np.ones(4, dtype=bool),
+        8,
+        shrinkage=100.0,
+        max_iterations=10,
+    )
+    per_pixel = post[np.searchsorted(everyone.present, everyone.codes)]
+    expected_per_pixel = expected[np.searchsorted(own.present, own.codes)]
+    np.testing.assert_allclose(per_pixel, expected_per_pixel, atol=1e-9)
+
+
 def _class_balanced_kappa_by_definition(tuples, counts, weights, num_classes):
     """The per-class kappa of each worker with the others' soft share, built table by table."""
     total = counts.sum()

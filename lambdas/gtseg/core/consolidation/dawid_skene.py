@@ -30,6 +30,47 @@ def dawid_skene(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Regularised Dawid-Skene EM over the included workers. Returns (posterior (T,C), log-confusions, iterations)."""
     workers = np.flatnonzero(included)
+    merged = _merged_on(tuples, counts, workers)
+    if merged is not None:
+        # EM sees only the included workers' labels, so tuples that differ only in an excluded
+        # worker's label (a held-out judge, an untrusted worker) are one tuple to it: fitted once,
+        # with their pixels together, each starting from its most common row's label
+        rows, merged_counts, inverse = merged
+        post, log_pi, iterations = _fit(
+            tuples[rows], merged_counts, init[rows], workers, num_classes, shrinkage, max_iterations
+        )
+        return post[inverse], log_pi, iterations
+    return _fit(tuples, counts, init, workers, num_classes, shrinkage, max_iterations)
+
+
+def _merged_on(
+    tuples: np.ndarray, counts: np.ndarray, workers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(representative row, pixels, group of every tuple) of the tuples' distinct label
+    combinations over ``workers``; None when that merges nothing. The representative is each
+    group's most common row."""
+    if len(workers) in (0, tuples.shape[1]) or len(tuples) < 2:
+        return None
+    labels = np.ascontiguousarray(tuples[:, workers])
+    keys = labels.view(np.dtype((np.void, labels.dtype.itemsize * labels.shape[1]))).ravel()
+    by_count = np.argsort(-counts, kind="stable")
+    _, first, inverse = np.unique(keys[by_count], return_index=True, return_inverse=True)
+    if len(first) == len(tuples):
+        return None
+    group = np.empty(len(tuples), dtype=np.intp)
+    group[by_count] = inverse.ravel()
+    return by_count[first], np.bincount(group, weights=counts, minlength=len(first)), group
+
+
+def _fit(
+    tuples: np.ndarray,
+    counts: np.ndarray,
+    init: np.ndarray,
+    workers: np.ndarray,
+    num_classes: int,
+    shrinkage: float,
+    max_iterations: int | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
     fit = _fitting_tuples(counts)
     if fit is None:
         return _em(tuples, counts, init, workers, num_classes, shrinkage, max_iterations)
