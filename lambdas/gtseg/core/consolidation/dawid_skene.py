@@ -35,12 +35,21 @@ def dawid_skene(
         # EM sees only the included workers' labels, so tuples that differ only in an excluded
         # worker's label (a held-out judge, an untrusted worker) are one tuple to it: fitted once,
         # with their pixels together, each starting from its most common row's label
-        rows, merged_counts, inverse = merged
-        post, log_pi, iterations = _fit(
-            tuples[rows], merged_counts, init[rows], workers, num_classes, shrinkage, max_iterations
+        rows, counts, group = merged
+        tuples, init = tuples[rows], init[rows]
+    fit = _fitting_tuples(counts)
+    if fit is None:
+        post, log_pi, iterations = _em(tuples, counts, init, workers, num_classes, shrinkage, max_iterations)
+    else:
+        # the rare tuples' pixels are still counted, spread over the fitted ones, so shrinkage keeps
+        # its weight relative to the data
+        scale = float(counts.sum()) / float(counts[fit].sum())
+        _, log_pi, iterations = _em(
+            tuples[fit], counts[fit] * scale, init[fit], workers, num_classes, shrinkage, max_iterations
         )
-        return post[inverse], log_pi, iterations
-    return _fit(tuples, counts, init, workers, num_classes, shrinkage, max_iterations)
+        prior = _class_prior(_posterior(tuples, workers, log_pi, None, num_classes), counts, num_classes)
+        post = _posterior(tuples, workers, log_pi, prior, num_classes)
+    return (post if merged is None else post[group]), log_pi, iterations
 
 
 def _merged_on(
@@ -60,28 +69,6 @@ def _merged_on(
     group = np.empty(len(tuples), dtype=np.intp)
     group[by_count] = inverse.ravel()
     return by_count[first], np.bincount(group, weights=counts, minlength=len(first)), group
-
-
-def _fit(
-    tuples: np.ndarray,
-    counts: np.ndarray,
-    init: np.ndarray,
-    workers: np.ndarray,
-    num_classes: int,
-    shrinkage: float,
-    max_iterations: int | None,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    fit = _fitting_tuples(counts)
-    if fit is None:
-        return _em(tuples, counts, init, workers, num_classes, shrinkage, max_iterations)
-    # the rare tuples' pixels are still counted, spread over the fitted ones, so shrinkage keeps its
-    # weight relative to the data
-    scale = float(counts.sum()) / float(counts[fit].sum())
-    _, log_pi, iterations = _em(
-        tuples[fit], counts[fit] * scale, init[fit], workers, num_classes, shrinkage, max_iterations
-    )
-    prior = _class_prior(_posterior(tuples, workers, log_pi, None, num_classes), counts, num_classes)
-    return _posterior(tuples, workers, log_pi, prior, num_classes), log_pi, iterations
 
 
 def _fitting_tuples(counts: np.ndarray) -> np.ndarray | None:
