@@ -504,14 +504,18 @@ def test_workers_shown_up_on_other_objects_decide_an_object_without_consensus(s3
         mean_iou(labels, scene.truth, len(scene.class_map))
         >= mean_iou(real_mask, scene.truth, len(scene.class_map)) - 0.02
     )
-    # alone, that object has no consensus: the plain vote, far from the real worker
+    with_batch = _sidecar(s3, uri)
+    assert with_batch["method"] == "gtseg:batch-prior"
+    assert {w["workerId"]: w["excluded"] for w in with_batch["workers"]} == {
+        "real": False, "blobby": True, "spam": True,
+    }  # fmt: skip
+    # alone, that object has no consensus: one worker's whole mask, chosen by agreement alone, and
+    # no confidence, so the object stands out for review
     put_json(s3, PAYLOAD_URI, [last])
     alone_uri = handler_module.handler(event(), None)[0]["consolidatedAnnotation"]["content"][LAN]
-    alone = read_class_mask(get_bytes(s3, alone_uri), scene.class_map)
-    assert (
-        mean_iou(alone, scene.truth, len(scene.class_map))
-        < mean_iou(labels, scene.truth, len(scene.class_map)) - 0.1
-    )
+    alone = _sidecar(s3, alone_uri)
+    assert alone["method"] == "gtseg:no-consensus-pick" and alone["image-confidence"] == 0.0
+    assert with_batch["image-confidence"] == 0.0  # one trusted worker: nobody cross-checked it
 
 
 MIXED_JOB = "Seg-Job-20211118T021255"

@@ -15,9 +15,11 @@ from gtseg.core.consolidation import (
     encode_tuples,
     majority_vote,
 )
-from gtseg.core.consolidation.reliability import WorkerPrior
+from gtseg.core.consolidation.agreement import agree_beyond_displacement
+from gtseg.core.consolidation.reliability import CHANCE_KAPPA, WorkerPrior
+from gtseg.core.consolidation.strategies import Crowd
 from gtseg.core.labels import ClassMap
-from gtseg.core.metrics import mean_iou
+from gtseg.core.metrics import cohen_kappa, mean_iou
 from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer
 
 
@@ -151,13 +153,100 @@ def test_two_workers_tracing_one_boundary_meet_in_the_middle():
     assert all(9 <= b <= 11 for b in boundary), boundary
 
 
-def test_no_consensus_falls_back_to_the_plain_vote():
+def test_no_consensus_keeps_the_one_mask_that_agrees_most_with_the_others():
     rng = np.random.default_rng(1)
     masks = [rng.integers(0, 5, (30, 30)).astype(np.uint8) for _ in range(3)]
     result = consolidate_masks(masks, 5)
-    np.testing.assert_array_equal(result.labels, majority_vote(masks, 5))
+    assert result.method == "gtseg:no-consensus-pick" and result.method.no_consensus
+    agreed = [sum(int((m == o).sum()) for j, o in enumerate(masks) if j != i) for i, m in enumerate(masks)]
+    kept = int(np.argmax(agreed))
+    # one whole mask, never a per-pixel patchwork of masks that are independent of each other
+    np.testing.assert_array_equal(result.labels, masks[kept])
+    assert [w.excluded for w in result.workers] == [i != kept for i in range(3)]
+    assert result.image_confidence == 0.0  # nobody could cross-check the kept mask
+    # the SIMPLE method keeps the plain vote
+    simple = consolidate_masks(masks, 5, method="simple")
+    np.testing.assert_array_equal(simple.labels, majority_vote(masks, 5))
+    assert simple.method == "simple:no-consensus-vote"
+
+
+def test_the_batch_tells_apart_two_trusted_workers_this_object_cannot():
+    # Two real workers and a spammer: each real worker is measured against the other, so on this
+    # object alone both weigh the same. Their record on the batch's other objects (class-balanced
+    # kappa, as weights are measured) decides whose outline wins where they disagree.
+    scene = make_scene(4, 160, 120)
+    rng = np.random.default_rng(4)
+    careful, sloppy = paint(scene, PROFILES["careful"], rng), paint(scene, PROFILES["sloppy"], rng)
+    masks, ids = [careful, sloppy, np.zeros_like(careful)], ["careful", "sloppy", "spam"]
+    num_classes = len(scene.class_map)
+    alone = consolidate_masks(masks, num_classes, worker_ids=ids)
+    assert alone.workers[0].weight == alone.workers[1].weight
+    record = {
+        "careful": WorkerPrior(0.9, 0.95, objects=4, balanced_kappa=0.85),
+        "sloppy": WorkerPrior(0.7, 0.85, objects=4, balanced_kappa=0.45),
+    }
+    helped = consolidate_masks(masks, num_classes, worker_ids=ids, worker_priors=record)
+    assert helped.workers[0].weight > helped.workers[1].weight
+    np.testing.assert_array_equal(helped.labels, careful)
+    swapped = {"careful": record["sloppy"], "sloppy": record["careful"]}
+    np.testing.assert_array_equal(
+        consolidate_masks(masks, num_classes, worker_ids=ids, worker_priors=swapped).labels, sloppy
+    )
+
+
+def test_two_masks_agreeing_only_by_where_their_regions_fall_are_no_consensus():
+    # A painted scene and random blobs: their pixel kappa is above the chance floor (regions, not
+    # independent pixels), but no better than with the blobs displaced. Voting the two would be a
+    # patchwork; one whole mask is kept instead.
+    scene = make_scene(25, 160, 120)
+    rng = np.random.default_rng(25)
+    real = paint(scene, PROFILES["careful"], rng)
+    blobs = paint(scene, PROFILES["blobs"], rng)
+    num_classes = len(scene.class_map)
+    assert cohen_kappa(blobs, real, num_classes) > 2 * CHANCE_KAPPA
+    assert not agree_beyond_displacement(real, blobs, num_classes)
+    result = consolidate_masks([real, blobs, np.zeros_like(real)], num_classes)
     assert result.method.no_consensus
-    assert result.image_confidence < 0.1  # chance-level agreement is not confidence
+    assert any(np.array_equal(result.labels, mask) for mask in (real, blobs))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_real_workers_agree_beyond_displacement_even_when_one_is_shifted(seed):
+    scene = make_scene(seed, 160, 120)
+    rng = np.random.default_rng(seed)
+    careful, sloppy = paint(scene, PROFILES["careful"], rng), paint(scene, PROFILES["sloppy"], rng)
+    num_classes = len(scene.class_map)
+    assert agree_beyond_displacement(careful, sloppy, num_classes)
+    assert agree_beyond_displacement(careful, np.roll(careful, (4, -5), axis=(0, 1)), num_classes)
+    # too small to displace: the check does not claim anything
+    assert agree_beyond_displacement(careful[:8, :8], sloppy[:8, :8], num_classes)
+
+
+def test_sampled_masks_are_the_workers_masks_on_a_regular_grid():
+    rng = np.random.default_rng(0)
+    masks = [rng.integers(0, 4, (60, 90)).astype(np.uint8) for _ in range(3)]
+    crowd = Crowd(encode_tuples(masks, 4), 4, ("a", "b", "c"), (60, 90))
+    first, third = crowd.sampled_masks([0, 2], 60 * 90 // 9)
+    np.testing.assert_array_equal(first, masks[0][::3, ::3])
+    np.testing.assert_array_equal(third, masks[2][::3, ::3])
+
+
+@pytest.mark.parametrize("spammer_sides_with", ["real", "blobs"])
+def test_without_consensus_the_constant_mask_counts_as_agreement_not_as_a_vote(spammer_sides_with):
+    # One real worker and a blob painter agree only at chance; the spammer's one class is the one
+    # of whichever mask covers more of that class. That mask is kept whole; the spammer's class
+    # never fills the pixels where the two disagree.
+    scene = make_scene(9, 160, 120)
+    rng = np.random.default_rng(3)
+    real = paint(scene, PROFILES["average"], rng)
+    blobs = paint(scene, PROFILES["blobs"], rng)
+    chosen, other = (real, blobs) if spammer_sides_with == "real" else (blobs, real)
+    share = [np.mean(chosen == c) - np.mean(other == c) for c in range(8)]
+    spam = np.full_like(real, int(np.argmax(share)))
+    result = consolidate_masks([real, blobs, spam], 8)
+    assert result.method.no_consensus
+    np.testing.assert_array_equal(result.labels, chosen)
+    assert [w.weight for w in result.workers] == ([1.0, 0.0, 0.0] if chosen is real else [0.0, 1.0, 0.0])
 
 
 def test_two_spammers_agreeing_on_one_class_do_not_outvote_the_real_worker_nor_make_confidence():

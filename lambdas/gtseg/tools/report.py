@@ -328,7 +328,7 @@ class _ReportBuilder:
             unmeasured = trust.unmeasured(worker.excluded)
             if unmeasured and worker.agreement is not None:
                 # the only trusted worker is the consensus (agreeing with itself says nothing), or
-                # there was none (a plain vote of workers who did not agree)
+                # there was none (workers who did not agree: one mask kept, or a plain vote)
                 worker.agreement, worker.quality, worker.note = None, None, unmeasured
         for k, (worker_id, (mask, mask_map)) in enumerate(masks.items(), start=1):
             worker = next(w for w in workers if w.worker_id == worker_id)

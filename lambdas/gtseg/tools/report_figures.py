@@ -27,7 +27,7 @@ class Trust:
     trusted: int | None  # workers whose votes counted (None: unknown, no sidecar and no answers)
     excluded: frozenset[str]  # worker ids it left out (weight 0)
     known_from_sidecar: bool  # without a gtseg sidecar every answering worker counts as trusted
-    no_consensus: bool = False  # the consolidation found no consensus and fell back to the plain vote
+    no_consensus: bool = False  # the consolidation found no consensus (kept one mask, or the plain vote)
 
     @property
     def cross_checked(self) -> bool:

@@ -13,7 +13,8 @@ How it works (design.md, "Consolidation"):
    workers are the majority the raw vote already favours them; then each worker is scored by
    kappa against the consensus, workers far below the best are dropped and the consensus is
    recomputed. Kappa is chance-corrected, so a spammer scores 0 whatever the consensus is and a
-   random-blob worker near 0. No pair above chance: the plain vote, with confidence near 0.
+   random-blob worker near 0. No pair above chance: one worker's whole mask (the informative one
+   that agrees most with the others), with confidence 0.
 4. **Dawid-Skene EM** over the remaining workers (per-worker confusion matrices, class prior),
    initialised from the filtered vote. To keep it from inventing classes from a few object-level
    mistakes, each confusion row is shrunk toward that worker's one-coin model (overall accuracy,
@@ -22,7 +23,7 @@ How it works (design.md, "Consolidation"):
 5. **Neighbourhood for contested pixels**, as the built-in task uses neighbouring pixels: with
    three or fewer trusted workers, EM may not overrule their strict majority, and pixels with no
    strict majority (two workers tracing one boundary a few pixels apart) take the class with the
-   larger trusted vote share in a (2r+1)^2 box around them (``smoothing`` = r, default 2), so the
+   larger trusted vote share in a box as wide as their band (at most ``smoothing``, default 3), so the
    two outlines meet in the middle. Remaining ties go to the lowest class index.
 6. **Batch prior** (``trusted_prior``): an object with no consensus of its own may trust the
    workers who agreed with their crowds on the other objects of the same batch.

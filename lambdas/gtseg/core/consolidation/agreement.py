@@ -3,6 +3,8 @@ filtering (Langerak et al. 2010) of the workers a consensus can be built from.""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +53,76 @@ def pairwise_kappas(tuples: np.ndarray, counts: np.ndarray, num_classes: int) ->
             kappa = worker_kappas(tuples[:, [i]], counts, tuples[:, j].astype(np.int64), num_classes)[0][0]
             out[i, j] = out[j, i] = kappa
     return out
+
+
+# The displacements of ``agree_beyond_displacement``: every combination of 1/6 .. 5/6 of the
+# height and of the width (25), so a pair of unrelated masks passes about 1 time in 26.
+_DISPLACEMENT_FRACTIONS = (1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)
+
+
+def _signed_kappa(first: np.ndarray, second: np.ndarray, num_classes: int) -> float:
+    joint = np.bincount(
+        first.ravel().astype(np.int64) * num_classes + second.ravel(), minlength=num_classes * num_classes
+    ).reshape(num_classes, num_classes) / max(first.size, 1)
+    observed = float(np.trace(joint))
+    expected = float(joint.sum(axis=1) @ joint.sum(axis=0))
+    return 0.0 if expected >= 1.0 - 1e-12 else (observed - expected) / (1.0 - expected)
+
+
+def agree_beyond_displacement(first: np.ndarray, second: np.ndarray, num_classes: int) -> bool:
+    """Whether two (H, W) masks agree (Cohen's kappa) as painted at least as well as with one
+    displaced against the other by any of 25 cyclic shifts.
+
+    Kappa's chance level assumes independent pixels; masks are made of regions, so two masks that
+    have nothing to do with each other (a painted scene and random blobs) agree at kappa up to
+    about +-0.15 just by where their regions happen to fall. A displaced copy keeps both masks'
+    shapes and class areas and loses only their alignment: it is chance for these shapes. Masks
+    too small to displace count as agreeing."""
+    height, width = first.shape
+    if min(height, width) < 2 * len(_DISPLACEMENT_FRACTIONS):
+        return True
+    in_place = _signed_kappa(first, second, num_classes)
+    for fy in _DISPLACEMENT_FRACTIONS:
+        for fx in _DISPLACEMENT_FRACTIONS:
+            shifted = np.roll(second, (round(fy * height), round(fx * width)), axis=(0, 1))
+            if _signed_kappa(first, shifted, num_classes) > in_place:
+                return False
+    return True
+
+
+# Two trusted workers are checked against displaced copies of each other on at most this many
+# pixels (a regular subsample): region shapes survive it, and it costs a few milliseconds.
+DISPLACEMENT_CHECK_PIXELS = 1 << 16
+
+SampledMasks = Callable[[Sequence[int], int], Sequence[np.ndarray]]
+
+
+def sampling_step(shape: tuple[int, int], max_pixels: int) -> int:
+    """The stride of a regular grid over ``shape`` with at most ``max_pixels`` pixels."""
+    return max(1, math.ceil(math.sqrt(shape[0] * shape[1] / max_pixels)))
+
+
+def trusted_pair_agrees(trusted: np.ndarray, sampled_masks: SampledMasks, num_classes: int) -> bool:
+    """With exactly two trusted workers every pixel they disagree on is a tie, so a consensus of
+    the two is a patchwork unless they really agree: beyond what displaced copies of their masks
+    show (``agree_beyond_displacement``), not just above kappa's pixel-by-pixel chance level.
+    ``sampled_masks(workers, max_pixels)`` gives the workers' masks on a regular grid."""
+    pair = np.flatnonzero(trusted)
+    if len(pair) != 2:
+        return True
+    first, second = sampled_masks(pair.tolist(), DISPLACEMENT_CHECK_PIXELS)
+    return agree_beyond_displacement(first, second, num_classes)
+
+
+def best_predicting_worker(tuples: np.ndarray, counts: np.ndarray, candidates: np.ndarray) -> int:
+    """The candidate whose mask agrees with the other workers' masks on the most pixels (summed
+    over every other worker; ties to the lowest index): as a single answer, the one that best
+    predicts a held-out worker."""
+    agreed = np.full(tuples.shape[1], -1.0)
+    for k in np.flatnonzero(candidates):
+        same = tuples == tuples[:, [k]]
+        agreed[k] = float(counts @ same.sum(axis=1)) - float(counts.sum())  # minus k's own column
+    return int(np.argmax(agreed))
 
 
 def informative_workers(tuples: np.ndarray, counts: np.ndarray) -> np.ndarray:

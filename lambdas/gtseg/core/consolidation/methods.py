@@ -28,7 +28,9 @@ class AppliedMethod(StrEnum):
     # no two workers agreed beyond chance; the batch's other objects said whom to trust
     GTSEG_BATCH_PRIOR = "gtseg:batch-prior"
     SIMPLE_BATCH_PRIOR = "simple:batch-prior"
-    # no two workers agreed beyond chance and nothing else to go on: the plain vote
+    # no two workers agreed beyond chance and nothing else to go on: gtseg keeps the one mask that
+    # agrees most with the others (older sidecars say "gtseg:no-consensus-vote"); SIMPLE the vote
+    GTSEG_NO_CONSENSUS_PICK = "gtseg:no-consensus-pick"
     GTSEG_NO_CONSENSUS_VOTE = "gtseg:no-consensus-vote"
     SIMPLE_NO_CONSENSUS_VOTE = "simple:no-consensus-vote"
     SINGLE_WORKER = "single-worker"
@@ -38,7 +40,11 @@ class AppliedMethod(StrEnum):
     @property
     def no_consensus(self) -> bool:
         """The object had no consensus of its own (its workers' scores say nothing about them)."""
-        return self in (AppliedMethod.GTSEG_NO_CONSENSUS_VOTE, AppliedMethod.SIMPLE_NO_CONSENSUS_VOTE)
+        return self in (
+            AppliedMethod.GTSEG_NO_CONSENSUS_PICK,
+            AppliedMethod.GTSEG_NO_CONSENSUS_VOTE,
+            AppliedMethod.SIMPLE_NO_CONSENSUS_VOTE,
+        )
 
     @property
     def batch_prior(self) -> bool:

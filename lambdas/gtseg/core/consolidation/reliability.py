@@ -37,6 +37,8 @@ class Reliability:
     kappa: np.ndarray  # (K,) chance-corrected agreement with the others' consensus
     accuracy: np.ndarray  # (K,) expected pixel agreement with the others' consensus
     weight: np.ndarray  # (K,) log-odds vote weight; 0 = not trusted
+    # (K,) the class-balanced kappa the weights follow from (with the priors', when given)
+    balanced_kappa: np.ndarray | None = None
 
     @property
     def trusted(self) -> np.ndarray:
@@ -50,6 +52,7 @@ class WorkerPrior:
     kappa: float
     accuracy: float
     objects: float  # how many objects' worth of evidence (each counts as much as this object)
+    balanced_kappa: float | None = None  # class-balanced kappa there, which vote weights follow
 
 
 def soft_votes(tuples: np.ndarray, weights: np.ndarray, num_classes: int) -> np.ndarray:
@@ -211,13 +214,27 @@ def estimate_reliability(
         accuracy = observed
         trusted = candidates & (kappa > CHANCE_KAPPA)
         balanced = class_balanced_kappa(tuples, counts, round_votes)
+        if priors is not None:
+            balanced = _balanced_with_priors(balanced, priors)
         new_weights = np.where(trusted, np.maximum(vote_weight(balanced, effective_classes), 1e-3), 0.0)
         converged = np.allclose(new_weights, weights, rtol=1e-3, atol=1e-6)
         # nobody agreeing beyond chance with anybody leaves nothing to weight the consensus by
         if converged or not new_weights.any():
             break
         weights = new_weights
-    return Reliability(kappa=kappa, accuracy=accuracy, weight=new_weights)
+    return Reliability(kappa=kappa, accuracy=accuracy, weight=new_weights, balanced_kappa=balanced)
+
+
+def _balanced_with_priors(balanced: np.ndarray, priors: Sequence[WorkerPrior | None]) -> np.ndarray:
+    """The class-balanced kappa over this object and the prior's objects, each object counting
+    once (as in ``_with_priors``). With two trusted workers this object alone cannot tell them
+    apart (each is compared with the other, so both score the same): the other objects can."""
+    out = balanced.copy()
+    for k, prior in enumerate(priors):
+        if prior is None or prior.objects <= 0 or prior.balanced_kappa is None:
+            continue
+        out[k] = (balanced[k] + prior.balanced_kappa * prior.objects) / (1.0 + prior.objects)
+    return out
 
 
 def _with_priors(

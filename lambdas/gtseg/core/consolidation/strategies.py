@@ -14,9 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from gtseg.core.consolidation.agreement import (
+    best_predicting_worker,
     informative_workers,
     pairwise_kappas,
+    sampling_step,
     simple_filter,
+    trusted_pair_agrees,
     worker_kappas,
 )
 from gtseg.core.consolidation.dawid_skene import SHRINKAGE_FRACTION, dawid_skene
@@ -106,6 +109,13 @@ class Crowd:
     def everyone(self) -> np.ndarray:
         return np.ones(self.size, dtype=bool)
 
+    def sampled_masks(self, workers: Sequence[int], max_pixels: int) -> list[np.ndarray]:
+        """The masks of ``workers`` on a regular grid of at most ``max_pixels`` pixels."""
+        step = sampling_step(self.shape, max_pixels)
+        codes = self.table.codes.reshape(self.shape)[::step, ::step]
+        index = np.searchsorted(self.table.present, codes)
+        return [self.tuples[index, k] for k in workers]
+
 
 @dataclass(frozen=True)
 class Contested:
@@ -150,8 +160,13 @@ def _prior_trusted(crowd: Crowd) -> np.ndarray | None:
 
 def _without_consensus(crowd: Crowd, method: Method) -> Estimate:
     """No two workers agree beyond chance. The same workers may have been scored on the batch's
-    other objects: trust the ones who agreed with their crowds there. Otherwise there is nothing to
-    estimate reliability from, and the plain vote (the floor) is the honest answer."""
+    other objects: trust the ones who agreed with their crowds there.
+
+    Otherwise at most one of the masks is a real annotation (two real ones would agree beyond
+    chance), and a per-pixel vote between masks that are independent of each other is a patchwork
+    worse than any of them. gtseg keeps one whole mask: of the masks that carry information (not
+    one class everywhere), the one that agrees with the other workers on the most pixels. SIMPLE
+    keeps the plain vote."""
     trusted = _prior_trusted(crowd)
     if trusted is not None:
         trusted_votes = crowd.votes(trusted)
@@ -167,6 +182,12 @@ def _without_consensus(crowd: Crowd, method: Method) -> Estimate:
     # confidence says so, so the object stands out for review.
     pair = pairwise_kappas(crowd.tuples, crowd.counts, crowd.num_classes)
     np.fill_diagonal(pair, 0.0)
+    if method is Method.GTSEG:
+        informative = informative_workers(crowd.tuples, crowd.counts)
+        kept = np.zeros(crowd.size, dtype=bool)
+        kept[best_predicting_worker(crowd.tuples, crowd.counts, informative)] = True
+        # one worker nobody could cross-check: class_confidence reports no confidence
+        return Estimate(crowd.votes(kept), kept, AppliedMethod.GTSEG_NO_CONSENSUS_PICK)
     return Estimate(
         crowd.votes(everyone) / crowd.size,
         everyone,
@@ -245,8 +266,10 @@ def _gtseg(crowd: Crowd) -> Estimate:
     candidates, reliability = tuple_candidates(
         tuples, counts, num_classes, voters=everyone, informative=informative, priors=priors
     )
-    if WEIGHTED not in candidates:
-        # nobody agrees with anybody beyond chance, and nothing is known about them from elsewhere
+    if WEIGHTED not in candidates or not trusted_pair_agrees(
+        candidates[WEIGHTED].weights > 0, crowd.sampled_masks, num_classes
+    ):
+        # nobody agrees with anybody beyond chance
         return _without_consensus(crowd, Method.GTSEG)
     judge_weight = reliability.weight
     em = candidates.get(EM)

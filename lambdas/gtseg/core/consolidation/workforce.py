@@ -14,8 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gtseg.core.consolidation.agreement import informative_workers
-from gtseg.core.consolidation.reliability import WorkerPrior, estimate_reliability
+from gtseg.core.consolidation.agreement import informative_workers, sampling_step, trusted_pair_agrees
+from gtseg.core.consolidation.reliability import (
+    RoundVotes,
+    WorkerPrior,
+    class_balanced_kappa,
+    estimate_reliability,
+)
 from gtseg.core.consolidation.tuples import encode_tuples
 from gtseg.core.metrics import cohen_kappa, mean_iou, pixel_agreement
 
@@ -27,6 +32,7 @@ class WorkerMeasure:
     kappa: float
     accuracy: float
     gold_iou: float | None = None  # set on gold objects: mean IoU with the known mask
+    balanced_kappa: float | None = None  # class-balanced, as vote weights are measured
 
 
 def measure_workers(
@@ -42,10 +48,29 @@ def measure_workers(
     reliability = estimate_reliability(table.tuples, counts, num_classes, candidates=informative)
     if not reliability.trusted.any():
         return {}
+
+    def sampled(workers: Sequence[int], max_pixels: int) -> list[np.ndarray]:
+        step = sampling_step(masks[0].shape, max_pixels)
+        return [masks[k][::step, ::step] for k in workers]
+
+    if not trusted_pair_agrees(reliability.trusted, sampled, num_classes):
+        return {}  # two workers agreeing only by where their regions fall: no consensus either
+    balanced = reliability.balanced_kappa
     return {
-        worker_id: WorkerMeasure(float(reliability.kappa[k]), float(reliability.accuracy[k]))
+        worker_id: WorkerMeasure(
+            float(reliability.kappa[k]),
+            float(reliability.accuracy[k]),
+            balanced_kappa=float(balanced[k]) if balanced is not None else None,
+        )
         for k, worker_id in enumerate(worker_ids)
     }
+
+
+def _balanced_kappa_against(mask: np.ndarray, known: np.ndarray, num_classes: int) -> float:
+    table = encode_tuples([mask, known], num_classes)
+    counts = table.counts.astype(np.float64)
+    round_votes = RoundVotes.of(table.tuples, counts, np.ones(2), num_classes)
+    return float(class_balanced_kappa(table.tuples, counts, round_votes)[0])
 
 
 def measure_against_gold(
@@ -60,6 +85,7 @@ def measure_against_gold(
             kappa=cohen_kappa(mask, known, num_classes),
             accuracy=pixel_agreement(mask, known),
             gold_iou=mean_iou(mask, known, num_classes),
+            balanced_kappa=_balanced_kappa_against(mask, known, num_classes),
         )
     return out
 
@@ -74,10 +100,12 @@ class WorkerRecord:
         others = [m for key, m in self.measures.items() if key != object_key]
         if not others:
             return None
+        balanced = [m.balanced_kappa for m in others if m.balanced_kappa is not None]
         return WorkerPrior(
             kappa=float(np.mean([m.kappa for m in others])),
             accuracy=float(np.mean([m.accuracy for m in others])),
             objects=float(len(others)),
+            balanced_kappa=float(np.median(balanced)) if len(balanced) == len(others) else None,
         )
 
     def gold_iou(self) -> tuple[float | None, int]:
@@ -107,10 +135,12 @@ def priors_for_object(
             out[worker_id] = prior
     unknown = [w for w in worker_ids if w not in out]
     if unknown and out:
+        balanced = [p.balanced_kappa for p in out.values() if p.balanced_kappa is not None]
         average = WorkerPrior(
             kappa=float(np.mean([p.kappa for p in out.values()])),
             accuracy=float(np.mean([p.accuracy for p in out.values()])),
             objects=1.0,
+            balanced_kappa=float(np.mean(balanced)) if len(balanced) == len(out) else None,
         )
         out.update(dict.fromkeys(unknown, average))
     return out
