@@ -41,7 +41,6 @@ from typing import Any  # noqa: E402
 
 from bench import accuracy, batch_section, models, perf, references, scenes  # noqa: E402
 from bench.crowds import configurations  # noqa: E402
-from bench.metrics import pearson  # noqa: E402
 
 SECTIONS = ("accuracy", "batch", "speed", "memory")
 
@@ -314,11 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         add("memory", False if "memory" in errors else None, f"memory: {errors.get('memory', 'not run')}")
     if summary is not None:
-        rs = [pearson([c for c, _ in p], [i for _, i in p]) for p in summary.confidence.values()]
-        finite = [r for r in rs if math.isfinite(r)]
+        figures = [accuracy.confidence_figures(p) for p in summary.confidence.values()]
+        finite = [f["pearson_r"] for f in figures if math.isfinite(f["pearson_r"])]
+        checked = [f["pearson_r_checked"] for f in figures if math.isfinite(f["pearson_r_checked"])]
         lines.append(
             f"  [INFO] confidence vs actual IoU: Pearson r from {min(finite):+.2f} to {max(finite):+.2f} "
-            "over error models and tracks (see above)"
+            f"over error models and tracks; over cross-checked objects only "
+            f"{min(checked, default=float('nan')):+.2f} to {max(checked, default=float('nan')):+.2f} (see above)"
             if finite
             else "  [INFO] confidence vs actual IoU: not enough objects"
         )

@@ -163,7 +163,9 @@ def test_no_consensus_keeps_the_one_mask_that_agrees_most_with_the_others():
     # one whole mask, never a per-pixel patchwork of masks that are independent of each other
     np.testing.assert_array_equal(result.labels, masks[kept])
     assert [w.excluded for w in result.workers] == [i != kept for i in range(3)]
-    assert result.image_confidence == 0.0  # nobody could cross-check the kept mask
+    # confidence compares the kept mask with every informative mask, itself included: about one
+    # third here (itself, and two masks that agree with it only at chance)
+    assert 0.25 < result.image_confidence < 0.5
     # the SIMPLE method keeps the plain vote
     simple = consolidate_masks(masks, 5, method="simple")
     np.testing.assert_array_equal(simple.labels, majority_vote(masks, 5))

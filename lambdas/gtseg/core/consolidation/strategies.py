@@ -138,6 +138,7 @@ class Estimate:
     choice: str | None = None  # gtseg: the candidate the held-out workers chose
     weights: np.ndarray | None = None  # (K,) vote weights, when not equal among the included
     labels: np.ndarray | None = None  # (T,) the decision, when not simply the scores' arg-max
+    checked_by: np.ndarray | None = None  # (K,) whose masks confidence compares with, if not ``included``
 
 
 Strategy = Callable[[Crowd], Estimate]
@@ -177,17 +178,21 @@ def _without_consensus(crowd: Crowd, method: Method) -> Estimate:
             AppliedMethod.with_batch_prior(method),
             contested=_contested(trusted_votes, n_trusted) if method is Method.GTSEG else None,
         )
+    if method is Method.GTSEG:
+        informative = informative_workers(crowd.tuples, crowd.counts)
+        kept = np.zeros(crowd.size, dtype=bool)
+        kept[best_predicting_worker(crowd.tuples, crowd.counts, informative)] = True
+        # Confidence compares the kept mask with every informative mask, itself included: with a
+        # real annotation and random blobs that is about one half, which is what keeping one of
+        # two masks nothing tells apart is worth; 0.0 with one informative mask (nobody to check)
+        return Estimate(
+            crowd.votes(kept), kept, AppliedMethod.GTSEG_NO_CONSENSUS_PICK, checked_by=informative
+        )
     everyone = crowd.everyone()
     # Agreement here is no better than chance (e.g. two spammers painting the same class): the
     # confidence says so, so the object stands out for review.
     pair = pairwise_kappas(crowd.tuples, crowd.counts, crowd.num_classes)
     np.fill_diagonal(pair, 0.0)
-    if method is Method.GTSEG:
-        informative = informative_workers(crowd.tuples, crowd.counts)
-        kept = np.zeros(crowd.size, dtype=bool)
-        kept[best_predicting_worker(crowd.tuples, crowd.counts, informative)] = True
-        # one worker nobody could cross-check: class_confidence reports no confidence
-        return Estimate(crowd.votes(kept), kept, AppliedMethod.GTSEG_NO_CONSENSUS_PICK)
     return Estimate(
         crowd.votes(everyone) / crowd.size,
         everyone,
@@ -477,9 +482,8 @@ def consolidate_masks(
     else:
         estimate = STRATEGIES[chosen](crowd)
     decision = decide(estimate, crowd)
-    per_class, image_confidence = class_confidence(
-        decision, crowd, estimate.included, estimate.confidence_scale
-    )
+    checked_by = estimate.included if estimate.checked_by is None else estimate.checked_by
+    per_class, image_confidence = class_confidence(decision, crowd, checked_by, estimate.confidence_scale)
     tuples, counts = crowd.tuples, crowd.counts
     n_pixels = float(decision.pair_count.sum())
     class_pixels = np.bincount(decision.pair_label, weights=decision.pair_count, minlength=num_classes)
