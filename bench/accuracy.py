@@ -337,34 +337,15 @@ def worst_lines(summary: Summary, model_names: Sequence[str]) -> list[str]:
     return lines
 
 
-def confidence_figures(pairs: Sequence[tuple[float, float]]) -> dict[str, float]:
-    """Pearson r of (confidence, IoU) over every object, and over the cross-checked ones only:
-    0.0 is what gtseg writes when nothing cross-checked the result (one trusted worker, or one mask
-    kept without a consensus), meaning "review this", not an estimate of its IoU."""
-    checked = [(c, i) for c, i in pairs if c > 0]
-    unchecked = [i for c, i in pairs if c <= 0]
-    return {
-        "pearson_r": pearson([c for c, _ in pairs], [i for _, i in pairs]),
-        "n": len(pairs),
-        "pearson_r_checked": pearson([c for c, _ in checked], [i for _, i in checked])
-        if len(checked) > 2
-        else float("nan"),
-        "n_checked": len(checked),
-        "unchecked_mean_iou": float(np.mean(unchecked)) if unchecked else float("nan"),
-        "mean_confidence": float(np.mean([c for c, _ in pairs])) if pairs else float("nan"),
-        "mean_iou": float(np.mean([i for _, i in pairs])) if pairs else float("nan"),
-    }
-
-
 def confidence_lines(summary: Summary) -> list[str]:
     lines = ["\n== Confidence vs actual IoU (gtseg image_confidence, every object of every configuration)"]
     for (track, model), pairs in sorted(summary.confidence.items()):
-        f = confidence_figures(pairs)
+        conf = [c for c, _ in pairs]
+        iou = [i for _, i in pairs]
+        r = pearson(conf, iou)
         lines.append(
-            f"  {model:9s} [{track:5s}]  Pearson r = {f['pearson_r']:+.2f}  (n={f['n']}, mean confidence "
-            f"{f['mean_confidence']:.3f}, mean IoU {f['mean_iou']:.3f}); cross-checked only "
-            f"r = {f['pearson_r_checked']:+.2f} (n={f['n_checked']}); {f['n'] - f['n_checked']} at 0.0 "
-            f"(mean IoU {f['unchecked_mean_iou']:.3f})"
+            f"  {model:9s} [{track:5s}]  Pearson r = {r:+.2f}  (n={len(pairs)}, "
+            f"mean confidence {np.mean(conf):.3f}, mean IoU {np.mean(iou):.3f})"
         )
     return lines
 
@@ -411,7 +392,10 @@ def as_json(summary: Summary) -> dict[str, Any]:
                 "gap_to_best": b.value,
             }
     for (track, model), pairs in summary.confidence.items():
-        out["confidence"][f"{track}/{model}"] = confidence_figures(pairs)
+        out["confidence"][f"{track}/{model}"] = {
+            "pearson_r": pearson([c for c, _ in pairs], [i for _, i in pairs]),
+            "n": len(pairs),
+        }
     out["seconds_per_object"] = summary.seconds
     out["worker_iou"] = {"/".join(c): v for c, v in summary.worker_iou.items()}
     return out

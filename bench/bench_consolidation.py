@@ -41,6 +41,7 @@ from typing import Any  # noqa: E402
 
 from bench import accuracy, batch_section, models, perf, references, scenes  # noqa: E402
 from bench.crowds import configurations  # noqa: E402
+from bench.metrics import pearson  # noqa: E402
 
 SECTIONS = ("accuracy", "batch", "speed", "memory")
 
@@ -313,13 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         add("memory", False if "memory" in errors else None, f"memory: {errors.get('memory', 'not run')}")
     if summary is not None:
-        figures = [accuracy.confidence_figures(p) for p in summary.confidence.values()]
-        finite = [f["pearson_r"] for f in figures if math.isfinite(f["pearson_r"])]
-        checked = [f["pearson_r_checked"] for f in figures if math.isfinite(f["pearson_r_checked"])]
+        rs = [pearson([c for c, _ in p], [i for _, i in p]) for p in summary.confidence.values()]
+        finite = [r for r in rs if math.isfinite(r)]
         lines.append(
             f"  [INFO] confidence vs actual IoU: Pearson r from {min(finite):+.2f} to {max(finite):+.2f} "
-            f"over error models and tracks; over cross-checked objects only "
-            f"{min(checked, default=float('nan')):+.2f} to {max(checked, default=float('nan')):+.2f} (see above)"
+            "over error models and tracks (see above)"
             if finite
             else "  [INFO] confidence vs actual IoU: not enough objects"
         )

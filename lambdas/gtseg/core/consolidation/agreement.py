@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gtseg.core.consolidation.tuples import argmax_lowest, weighted_votes
+from gtseg.core.metrics import cohen_kappa
 
 # A worker is dropped when its kappa is below this fraction of the best worker's kappa, or below
 # the absolute floor (chance-level agreement).
@@ -60,15 +61,6 @@ def pairwise_kappas(tuples: np.ndarray, counts: np.ndarray, num_classes: int) ->
 _DISPLACEMENT_FRACTIONS = (1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)
 
 
-def _signed_kappa(first: np.ndarray, second: np.ndarray, num_classes: int) -> float:
-    joint = np.bincount(
-        first.ravel().astype(np.int64) * num_classes + second.ravel(), minlength=num_classes * num_classes
-    ).reshape(num_classes, num_classes) / max(first.size, 1)
-    observed = float(np.trace(joint))
-    expected = float(joint.sum(axis=1) @ joint.sum(axis=0))
-    return 0.0 if expected >= 1.0 - 1e-12 else (observed - expected) / (1.0 - expected)
-
-
 def agree_beyond_displacement(first: np.ndarray, second: np.ndarray, num_classes: int) -> bool:
     """Whether two (H, W) masks agree (Cohen's kappa) as painted at least as well as with one
     displaced against the other by any of 25 cyclic shifts.
@@ -81,11 +73,12 @@ def agree_beyond_displacement(first: np.ndarray, second: np.ndarray, num_classes
     height, width = first.shape
     if min(height, width) < 2 * len(_DISPLACEMENT_FRACTIONS):
         return True
-    in_place = _signed_kappa(first, second, num_classes)
+    # cohen_kappa is clipped at 0: a displaced copy can only beat a pair that agrees beyond 0
+    in_place = cohen_kappa(first, second, num_classes)
     for fy in _DISPLACEMENT_FRACTIONS:
         for fx in _DISPLACEMENT_FRACTIONS:
             shifted = np.roll(second, (round(fy * height), round(fx * width)), axis=(0, 1))
-            if _signed_kappa(first, shifted, num_classes) > in_place:
+            if cohen_kappa(first, shifted, num_classes) > in_place:
                 return False
     return True
 
