@@ -15,6 +15,7 @@ from gtseg.core.consolidation.evidence import (
     Judgement,
     band_radius,
     break_ties,
+    tuple_candidates,
     undecided_tuples,
 )
 from gtseg.core.consolidation.neighbourhood import PixelTuples
@@ -125,6 +126,39 @@ def test_equal_evidence_goes_to_the_plain_vote_not_to_float_noise_or_the_lowest_
     votes = np.array([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
     assert undecided_tuples(scores).tolist() == [True, False, True]
     assert break_ties(scores, votes).tolist() == [2, 1, 0]
+
+
+def test_the_judged_candidates_break_equal_evidence_as_the_applied_estimate_does():
+    # two real workers measured against each other weigh the same; where they disagree the
+    # weighted vote is level, and the judges must see what would be applied there: the class
+    # most workers painted (here the third worker's one class), not the lowest index
+    rng = np.random.default_rng(3)
+    truth = np.zeros((48, 64), dtype=np.uint8)
+    truth[8:40, 10:54] = 1
+    first, second = truth.copy(), truth.copy()
+    first[8:40, 54:58] = 1  # one paints the box wider, the other taller
+    second[40:44, 10:54] = 1
+    first[rng.random(truth.shape) < 0.01] = 2
+    constant = np.ones_like(truth)
+    table = encode_tuples([first, second, constant], 3)
+    tuples, counts = table.tuples, table.counts.astype(float)
+    candidates, _ = tuple_candidates(
+        tuples,
+        counts,
+        3,
+        voters=np.ones(3, dtype=bool),
+        informative=np.array([True, True, False]),
+        priors=None,
+    )
+    weighted = candidates[WEIGHTED]
+    assert weighted.weights[0] == pytest.approx(weighted.weights[1]) and weighted.weights[2] == 0
+    level = undecided_tuples(weighted.scores)
+    split = level & (tuples[:, 0] != tuples[:, 1])
+    assert split.any()
+    everyone = np.stack([np.bincount(row, minlength=3) for row in tuples]).astype(float)
+    assert np.array_equal(weighted.labels, break_ties(weighted.scores, everyone))
+    one_says_one = (tuples[:, 0] == 1) | (tuples[:, 1] == 1)
+    assert (weighted.labels[split & one_says_one] == 1).all()
 
 
 def test_a_band_wider_than_the_neighbourhood_follows_the_plain_vote_in_its_middle():

@@ -101,9 +101,11 @@ def tuple_candidates(
     if not weights.any():
         return out, reliability
     weighted_scores = soft_votes(tuples, weights, num_classes)
-    # equal weighted scores (rare) fall back to the order of everyone's votes
+    # Every candidate's labels break equal evidence as the applied estimate does (``break_ties``:
+    # the class most of the voters painted, then the lowest index), so the judges score what
+    # would be applied. A 1e-9 tie-break term would vanish in ``argmax_lowest``'s tolerance.
     everyone_scores = soft_votes(tuples, voters.astype(np.float64), num_classes)
-    weighted_labels = argmax_lowest(weighted_scores + 1e-9 * everyone_scores)
+    weighted_labels = break_ties(weighted_scores, everyone_scores)
     out[WEIGHTED] = TupleEstimate(weighted_labels, weights, weighted_scores)
     trusted = weights > 0
     selected = _selected(reliability.kappa, trusted)
@@ -111,7 +113,7 @@ def tuple_candidates(
         selected_weights = np.where(selected, weights, 0.0)
         selected_scores = soft_votes(tuples, selected_weights, num_classes)
         out[SELECTED] = TupleEstimate(
-            argmax_lowest(selected_scores + 1e-9 * weighted_scores), selected_weights, selected_scores
+            break_ties(selected_scores, everyone_scores), selected_weights, selected_scores
         )
     # Confusion matrices are identifiable from three conditionally independent workers up; with
     # two, EM would only restate which of the two it happened to start closer to.
@@ -125,13 +127,12 @@ def tuple_candidates(
             shrinkage=SHRINKAGE_FRACTION * float(counts.sum()),
             max_iterations=EM_ITERATIONS,
         )
-        em_scores = posterior + 1e-9 * weighted_scores
         sensitivity = np.zeros((tuples.shape[1], num_classes))
         sensitivity[trusted] = np.exp(np.diagonal(log_confusion, axis1=1, axis2=2))
-        out[EM] = TupleEstimate(argmax_lowest(em_scores), weights, em_scores, sensitivity)
+        out[EM] = TupleEstimate(break_ties(posterior, everyone_scores), weights, posterior, sensitivity)
         undecided = strict_majority_missing(soft_votes(tuples, trusted.astype(np.float64), num_classes))
-        ties_scores = np.where(undecided[:, None], em_scores, weighted_scores + 1e-9 * vote_scores)
-        out[TIES_EM] = TupleEstimate(argmax_lowest(ties_scores), weights, ties_scores)
+        ties_scores = np.where(undecided[:, None], posterior, weighted_scores)
+        out[TIES_EM] = TupleEstimate(break_ties(ties_scores, everyone_scores), weights, ties_scores)
     return out, reliability
 
 
