@@ -311,11 +311,11 @@ def table_lines(summary: Summary, track: TrackSpec) -> list[str]:
 
 def worst_lines(summary: Summary, model_names: Sequence[str]) -> list[str]:
     lines = ["\n== Worst case over error model x scene family x track: gtseg's gap (negative = gtseg worse)"]
-    lines.append(f"  {'configuration':32s} {'to MV':>7s}  {'where':32s} {'to best':>7s}  where")
+    lines.append(f"  {'configuration':38s} {'to MV':>7s}  {'where':32s} {'to best':>7s}  where")
     for config in summary.configs:
         to_vote, to_best = worst_gaps(summary, config.key)
         lines.append(
-            f"  {config.label:32s} {_fmt_gap(to_vote.value):>7s}  {to_vote.where():32s} "
+            f"  {config.label:38s} {_fmt_gap(to_vote.value):>7s}  {to_vote.where():32s} "
             f"{_fmt_gap(to_best.value):>7s}  {to_best.where()}"
         )
     present = [m for m in model_names if any(c[1] == m for c in summary.cells)]
@@ -324,7 +324,7 @@ def worst_lines(summary: Summary, model_names: Sequence[str]) -> list[str]:
             "\n== Leave one model out: worst gap to MV / to best reference without that model's cells"
         )
         lines.append(
-            f"  {'configuration':32s} {'all models':>15s}"
+            f"  {'configuration':38s} {'all models':>15s}"
             + "".join(f"{'without ' + m:>18s}" for m in present)
         )
         for config in summary.configs:
@@ -332,7 +332,7 @@ def worst_lines(summary: Summary, model_names: Sequence[str]) -> list[str]:
             for excluded in [None, *present]:
                 to_vote, to_best = worst_gaps(summary, config.key, excluded)
                 cols.append(f"{_fmt_gap(to_vote.value)}/{_fmt_gap(to_best.value)}")
-            lines.append(f"  {config.label:32s} {cols[0]:>15s}" + "".join(f"{c:>18s}" for c in cols[1:]))
+            lines.append(f"  {config.label:38s} {cols[0]:>15s}" + "".join(f"{c:>18s}" for c in cols[1:]))
         lines.append("  (a conclusion that flips when one model is left out rests on that model alone)")
     return lines
 

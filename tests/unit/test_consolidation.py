@@ -17,7 +17,7 @@ from gtseg.core.consolidation import (
 )
 from gtseg.core.consolidation.agreement import agree_beyond_displacement
 from gtseg.core.consolidation.reliability import CHANCE_KAPPA, WorkerPrior
-from gtseg.core.consolidation.strategies import Crowd
+from gtseg.core.consolidation.strategies import Crowd, _consensus
 from gtseg.core.labels import ClassMap
 from gtseg.core.metrics import cohen_kappa, mean_iou
 from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer
@@ -153,13 +153,17 @@ def test_two_workers_tracing_one_boundary_meet_in_the_middle():
     assert all(9 <= b <= 11 for b in boundary), boundary
 
 
-def test_no_consensus_keeps_the_one_mask_that_agrees_most_with_the_others():
+def test_no_consensus_among_three_informative_masks_keeps_the_odd_one_out():
     rng = np.random.default_rng(1)
-    masks = [rng.integers(0, 5, (30, 30)).astype(np.uint8) for _ in range(3)]
+    # two of them have the same class make-up (mostly class 0), independently of each other
+    skewed = [0.6, 0.1, 0.1, 0.1, 0.1]
+    masks = [rng.integers(0, 5, (30, 30)).astype(np.uint8)]
+    masks += [rng.choice(5, size=(30, 30), p=skewed).astype(np.uint8) for _ in range(2)]
     result = consolidate_masks(masks, 5)
     assert result.method == "gtseg:no-consensus-pick" and result.method.no_consensus
     agreed = [sum(int((m == o).sum()) for j, o in enumerate(masks) if j != i) for i, m in enumerate(masks)]
-    kept = int(np.argmax(agreed))
+    kept = int(np.argmin(agreed))
+    assert kept == 0
     # one whole mask, never a per-pixel patchwork of masks that are independent of each other
     np.testing.assert_array_equal(result.labels, masks[kept])
     assert [w.excluded for w in result.workers] == [i != kept for i in range(3)]
@@ -170,6 +174,42 @@ def test_no_consensus_keeps_the_one_mask_that_agrees_most_with_the_others():
     simple = consolidate_masks(masks, 5, method="simple")
     np.testing.assert_array_equal(simple.labels, majority_vote(masks, 5))
     assert simple.method == "simple:no-consensus-vote"
+
+
+def test_no_consensus_between_two_informative_masks_keeps_the_one_agreeing_most_with_everyone():
+    rng = np.random.default_rng(2)
+    first, second = (rng.integers(0, 5, (30, 30)).astype(np.uint8) for _ in range(2))
+    second[:6] = 3  # more of the spammer's class than the other has
+    spammer = np.full_like(first, 3)
+    result = consolidate_masks([first, second, spammer], 5)
+    assert result.method == "gtseg:no-consensus-pick"
+    np.testing.assert_array_equal(result.labels, second)
+
+
+def test_one_real_worker_and_two_blob_painters_mostly_keep_the_real_mask():
+    # With no consensus, at most one mask is real, so most workers are bad; two blob painters
+    # resemble each other (the same class make-up) without agreeing beyond chance, and the real
+    # mask resembles neither. Keeping the mask that agreed most with the others kept a blob mask
+    # in all 30 of these crowds; the odd one out keeps the real one in most.
+    kept_real = 0
+    for seed in range(10):
+        scene = make_scene(seed, 160, 120)
+        rng = np.random.default_rng(seed)
+        real = paint(scene, PROFILES["careful"], rng)
+        blobs = [paint(scene, PROFILES["blobs"], rng) for _ in range(2)]
+        for masks in ([real, *blobs], [blobs[0], real, blobs[1]], [*blobs, real]):
+            result = consolidate_masks(masks, len(scene.class_map))
+            kept_real += int(np.array_equal(result.labels, real))
+    assert kept_real > 15  # 21 of 30 when written
+
+
+def test_one_worker_trusted_among_several_informative_ones_is_no_consensus():
+    crowd = Crowd(encode_tuples([np.zeros((4, 4), np.uint8)] * 3, 2), 2, ("a", "b", "c"), (4, 4))
+    everyone = np.ones(3, dtype=bool)
+    assert not _consensus(np.array([False, False, True]), everyone, crowd, backed_by_priors=False)
+    assert _consensus(np.array([False, False, True]), everyone, crowd, backed_by_priors=True)
+    only = np.array([True, False, False])
+    assert _consensus(only, only, crowd, backed_by_priors=False)
 
 
 def test_the_batch_tells_apart_two_trusted_workers_this_object_cannot():

@@ -107,15 +107,30 @@ def trusted_pair_agrees(trusted: np.ndarray, sampled_masks: SampledMasks, num_cl
     return agree_beyond_displacement(first, second, num_classes)
 
 
-def best_predicting_worker(tuples: np.ndarray, counts: np.ndarray, candidates: np.ndarray) -> int:
-    """The candidate whose mask agrees with the other workers' masks on the most pixels (summed
-    over every other worker; ties to the lowest index): as a single answer, the one that best
-    predicts a held-out worker."""
-    agreed = np.full(tuples.shape[1], -1.0)
-    for k in np.flatnonzero(candidates):
-        same = tuples == tuples[:, [k]]
-        agreed[k] = float(counts @ same.sum(axis=1)) - float(counts.sum())  # minus k's own column
-    return int(np.argmax(agreed))
+def no_consensus_pick(tuples: np.ndarray, counts: np.ndarray, informative: np.ndarray) -> int:
+    """The one mask to keep when no two workers agree beyond chance, of the ``informative`` ones.
+
+    Then at most one mask is a real annotation (two would agree beyond chance), so most of the
+    workers are bad. With three or more informative masks, at least two are noise, and noise of
+    one kind (blobs, near-empty submissions) resembles itself: similar class make-up, so the
+    masks agree on many pixels without agreeing beyond chance. A real annotation follows the
+    scene and resembles none of them: keep the informative mask that agrees least with the other
+    informative masks. Two informative masks agree with each other equally from both sides, so
+    that cannot single one out (nor can masks of one class that agree the image is empty): keep
+    the one that agrees most with all the other workers, as a single answer the best predictor of
+    a held-out worker. Ties go to the lowest index."""
+    candidates = np.flatnonzero(informative)
+    # two identical masks of one class are informative only as the consensus that the image is
+    # that class (``informative_workers``): then they are the answer, not noise alike
+    constant = [(tuples[:, k] == tuples[0, k]).all() for k in candidates]
+    odd_one_out = len(candidates) >= 3 and not any(constant)
+    others = informative if odd_one_out else np.ones(tuples.shape[1], dtype=bool)
+    score = np.full(tuples.shape[1], -np.inf)
+    for k in candidates:
+        same = tuples[:, others] == tuples[:, [k]]
+        agreed = float(counts @ same.sum(axis=1)) - float(counts.sum())  # minus k's own column
+        score[k] = -agreed if odd_one_out else agreed
+    return int(np.argmax(score))
 
 
 def informative_workers(tuples: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gtseg.core.consolidation.agreement import (
-    best_predicting_worker,
     informative_workers,
+    no_consensus_pick,
     pairwise_kappas,
     sampling_step,
     simple_filter,
@@ -150,10 +150,14 @@ def _majority(crowd: Crowd) -> Estimate:
 
 
 def _prior_trusted(crowd: Crowd) -> np.ndarray | None:
+    """The workers the batch trusts, of those whose mask here carries information: a worker the
+    batch never measured has the batch's average record, which says nothing about a mask of one
+    class everywhere."""
     if not crowd.worker_priors:
         return None
     priors = crowd.worker_priors
-    trusted = np.array(
+    informative = informative_workers(crowd.tuples, crowd.counts)
+    trusted = informative & np.array(
         [w in priors and priors[w].kappa >= PRIOR_TRUST_MIN for w in crowd.worker_ids], dtype=bool
     )
     return trusted if trusted.any() else None
@@ -165,9 +169,9 @@ def _without_consensus(crowd: Crowd, method: Method) -> Estimate:
 
     Otherwise at most one of the masks is a real annotation (two real ones would agree beyond
     chance), and a per-pixel vote between masks that are independent of each other is a patchwork
-    worse than any of them. gtseg keeps one whole mask: of the masks that carry information (not
-    one class everywhere), the one that agrees with the other workers on the most pixels. SIMPLE
-    keeps the plain vote."""
+    worse than any of them. gtseg keeps one whole mask of those that carry information (not one
+    class everywhere): the odd one out among three or more, else the one that agrees with the
+    other workers on the most pixels (``no_consensus_pick``). SIMPLE keeps the plain vote."""
     trusted = _prior_trusted(crowd)
     if trusted is not None:
         trusted_votes = crowd.votes(trusted)
@@ -181,10 +185,10 @@ def _without_consensus(crowd: Crowd, method: Method) -> Estimate:
     if method is Method.GTSEG:
         informative = informative_workers(crowd.tuples, crowd.counts)
         kept = np.zeros(crowd.size, dtype=bool)
-        kept[best_predicting_worker(crowd.tuples, crowd.counts, informative)] = True
+        kept[no_consensus_pick(crowd.tuples, crowd.counts, informative)] = True
         # Confidence compares the kept mask with every informative mask, itself included: with a
-        # real annotation and random blobs that is about one half, which is what keeping one of
-        # two masks nothing tells apart is worth; 0.0 with one informative mask (nobody to check)
+        # real annotation and n - 1 noise masks that is about 1/n, which is what keeping one of n
+        # masks nothing tells apart for sure is worth; 0.0 with one informative mask (nobody to check)
         return Estimate(
             crowd.votes(kept), kept, AppliedMethod.GTSEG_NO_CONSENSUS_PICK, checked_by=informative
         )
@@ -271,8 +275,8 @@ def _gtseg(crowd: Crowd) -> Estimate:
     candidates, reliability = tuple_candidates(
         tuples, counts, num_classes, voters=everyone, informative=informative, priors=priors
     )
-    if WEIGHTED not in candidates or not trusted_pair_agrees(
-        candidates[WEIGHTED].weights > 0, crowd.sampled_masks, num_classes
+    if WEIGHTED not in candidates or not _consensus(
+        candidates[WEIGHTED].weights > 0, informative, crowd, backed_by_priors=priors is not None
     ):
         # nobody agrees with anybody beyond chance
         return _without_consensus(crowd, Method.GTSEG)
@@ -307,6 +311,16 @@ def _gtseg(crowd: Crowd) -> Estimate:
         weights=chosen.weights,
         labels=break_ties(chosen.scores, crowd.votes(everyone)),
     )
+
+
+def _consensus(trusted: np.ndarray, informative: np.ndarray, crowd: Crowd, *, backed_by_priors: bool) -> bool:
+    """Whether the trusted workers are a consensus: two or more who agree beyond chance (and
+    two alone beyond displaced copies of their masks), the only informative worker, or one
+    worker the batch's record backs. One worker trusted among several informative ones with no
+    record from elsewhere is where the reliability rounds ended, not anyone agreeing with anyone."""
+    if int(trusted.sum()) < 2:
+        return int(informative.sum()) < 2 or backed_by_priors
+    return trusted_pair_agrees(trusted, crowd.sampled_masks, crowd.num_classes)
 
 
 def _object_alone_has_consensus(crowd: Crowd, informative: np.ndarray) -> bool:
