@@ -15,6 +15,7 @@ from gtseg.core.consolidation.evidence import (
     Judgement,
     band_radius,
     break_ties,
+    judge_candidates,
     tuple_candidates,
     undecided_tuples,
 )
@@ -159,6 +160,45 @@ def test_the_judged_candidates_break_equal_evidence_as_the_applied_estimate_does
     assert np.array_equal(weighted.labels, break_ties(weighted.scores, everyone))
     one_says_one = (tuples[:, 0] == 1) | (tuples[:, 1] == 1)
     assert (weighted.labels[split & one_says_one] == 1).all()
+
+
+def test_a_judge_whose_others_are_no_consensus_without_it_does_not_judge():
+    # two real workers among three blob painters: leaving one real worker out leaves one real
+    # worker and the blob painters' chance agreement, and candidates rebuilt from that cannot
+    # tell which estimate predicts the judge better
+    scene = make_scene(11, 160, 120)
+    num_classes = len(scene.class_map)
+    masks = SimulatedCrowd(["careful", "average", "blobs", "blobs", "blobs"], seed=11).paint(scene)
+    table = encode_tuples(masks, num_classes)
+    tuples, counts = table.tuples, table.counts.astype(float)
+    everyone = np.ones(5, dtype=bool)
+    candidates, reliability = tuple_candidates(
+        tuples, counts, num_classes, voters=everyone, informative=everyone, priors=None
+    )
+    assert (reliability.weight[:2] > 1.0).all()  # the two real workers lead
+    asked = []
+
+    def is_consensus(trusted, voters):
+        asked.append(np.flatnonzero(~voters).tolist())
+        return bool(voters[0] and voters[1])  # only with both real workers
+
+    judgement, built = judge_candidates(
+        tuples,
+        counts,
+        num_classes,
+        informative=everyone,
+        judge_weight=reliability.weight,
+        priors=None,
+        is_consensus=is_consensus,
+    )
+    assert [0] in asked and [1] in asked  # both real workers were the leading judges
+    assert 0 not in built and 1 not in built
+    assert judgement.choose(list(candidates)) == WEIGHTED  # one judge's view is no judgement
+    # the whole pipeline: the blob painters' agreement never turns the weighted vote into the vote
+    result = consolidate_masks(masks, num_classes)
+    assert result.method == "gtseg" and not result.workers[0].excluded and not result.workers[1].excluded
+    assert sum(w.excluded for w in result.workers) >= 2
+    assert mean_iou(result.labels, scene.truth, num_classes) > 0.85
 
 
 def test_a_band_wider_than_the_neighbourhood_follows_the_plain_vote_in_its_middle():

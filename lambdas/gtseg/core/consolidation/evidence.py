@@ -16,7 +16,7 @@ disagreeing) follow their neighbourhood over a box as wide as half their band (`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,9 +186,15 @@ def judge_candidates(
     judge_weight: np.ndarray,
     priors: Sequence[WorkerPrior | None] | None,
     sensitivity: np.ndarray | None = None,
+    is_consensus: Callable[[np.ndarray, np.ndarray], bool] | None = None,
 ) -> tuple[Judgement, dict[int, dict[str, TupleEstimate]]]:
     """Score every candidate on every judge (a worker with ``judge_weight`` > 0) left out.
-    Returns the judgement and, per judge, the candidates built without it (for the neighbourhood)."""
+    Returns the judgement and, per judge, the candidates built without it (for the neighbourhood).
+
+    A judge is predicted from the others, so it judges only when the others are a consensus
+    without it (``is_consensus(trusted, voters)``, the rule the whole crowd passed): with two real
+    workers among blob painters, leaving one out leaves the blob painters' chance agreement, and
+    candidates built from that say nothing about which estimate is better."""
     k_workers = tuples.shape[1]
     built: dict[int, dict[str, TupleEstimate]] = {}
     everyone = np.ones(k_workers, dtype=bool)
@@ -199,7 +205,7 @@ def judge_candidates(
         others[j] = False
         if not (others & informative).any():
             continue
-        built[int(j)], _ = tuple_candidates(
+        rebuilt, _ = tuple_candidates(
             tuples,
             counts,
             num_classes,
@@ -207,6 +213,10 @@ def judge_candidates(
             informative=informative,
             priors=priors,
         )
+        weighted = rebuilt.get(WEIGHTED)
+        if is_consensus is not None and (weighted is None or not is_consensus(weighted.weights > 0, others)):
+            continue
+        built[int(j)] = rebuilt
     judgement = Judgement(weights=[float(judge_weight[j]) for j in built])
     # a candidate some judge could not build (too few trusted workers without it) is not compared
     shared = [n for n in CANDIDATES if built and all(n in c for c in built.values())]

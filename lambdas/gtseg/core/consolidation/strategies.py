@@ -290,6 +290,9 @@ def _gtseg(crowd: Crowd) -> Estimate:
         judge_weight=judge_weight,
         priors=priors,
         sensitivity=em.sensitivity if em is not None else None,
+        is_consensus=lambda trusted, voters: _consensus(
+            trusted, informative & voters, crowd, backed_by_priors=priors is not None
+        ),
     )
     choice = judgement.choose(list(candidates))
     chosen = candidates[choice]
