@@ -40,7 +40,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench import accuracy, batch_section, models, perf, references, scenes  # noqa: E402
-from bench.crowds import configurations  # noqa: E402
+from bench.crowds import BAD_KINDS, configurations  # noqa: E402
 from bench.metrics import pearson  # noqa: E402
 
 SECTIONS = ("accuracy", "batch", "speed", "memory")
@@ -84,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--k", default="3,5,9", help="crowd sizes K (accuracy and speed; memory uses 5 and 9 of them)"
     )
     p.add_argument("--bad", default="0,1,2", help="bad workers per crowd (accuracy)")
+    p.add_argument(
+        "--bad-kind",
+        choices=BAD_KINDS,
+        help="make every bad worker of this kind (default: a spammer, then a blob painter, alternating; "
+        "with 2 bad also two blob painters)",
+    )
     p.add_argument("--scenes", type=int, help="scenes per street family (real shapes get half, at least 1)")
     p.add_argument("--size", type=_size, help="full-track street size WxH (real shapes: the larger side)")
     p.add_argument("--small-size", type=_size, help="small-track street size WxH")
@@ -163,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         or sorted(families) != sorted(scenes.FAMILIES)
         or ks != (3, 5, 9)
         or bads != (0, 1, 2)
+        or args.bad_kind is not None
         or set(_names([args.tracks])) != {"full", "small"}
         or bool(skip)
         or bool(args.gtseg_options)
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "accuracy" in sections:
         tracks = tracks_for(args, skip)
-        configs = configurations(ks, bads)
+        configs = configurations(ks, bads, args.bad_kind)
         tasks = accuracy.build_tasks(tracks, model_names, families, configs, args.gtseg_options)
         t0 = time.perf_counter()
         results = accuracy.run_all(tasks, args.jobs)

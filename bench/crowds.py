@@ -49,10 +49,16 @@ def crowd(k: int, bad: int, kinds: tuple[str, ...] = BAD_KINDS) -> Config:
 SAME_KIND_BAD: tuple[str, ...] = ("blobs",)
 
 
-def configurations(ks: tuple[int, ...] = (3, 5, 9), bads: tuple[int, ...] = (0, 1, 2)) -> list[Config]:
-    """Every K x number of bad workers, and with two bad workers also two of the same kind."""
+def configurations(
+    ks: tuple[int, ...] = (3, 5, 9), bads: tuple[int, ...] = (0, 1, 2), kind: str | None = None
+) -> list[Config]:
+    """Every K x number of bad workers, and with two bad workers also two of the same kind; with
+    ``kind``, every bad worker of that kind instead."""
     out = []
     for k in ks:
+        if kind is not None:
+            out += [crowd(k, b, (kind,)) for b in bads if b < k]
+            continue
         out += [crowd(k, b) for b in bads if b < k]
-        out += [crowd(k, 2, (kind,)) for kind in SAME_KIND_BAD if 2 in bads and k > 2]
+        out += [crowd(k, 2, (same,)) for same in SAME_KIND_BAD if 2 in bads and k > 2]
     return out
