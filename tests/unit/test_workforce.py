@@ -13,7 +13,7 @@ from gtseg.core.consolidation.workforce import (
     priors_for_object,
     workforce,
 )
-from gtseg.local.simulation import PROFILES, make_scene, paint
+from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint
 
 
 def test_an_object_whose_two_trusted_workers_agree_only_by_chance_measures_nobody():
@@ -22,6 +22,15 @@ def test_an_object_whose_two_trusted_workers_agree_only_by_chance_measures_nobod
     rng = np.random.default_rng(25)
     real, blobs = paint(scene, PROFILES["careful"], rng), paint(scene, PROFILES["blobs"], rng)
     assert measure_workers([real, blobs, np.zeros_like(real)], ["r", "b", "s"], len(scene.class_map)) == {}
+
+
+@pytest.mark.parametrize("seed", [0, 23])
+def test_an_object_with_one_worker_left_trusted_among_several_informative_ones_measures_nobody(seed):
+    # a real worker and two blob painters where the reliability rounds end trusting one blob
+    # painter alone: nobody agreed with anybody, as consolidation itself concludes
+    scene = make_scene(seed, 160, 120)
+    masks = SimulatedCrowd(["careful", "blobs", "blobs"], seed=seed).paint(scene)
+    assert measure_workers(masks, ["r", "b1", "b2"], len(scene.class_map)) == {}
 
 
 def test_real_workers_are_measured_with_their_class_balanced_kappa():

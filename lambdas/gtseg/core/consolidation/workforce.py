@@ -46,8 +46,9 @@ def measure_workers(
     counts = table.counts.astype(np.float64)
     informative = informative_workers(table.tuples, counts)
     reliability = estimate_reliability(table.tuples, counts, num_classes, candidates=informative)
-    if not reliability.trusted.any():
-        return {}
+    trusted = int(reliability.trusted.sum())
+    if trusted == 0 or (trusted == 1 and int(informative.sum()) > 1):
+        return {}  # one worker left trusted among several informative ones agreed with nobody
 
     def sampled(workers: Sequence[int], max_pixels: int) -> list[np.ndarray]:
         step = sampling_step(masks[0].shape, max_pixels)
