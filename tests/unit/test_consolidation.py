@@ -15,9 +15,9 @@ from gtseg.core.consolidation import (
     encode_tuples,
     majority_vote,
 )
-from gtseg.core.consolidation.agreement import agree_beyond_displacement
+from gtseg.core.consolidation.agreement import agree_beyond_displacement, is_consensus
 from gtseg.core.consolidation.reliability import CHANCE_KAPPA, WorkerPrior
-from gtseg.core.consolidation.strategies import Crowd, _consensus
+from gtseg.core.consolidation.strategies import Crowd
 from gtseg.core.labels import ClassMap
 from gtseg.core.metrics import cohen_kappa, mean_iou
 from gtseg.local.simulation import PROFILES, SimulatedCrowd, make_scene, paint, worker_answer
@@ -204,12 +204,15 @@ def test_one_real_worker_and_two_blob_painters_mostly_keep_the_real_mask():
 
 
 def test_one_worker_trusted_among_several_informative_ones_is_no_consensus():
-    crowd = Crowd(encode_tuples([np.zeros((4, 4), np.uint8)] * 3, 2), 2, ("a", "b", "c"), (4, 4))
+    def no_masks(workers, max_pixels):
+        raise AssertionError("one trusted worker needs no displacement check")
+
     everyone = np.ones(3, dtype=bool)
-    assert not _consensus(np.array([False, False, True]), everyone, crowd, backed_by_priors=False)
-    assert _consensus(np.array([False, False, True]), everyone, crowd, backed_by_priors=True)
+    one = np.array([False, False, True])
+    assert not is_consensus(one, everyone, no_masks, 2)
+    assert is_consensus(one, everyone, no_masks, 2, backed_by_priors=True)
     only = np.array([True, False, False])
-    assert _consensus(only, only, crowd, backed_by_priors=False)
+    assert is_consensus(only, only, no_masks, 2)
 
 
 def test_the_batch_tells_apart_two_trusted_workers_this_object_cannot():

@@ -95,13 +95,27 @@ def sampling_step(shape: tuple[int, int], max_pixels: int) -> int:
     return max(1, math.ceil(math.sqrt(shape[0] * shape[1] / max_pixels)))
 
 
-def trusted_pair_agrees(trusted: np.ndarray, sampled_masks: SampledMasks, num_classes: int) -> bool:
-    """With exactly two trusted workers every pixel they disagree on is a tie, so a consensus of
-    the two is a patchwork unless they really agree: beyond what displaced copies of their masks
-    show (``agree_beyond_displacement``), not just above kappa's pixel-by-pixel chance level.
+def is_consensus(
+    trusted: np.ndarray,
+    informative: np.ndarray,
+    sampled_masks: SampledMasks,
+    num_classes: int,
+    *,
+    backed_by_priors: bool = False,
+) -> bool:
+    """Whether the trusted workers (K bool) are a consensus: two or more who agree beyond chance,
+    the only informative worker, or one worker a record from elsewhere backs.
+
+    With exactly two trusted workers every pixel they disagree on is a tie, so a consensus of the
+    two is a patchwork unless they really agree: beyond what displaced copies of their masks show
+    (``agree_beyond_displacement``), not just above kappa's pixel-by-pixel chance level. One
+    worker left trusted among several informative ones with no record from elsewhere is where the
+    reliability rounds ended, not anyone agreeing with anyone.
     ``sampled_masks(workers, max_pixels)`` gives the workers' masks on a regular grid."""
     pair = np.flatnonzero(trusted)
-    if len(pair) != 2:
+    if len(pair) < 2:
+        return int(informative.sum()) < 2 or backed_by_priors
+    if len(pair) > 2:
         return True
     first, second = sampled_masks(pair.tolist(), DISPLACEMENT_CHECK_PIXELS)
     return agree_beyond_displacement(first, second, num_classes)
@@ -120,10 +134,10 @@ def no_consensus_pick(tuples: np.ndarray, counts: np.ndarray, informative: np.nd
     the one that agrees most with all the other workers, as a single answer the best predictor of
     a held-out worker. Ties go to the lowest index."""
     candidates = np.flatnonzero(informative)
-    # two identical masks of one class are informative only as the consensus that the image is
-    # that class (``informative_workers``): then they are the answer, not noise alike
-    constant = [(tuples[:, k] == tuples[0, k]).all() for k in candidates]
-    odd_one_out = len(candidates) >= 3 and not any(constant)
+    # masks of one class are informative only as the consensus that the image is that class
+    # (``informative_workers``): then they are the answer, not noise alike
+    constant = constant_classes(tuples)
+    odd_one_out = len(candidates) >= 3 and all(constant[k] < 0 for k in candidates)
     others = informative if odd_one_out else np.ones(tuples.shape[1], dtype=bool)
     score = np.full(tuples.shape[1], -np.inf)
     for k in candidates:
@@ -133,6 +147,11 @@ def no_consensus_pick(tuples: np.ndarray, counts: np.ndarray, informative: np.nd
     return int(np.argmax(score))
 
 
+def constant_classes(tuples: np.ndarray) -> list[int]:
+    """Per worker, the one class its mask has everywhere, or -1 for a mask of several."""
+    return [int(col[0]) if (col == col[0]).all() else -1 for col in tuples.T]
+
+
 def informative_workers(tuples: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Workers whose mask carries information about where things are.
 
@@ -140,7 +159,7 @@ def informative_workers(tuples: np.ndarray, counts: np.ndarray) -> np.ndarray:
     informative. Two or more such masks of the same class are a consensus only when the other
     workers agree the image is mostly that class (an image with nothing to label, one worker's
     stray strokes): two empty submissions do not outvote a worker who painted the scene."""
-    constant_class = [int(col[0]) if (col == col[0]).all() else -1 for col in tuples.T]
+    constant_class = constant_classes(tuples)
     structured = [k for k, c in enumerate(constant_class) if c < 0]
     total = max(float(counts.sum()), 1e-12)
     out = np.ones(len(constant_class), dtype=bool)

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from gtseg.core.consolidation.agreement import (
     informative_workers,
+    is_consensus,
     no_consensus_pick,
     pairwise_kappas,
     sampling_step,
     simple_filter,
-    trusted_pair_agrees,
     worker_kappas,
 )
 from gtseg.core.consolidation.dawid_skene import SHRINKAGE_FRACTION, dawid_skene
@@ -109,6 +110,11 @@ class Crowd:
     def everyone(self) -> np.ndarray:
         return np.ones(self.size, dtype=bool)
 
+    @cached_property
+    def informative(self) -> np.ndarray:
+        """(K,) the workers whose masks carry information (``informative_workers``)."""
+        return informative_workers(self.tuples, self.counts)
+
     def sampled_masks(self, workers: Sequence[int], max_pixels: int) -> list[np.ndarray]:
         """The masks of ``workers`` on a regular grid of at most ``max_pixels`` pixels."""
         step = sampling_step(self.shape, max_pixels)
@@ -156,8 +162,7 @@ def _prior_trusted(crowd: Crowd) -> np.ndarray | None:
     if not crowd.worker_priors:
         return None
     priors = crowd.worker_priors
-    informative = informative_workers(crowd.tuples, crowd.counts)
-    trusted = informative & np.array(
+    trusted = crowd.informative & np.array(
         [w in priors and priors[w].kappa >= PRIOR_TRUST_MIN for w in crowd.worker_ids], dtype=bool
     )
     return trusted if trusted.any() else None
@@ -183,7 +188,7 @@ def _without_consensus(crowd: Crowd, method: Method) -> Estimate:
             contested=_contested(trusted_votes, n_trusted) if method is Method.GTSEG else None,
         )
     if method is Method.GTSEG:
-        informative = informative_workers(crowd.tuples, crowd.counts)
+        informative = crowd.informative
         kept = np.zeros(crowd.size, dtype=bool)
         kept[no_consensus_pick(crowd.tuples, crowd.counts, informative)] = True
         # Confidence compares the kept mask with every informative mask, itself included: with a
@@ -269,14 +274,14 @@ def _gtseg(crowd: Crowd) -> Estimate:
     Dawid-Skene EM (``evidence``); pixels nothing in the votes decides follow their neighbourhood,
     over a box as wide as their band (``band_radius``)."""
     tuples, counts, num_classes = crowd.tuples, crowd.counts, crowd.num_classes
-    informative = informative_workers(tuples, counts)
+    informative = crowd.informative
     priors = priors_for(crowd.worker_ids, crowd.worker_priors)
     everyone = crowd.everyone()
     candidates, reliability = tuple_candidates(
         tuples, counts, num_classes, voters=everyone, informative=informative, priors=priors
     )
     if WEIGHTED not in candidates or not _consensus(
-        candidates[WEIGHTED].weights > 0, informative, crowd, backed_by_priors=priors is not None
+        crowd, candidates[WEIGHTED].weights > 0, informative, priors
     ):
         # nobody agrees with anybody beyond chance
         return _without_consensus(crowd, Method.GTSEG)
@@ -290,9 +295,7 @@ def _gtseg(crowd: Crowd) -> Estimate:
         judge_weight=judge_weight,
         priors=priors,
         sensitivity=em.sensitivity if em is not None else None,
-        is_consensus=lambda trusted, voters: _consensus(
-            trusted, informative & voters, crowd, backed_by_priors=priors is not None
-        ),
+        is_consensus=lambda trusted, voters: _consensus(crowd, trusted, informative & voters, priors),
     )
     choice = judgement.choose(list(candidates))
     chosen = candidates[choice]
@@ -316,14 +319,12 @@ def _gtseg(crowd: Crowd) -> Estimate:
     )
 
 
-def _consensus(trusted: np.ndarray, informative: np.ndarray, crowd: Crowd, *, backed_by_priors: bool) -> bool:
-    """Whether the trusted workers are a consensus: two or more who agree beyond chance (and
-    two alone beyond displaced copies of their masks), the only informative worker, or one
-    worker the batch's record backs. One worker trusted among several informative ones with no
-    record from elsewhere is where the reliability rounds ended, not anyone agreeing with anyone."""
-    if int(trusted.sum()) < 2:
-        return int(informative.sum()) < 2 or backed_by_priors
-    return trusted_pair_agrees(trusted, crowd.sampled_masks, crowd.num_classes)
+def _consensus(
+    crowd: Crowd, trusted: np.ndarray, informative: np.ndarray, priors: Sequence[WorkerPrior | None] | None
+) -> bool:
+    return is_consensus(
+        trusted, informative, crowd.sampled_masks, crowd.num_classes, backed_by_priors=priors is not None
+    )
 
 
 def _object_alone_has_consensus(crowd: Crowd, informative: np.ndarray) -> bool:

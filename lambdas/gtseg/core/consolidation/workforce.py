@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gtseg.core.consolidation.agreement import informative_workers, sampling_step, trusted_pair_agrees
+from gtseg.core.consolidation.agreement import informative_workers, is_consensus, sampling_step
 from gtseg.core.consolidation.reliability import (
     RoundVotes,
     WorkerPrior,
@@ -46,16 +46,17 @@ def measure_workers(
     counts = table.counts.astype(np.float64)
     informative = informative_workers(table.tuples, counts)
     reliability = estimate_reliability(table.tuples, counts, num_classes, candidates=informative)
-    trusted = int(reliability.trusted.sum())
-    if trusted == 0 or (trusted == 1 and int(informative.sum()) > 1):
-        return {}  # one worker left trusted among several informative ones agreed with nobody
+    if not reliability.trusted.any():
+        return {}
 
     def sampled(workers: Sequence[int], max_pixels: int) -> list[np.ndarray]:
         step = sampling_step(masks[0].shape, max_pixels)
         return [masks[k][::step, ::step] for k in workers]
 
-    if not trusted_pair_agrees(reliability.trusted, sampled, num_classes):
-        return {}  # two workers agreeing only by where their regions fall: no consensus either
+    if not is_consensus(reliability.trusted, informative, sampled, num_classes):
+        # two workers agreeing only by where their regions fall, or one left trusted among
+        # several informative ones: no consensus either, as the object's consolidation concludes
+        return {}
     balanced = reliability.balanced_kappa
     return {
         worker_id: WorkerMeasure(
